@@ -1,0 +1,1 @@
+//! burrow library.

@@ -1,0 +1,194 @@
+//! Control messages, typed by direction: what the agent says and what the relay answers.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Kinds of tunnel an agent can bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelProto {
+    /// HTTP(S) endpoints routed by Host.
+    Http,
+    /// A raw TCP port.
+    Tcp,
+    /// TLS endpoints routed by SNI, passed through encrypted.
+    Tls,
+}
+
+impl std::fmt::Display for TunnelProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TunnelProto::Http => "http",
+            TunnelProto::Tcp => "tcp",
+            TunnelProto::Tls => "tls",
+        })
+    }
+}
+
+/// Which schemes an http tunnel is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindTls {
+    /// Both http and https on the same host.
+    #[default]
+    Both,
+    /// https only.
+    Https,
+    /// http only.
+    Http,
+}
+
+/// What the agent asks the relay to bind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelRequest {
+    /// The kind of tunnel.
+    pub proto: TunnelProto,
+    /// Requested subdomain (http, tls); random when absent.
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// Requested full hostname (http, tls).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Requested public port (tcp); any free one when absent.
+    #[serde(default)]
+    pub remote_port: Option<u16>,
+    /// Schemes for http tunnels.
+    #[serde(default)]
+    pub bind_tls: BindTls,
+    /// HTTP basic-auth credentials the relay enforces (`user:password`).
+    #[serde(default)]
+    pub auth: Option<String>,
+}
+
+/// Messages from the agent to the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First message: who the agent is.
+    Auth {
+        /// The agent's version string.
+        agent_version: String,
+        /// Stable identity across reconnects: the relay keeps this identity's names.
+        client_id: String,
+        /// Auth token, if the relay wants one.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// Bind a tunnel; the relay answers with `Bound` or `BindFailed` carrying `req`.
+    Bind {
+        /// Correlates the answer.
+        req: u64,
+        /// What to bind.
+        tunnel: TunnelRequest,
+    },
+    /// Release a tunnel.
+    Unbind {
+        /// The relay's id of the tunnel.
+        tunnel_id: u64,
+    },
+}
+
+/// Messages from the relay to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Authentication accepted.
+    AuthOk {
+        /// The relay's version string.
+        relay_version: String,
+        /// Session id for the logs.
+        session_id: String,
+    },
+    /// Authentication refused; the relay closes the session.
+    AuthFailed {
+        /// Why.
+        message: String,
+    },
+    /// A tunnel is bound.
+    Bound {
+        /// The request this answers.
+        req: u64,
+        /// The relay's id for the tunnel; streams opened for it carry it.
+        tunnel_id: u64,
+        /// Public URLs, https first when both.
+        urls: Vec<String>,
+    },
+    /// A bind was refused.
+    BindFailed {
+        /// The request this answers.
+        req: u64,
+        /// Why, for the user.
+        message: String,
+    },
+    /// A session-level error; the relay closes the session after it.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Metadata carried by an `Open` frame: which tunnel and who is connecting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// The tunnel the public connection arrived for.
+    pub tunnel_id: u64,
+    /// The visitor's address.
+    pub remote_addr: String,
+    /// The scheme the visitor used (`http`, `https`, `tcp`, `tls`).
+    pub scheme: String,
+}
+
+/// Encodes a message for a control or open frame.
+pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+    // Serialising these plain structs to a Vec cannot fail.
+    serde_json::to_vec(msg)
+        .expect("control messages always serialise")
+        .into()
+}
+
+/// Decodes a message from a control or open frame.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, crate::ProtocolError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            ClientMessage::Auth {
+                agent_version: "1".into(),
+                client_id: "c".into(),
+                token: Some("t".into()),
+            },
+            ClientMessage::Bind {
+                req: 3,
+                tunnel: TunnelRequest {
+                    proto: TunnelProto::Http,
+                    subdomain: Some("abc".into()),
+                    hostname: None,
+                    remote_port: None,
+                    bind_tls: BindTls::Https,
+                    auth: None,
+                },
+            },
+            ClientMessage::Unbind { tunnel_id: 9 },
+        ];
+        for m in msgs {
+            assert_eq!(decode::<ClientMessage>(&encode(&m)).unwrap(), m);
+        }
+        let s = ServerMessage::Bound {
+            req: 1,
+            tunnel_id: 2,
+            urls: vec!["https://a.localhost".into()],
+        };
+        assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn garbage_control_is_an_error() {
+        assert!(decode::<ClientMessage>(b"{\"type\":\"nope\"}").is_err());
+        assert!(decode::<ClientMessage>(b"\xff").is_err());
+    }
+}

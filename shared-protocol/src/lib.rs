@@ -1,0 +1,16 @@
+//! Burrow's wire protocol: the frame codec, control messages and the stream multiplexer
+//! that carries many public connections over one TLS connection between agent and relay.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod error;
+pub mod frame;
+pub mod mux;
+pub mod preamble;
+pub mod window;
+
+pub use error::ProtocolError;
+
+/// Version of the wire protocol; both sides send it first and refuse a mismatch.
+pub const PROTOCOL_VERSION: u16 = 1;
