@@ -1,1 +1,132 @@
-//! burrowd library.
+//! burrowd, the public side of Burrow: accepts agents over TLS, binds their tunnels, and
+//! routes public HTTP, HTTPS and TCP connections to them through a stream mux.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod listeners;
+pub mod registry;
+pub mod router;
+pub mod session;
+pub mod state;
+pub mod tcp;
+pub mod tls;
+
+pub use config::{Limits, PortRange, RelayConfig};
+pub use tls::TlsSource;
+
+use connection::ArbiterPool;
+use state::RelayState;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// A running relay.
+pub struct RelayHandle {
+    /// Where the public HTTP listener is bound.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the public HTTPS listener is bound.
+    pub https_addr: Option<SocketAddr>,
+    /// Where agents connect.
+    pub control_addr: SocketAddr,
+    /// The CA certificate agents and clients must trust (self-signed mode).
+    pub ca_pem: Option<String>,
+    /// SHA-256 fingerprint of the CA or certificate.
+    pub fingerprint: String,
+    state: Arc<RelayState>,
+    stopping: watch::Sender<bool>,
+    closing: watch::Sender<bool>,
+}
+
+impl RelayHandle {
+    /// The domain tunnels live under.
+    pub fn domain(&self) -> &str {
+        &self.state.cfg.domain
+    }
+
+    /// Public connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, waits up to the drain grace for open connections, then closes
+    /// every agent session.
+    pub async fn shutdown(self) {
+        let _ = self.stopping.send(true);
+        let deadline = Instant::now() + self.state.cfg.drain_grace;
+        while self.open_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.open_connections();
+        if left > 0 {
+            warn!(open = left, "drain grace over; closing remaining connections");
+        }
+        let _ = self.closing.send(true);
+        // Let sessions say goodbye before the workers stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.state.pool.stop();
+        info!("relay stopped");
+    }
+}
+
+/// Starts a relay inside the running actix system.
+pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
+    let tls = tls::RelayTls::new(&cfg.tls, &cfg.domain, cfg.state_dir.as_deref())?;
+    let control = listeners::bind(cfg.control_addr, "agents").await?;
+    let http = match cfg.http_addr {
+        Some(a) => Some(listeners::bind(a, "http").await?),
+        None => None,
+    };
+    let https = match cfg.https_addr {
+        Some(a) => Some(listeners::bind(a, "https").await?),
+        None => None,
+    };
+    let port = |l: &Option<tokio::net::TcpListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+    };
+    let (http_addr, https_addr) = (port(&http), port(&https));
+    let control_addr = control.local_addr()?;
+    let (stopping_tx, stopping) = watch::channel(false);
+    let (closing_tx, closing) = watch::channel(false);
+    let pool = ArbiterPool::new(cfg.workers);
+    if cfg.tokens.is_empty() {
+        warn!("no auth tokens configured: this is an open relay, any agent may bind tunnels");
+    }
+    let state = Arc::new(RelayState::new(
+        cfg,
+        pool,
+        tls.server_config.clone(),
+        (http_addr.map(|a| a.port()), https_addr.map(|a| a.port())),
+        stopping,
+        closing,
+    ));
+    actix_rt::spawn(listeners::run_control(control, state.clone()));
+    if let Some(l) = http {
+        actix_rt::spawn(listeners::run_http(l, None, state.clone()));
+    }
+    if let Some(l) = https {
+        let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
+        actix_rt::spawn(listeners::run_http(l, Some(acceptor), state.clone()));
+    }
+    Ok(RelayHandle {
+        http_addr,
+        https_addr,
+        control_addr,
+        ca_pem: tls.ca_pem,
+        fingerprint: tls.fingerprint,
+        state,
+        stopping: stopping_tx,
+        closing: closing_tx,
+    })
+}
+
+/// Installs the process-wide rustls crypto provider (ring); safe to call repeatedly.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

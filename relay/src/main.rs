@@ -1,1 +1,176 @@
-fn main(){}
+//! `burrowd`: run a Burrow relay.
+
+use anyhow::{bail, Context};
+use burrow_relay::{PortRange, RelayConfig, TlsSource};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const HELP: &str = "burrowd: the Burrow relay
+
+USAGE: burrowd [FLAGS]
+
+FLAGS (single or double dash, `--flag value` or `--flag=value`):
+  --domain NAME            public domain; tunnels are <name>.NAME (default localhost)
+  --http-addr ADDR         public HTTP listener, or \"off\" (default 0.0.0.0:80)
+  --https-addr ADDR        public HTTPS listener, or \"off\" (default 0.0.0.0:443)
+  --control-addr ADDR      listener for agents (default 0.0.0.0:4443)
+  --tcp-bind IP            address tcp tunnels listen on (default 0.0.0.0)
+  --tcp-ports START-END    ports for tcp tunnels (default 10000-20000)
+  --auth-token TOKEN       accepted agent token (repeatable; also BURROWD_AUTH_TOKENS,
+                           comma-separated); none configured = open relay
+  --auth-token-file PATH   file with one accepted token per line
+  --tls-cert PATH          PEM certificate (chain) for the control and https listeners
+  --tls-key PATH           PEM private key for it; without both, a CA of the relay's own
+                           is created in the state directory and its fingerprint printed
+  --state-dir PATH         where the CA and the leases live (default ./burrowd-state)
+  --lease-grace SECS       how long a departed agent keeps its names (default 300)
+  --drain-grace SECS       how long SIGTERM waits for open connections (default 10)
+  --max-head BYTES         largest request head (default 32768)
+  --head-timeout SECS      time for a request head to arrive (default 10)
+  --log-level LEVEL        error, warn, info, debug (default info)
+  --help                   this text
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("burrowd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
+    let mut cfg = RelayConfig::loopback();
+    let any = |p| SocketAddr::from(([0, 0, 0, 0], p));
+    cfg.http_addr = Some(any(80));
+    cfg.https_addr = Some(any(443));
+    cfg.control_addr = any(4443);
+    cfg.tcp_bind = [0, 0, 0, 0].into();
+    cfg.tcp_ports = PortRange {
+        start: 10000,
+        end: 20000,
+    };
+    cfg.state_dir = Some(PathBuf::from("burrowd-state"));
+    let mut cert = None;
+    let mut key = None;
+    let mut level = "info".to_string();
+    if let Ok(env) = std::env::var("BURROWD_AUTH_TOKENS") {
+        cfg.tokens
+            .extend(env.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from));
+    }
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            bail!("unexpected argument {arg:?} (see burrowd --help)");
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (flag.to_string(), None),
+        };
+        if name == "help" || name == "h" {
+            print!("{HELP}");
+            std::process::exit(0);
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => args
+                .next()
+                .with_context(|| format!("flag --{name} needs a value (see burrowd --help)"))?,
+        };
+        let addr = |v: &str| -> anyhow::Result<Option<SocketAddr>> {
+            if v == "off" {
+                return Ok(None);
+            }
+            v.parse()
+                .map(Some)
+                .with_context(|| format!("--{name}: invalid address {v:?} (want IP:PORT or off)"))
+        };
+        let secs = |v: &str| -> anyhow::Result<Duration> {
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .with_context(|| format!("--{name}: invalid number of seconds {v:?}"))
+        };
+        match name.as_str() {
+            "domain" => cfg.domain = value.to_ascii_lowercase(),
+            "http-addr" => cfg.http_addr = addr(&value)?,
+            "https-addr" => cfg.https_addr = addr(&value)?,
+            "control-addr" => {
+                cfg.control_addr = addr(&value)?.context("--control-addr cannot be off")?
+            }
+            "tcp-bind" => {
+                cfg.tcp_bind = value
+                    .parse()
+                    .with_context(|| format!("--tcp-bind: invalid IP {value:?}"))?
+            }
+            "tcp-ports" => {
+                cfg.tcp_ports = value.parse().map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?
+            }
+            "auth-token" => cfg.tokens.push(value),
+            "auth-token-file" => {
+                let text = std::fs::read_to_string(&value)
+                    .with_context(|| format!("--auth-token-file: cannot read {value}"))?;
+                cfg.tokens.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from),
+                );
+            }
+            "tls-cert" => cert = Some(PathBuf::from(value)),
+            "tls-key" => key = Some(PathBuf::from(value)),
+            "state-dir" => cfg.state_dir = Some(PathBuf::from(value)),
+            "lease-grace" => cfg.lease_grace = secs(&value)?,
+            "drain-grace" => cfg.drain_grace = secs(&value)?,
+            "head-timeout" => cfg.limits.head_timeout = secs(&value)?,
+            "max-head" => {
+                cfg.limits.max_head = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1024)
+                    .with_context(|| format!("--max-head: want a byte count of at least 1024, got {value:?}"))?
+            }
+            "log-level" => level = value,
+            other => bail!("unknown flag --{other} (see burrowd --help)"),
+        }
+    }
+    cfg.tls = match (cert, key) {
+        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        (None, None) => TlsSource::SelfSigned,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    Ok((cfg, level))
+}
+
+fn run() -> anyhow::Result<()> {
+    let (cfg, level) = parse_args()?;
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,burrow_relay={level},burrowd={level}"))
+        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    burrow_relay::install_crypto();
+    let sys = actix_rt::System::new();
+    sys.block_on(async move {
+        let relay = burrow_relay::start(cfg).await?;
+        println!("burrowd {} serving {}", env!("CARGO_PKG_VERSION"), relay.domain());
+        println!("  agents      {}", relay.control_addr);
+        if let Some(a) = relay.http_addr {
+            println!("  http        {a}");
+        }
+        if let Some(a) = relay.https_addr {
+            println!("  https       {a}");
+        }
+        println!("  fingerprint {}", relay.fingerprint);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: no new connections, draining open ones");
+        relay.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

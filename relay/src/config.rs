@@ -1,0 +1,119 @@
+//! The relay's configuration: addresses, domain, tokens, TLS, limits.
+
+use crate::tls::TlsSource;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Size and time limits on public connections.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line and headers), in bytes.
+    pub max_head: usize,
+    /// Time a request head may take to arrive, from its first byte (or from accept).
+    pub head_timeout: Duration,
+    /// Time a kept-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Time a TLS handshake (public or agent) may take.
+    pub handshake_timeout: Duration,
+    /// Most public connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head: 32 * 1024,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+        }
+    }
+}
+
+/// An inclusive range of TCP ports for tcp tunnels; `0-0` lets the system pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub start: u16,
+    /// Last port.
+    pub end: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port range {s:?}: expected START-END"))
+        };
+        let (start, end) = (parse(a)?, parse(b)?);
+        if start > end || (start == 0) != (end == 0) {
+            return Err(format!("invalid port range {s:?}: expected START-END"));
+        }
+        Ok(PortRange { start, end })
+    }
+}
+
+impl PortRange {
+    /// Whether `port` is in the range (any port when the system picks).
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start == 0 && port > 0) || (self.start..=self.end).contains(&port)
+    }
+}
+
+/// Everything `burrowd` (or the agent's embedded relay) runs with.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The public domain: tunnels are `<name>.<domain>`.
+    pub domain: String,
+    /// Public HTTP listener, if any.
+    pub http_addr: Option<SocketAddr>,
+    /// Public HTTPS listener, if any.
+    pub https_addr: Option<SocketAddr>,
+    /// Listener for agents.
+    pub control_addr: SocketAddr,
+    /// Address tcp tunnels listen on.
+    pub tcp_bind: IpAddr,
+    /// Ports tcp tunnels may use.
+    pub tcp_ports: PortRange,
+    /// Accepted auth tokens; empty means an open relay.
+    pub tokens: Vec<String>,
+    /// Certificates for the control and https listeners.
+    pub tls: TlsSource,
+    /// Where the CA and the leases live; `None` keeps them in memory.
+    pub state_dir: Option<PathBuf>,
+    /// How long a departed session's names stay reserved for it.
+    pub lease_grace: Duration,
+    /// How long a stopping relay waits for open connections.
+    pub drain_grace: Duration,
+    /// Limits on public connections.
+    pub limits: Limits,
+    /// Worker threads for connections (0: one per core).
+    pub workers: usize,
+}
+
+impl RelayConfig {
+    /// A relay on loopback with every port chosen by the system: the embedded default.
+    pub fn loopback() -> Self {
+        let lo = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        RelayConfig {
+            domain: "localhost".into(),
+            http_addr: Some(lo(0)),
+            https_addr: Some(lo(0)),
+            control_addr: lo(0),
+            tcp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tcp_ports: PortRange { start: 0, end: 0 },
+            tokens: Vec::new(),
+            tls: TlsSource::SelfSigned,
+            state_dir: None,
+            lease_grace: Duration::from_secs(300),
+            drain_grace: Duration::from_secs(10),
+            limits: Limits::default(),
+            workers: 0,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The public HTTP(S) side: parse each request head, route by Host, and splice bodies
+//! through to the agent by their framing.
+
+pub mod body;
+pub mod head;
+pub mod pages;
+pub mod serve;
+
+pub use serve::{serve, HttpShared};

@@ -1,0 +1,208 @@
+//! Accounts and reservations: auth tokens, and the leases that keep a session identity's
+//! public names and ports across reconnects and relay restarts (kept in the state dir).
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// A name or port a lease can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseKey {
+    /// A public hostname.
+    Host(String),
+    /// A public TCP port.
+    Port(u16),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Lease {
+    client_id: String,
+    /// The session holding it now, so a late cleanup of an older session leaves it be.
+    #[serde(default)]
+    holder: u64,
+    /// Seconds since the epoch when the lease lapses; `None` while a session holds it.
+    expires: Option<u64>,
+}
+
+/// Tokens and leases, persisted as JSON in the state directory.
+#[derive(Debug)]
+pub struct Registry {
+    tokens: Vec<String>,
+    leases: Mutex<HashMap<String, Lease>>,
+    path: Option<PathBuf>,
+    grace: Duration,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn key_str(key: &LeaseKey) -> String {
+    match key {
+        LeaseKey::Host(h) => format!("host:{h}"),
+        LeaseKey::Port(p) => format!("port:{p}"),
+    }
+}
+
+/// Why a claim was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is already in use by another session")]
+pub struct Taken(pub String);
+
+impl Registry {
+    /// Opens the registry; leases found in `state_dir` get a fresh grace period, since
+    /// their sessions may be reconnecting to this (restarted) relay.
+    pub fn open(tokens: Vec<String>, state_dir: Option<PathBuf>, grace: Duration) -> Self {
+        let path = state_dir.map(|d| d.join("leases.json"));
+        let mut leases: HashMap<String, Lease> = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let until = now_secs() + grace.as_secs();
+        for l in leases.values_mut() {
+            l.expires = Some(l.expires.map_or(until, |e| e.max(until)));
+        }
+        let reg = Registry {
+            tokens,
+            leases: Mutex::new(leases),
+            path,
+            grace,
+        };
+        reg.persist(&reg.lock());
+        reg
+    }
+
+    /// Whether the relay asks for tokens at all.
+    pub fn requires_token(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Checks a token in constant time against every configured token.
+    pub fn token_ok(&self, token: Option<&str>) -> bool {
+        if self.tokens.is_empty() {
+            return true;
+        }
+        let given = token.unwrap_or("").as_bytes();
+        let mut ok = 0u8;
+        for t in &self.tokens {
+            ok |= t.as_bytes().ct_eq(given).unwrap_u8();
+        }
+        ok == 1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn persist(&self, leases: &HashMap<String, Lease>) {
+        let Some(path) = &self.path else { return };
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&tmp, serde_json::to_vec(leases).unwrap_or_default())?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(err) = write() {
+            tracing::warn!(%err, path = %path.display(), "cannot save leases");
+        }
+    }
+
+    /// Whether `key` is free for `client_id` (free, lapsed, or already its own).
+    pub fn is_free_for(&self, key: &LeaseKey, client_id: &str) -> bool {
+        let leases = self.lock();
+        match leases.get(&key_str(key)) {
+            None => true,
+            Some(l) => l.client_id == client_id || l.expires.is_some_and(|e| e <= now_secs()),
+        }
+    }
+
+    /// Claims `key` for a live session of `client_id`.
+    pub fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), Taken> {
+        let mut leases = self.lock();
+        let k = key_str(key);
+        if let Some(l) = leases.get(&k) {
+            let lapsed = l.expires.is_some_and(|e| e <= now_secs());
+            if l.client_id != client_id && !lapsed {
+                return Err(Taken(match key {
+                    LeaseKey::Host(h) => format!("hostname {h}"),
+                    LeaseKey::Port(p) => format!("port {p}"),
+                }));
+            }
+        }
+        leases.insert(
+            k,
+            Lease {
+                client_id: client_id.to_string(),
+                holder: session,
+                expires: None,
+            },
+        );
+        leases.retain(|_, l| l.expires.is_none_or(|e| e > now_secs()));
+        self.persist(&leases);
+        Ok(())
+    }
+
+    /// Starts the grace period of `key` after its session ended.
+    pub fn release(&self, key: &LeaseKey, client_id: &str, session: u64) {
+        let mut leases = self.lock();
+        if let Some(l) = leases.get_mut(&key_str(key)) {
+            if l.client_id == client_id && l.holder == session {
+                l.expires = Some(now_secs() + self.grace.as_secs());
+            }
+        }
+        self.persist(&leases);
+    }
+
+    /// Drops `key` at once (an explicit unbind gives the name back).
+    pub fn forget(&self, key: &LeaseKey, client_id: &str) {
+        let mut leases = self.lock();
+        let k = key_str(key);
+        if leases.get(&k).is_some_and(|l| l.client_id == client_id) {
+            leases.remove(&k);
+            self.persist(&leases);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked() {
+        let r = Registry::open(vec!["s3cret".into()], None, Duration::from_secs(1));
+        assert!(r.token_ok(Some("s3cret")));
+        assert!(!r.token_ok(Some("s3cre")));
+        assert!(!r.token_ok(None));
+        assert!(Registry::open(vec![], None, Duration::ZERO).token_ok(None));
+    }
+
+    #[test]
+    fn leases_hold_names_for_their_owner_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("burrow-reg-{}", rand::random::<u64>()));
+        let key = LeaseKey::Host("abc.localhost".into());
+        {
+            let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+            r.claim(&key, "one", 1).unwrap();
+            assert!(r.claim(&key, "two", 2).is_err());
+            r.release(&key, "one", 1);
+            assert!(r.claim(&key, "two", 2).is_err());
+        }
+        let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+        assert!(r.claim(&key, "two", 3).is_err());
+        r.claim(&key, "one", 4).unwrap();
+        r.forget(&key, "one");
+        r.claim(&key, "two", 5).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,94 @@
+//! Host → tunnel routing, read on every public connection, so a concurrent map.
+
+use burrow_protocol::control::BindTls;
+use burrow_protocol::mux::MuxHandle;
+use dashmap::DashMap;
+use std::sync::Arc;
+
+/// Where connections for one public host go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The relay's id of the tunnel (carried in every stream's metadata).
+    pub tunnel_id: u64,
+    /// The agent session's mux.
+    pub mux: MuxHandle,
+    /// Which schemes the tunnel serves.
+    pub bind_tls: BindTls,
+    /// The session that bound it.
+    pub session_id: u64,
+    /// The agent identity behind the session; a reconnect of it may take the route over.
+    pub client_id: String,
+}
+
+impl Route {
+    /// Whether visitors arriving over `scheme` may use this tunnel.
+    pub fn serves(&self, scheme: &str) -> bool {
+        match self.bind_tls {
+            BindTls::Both => true,
+            BindTls::Https => scheme == "https",
+            BindTls::Http => scheme == "http",
+        }
+    }
+}
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct Router {
+    hosts: DashMap<String, Arc<Route>>,
+    ports: DashMap<u16, Arc<Route>>,
+}
+
+impl Router {
+    /// Routes `host` (lowercase, no port) to `route`; false if another session holds it.
+    pub fn insert(&self, host: &str, route: Route) -> bool {
+        use dashmap::mapref::entry::Entry;
+        match self.hosts.entry(host.to_string()) {
+            Entry::Occupied(mut e) => {
+                let old = e.get();
+                if old.client_id != route.client_id && !old.mux.is_closed() {
+                    return false;
+                }
+                e.insert(Arc::new(route));
+            }
+            Entry::Vacant(e) => {
+                e.insert(Arc::new(route));
+            }
+        }
+        true
+    }
+
+    /// Removes `host` if it still belongs to `tunnel_id`.
+    pub fn remove(&self, host: &str, tunnel_id: u64) {
+        self.hosts.remove_if(host, |_, r| r.tunnel_id == tunnel_id);
+    }
+
+    /// Finds the tunnel for a host.
+    pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
+        self.hosts.get(host).map(|r| r.clone())
+    }
+
+    /// Routes a tcp port to `route` (the port's lease was claimed first).
+    pub fn insert_port(&self, port: u16, route: Route) {
+        self.ports.insert(port, Arc::new(route));
+    }
+
+    /// Removes a port if it still belongs to `tunnel_id`.
+    pub fn remove_port(&self, port: u16, tunnel_id: u64) {
+        self.ports.remove_if(&port, |_, r| r.tunnel_id == tunnel_id);
+    }
+
+    /// Finds the tunnel for a tcp port.
+    pub fn lookup_port(&self, port: u16) -> Option<Arc<Route>> {
+        self.ports.get(&port).map(|r| r.clone())
+    }
+
+    /// Number of routed hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether no host is routed.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}

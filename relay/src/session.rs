@@ -1,0 +1,237 @@
+//! One connected agent: authentication, tunnel binding, and cleanup when it goes.
+
+use crate::registry::LeaseKey;
+use crate::router::Route;
+use crate::state::RelayState;
+use crate::tcp;
+use actix::prelude::*;
+use burrow_protocol::control::{self, BindTls, ClientMessage, ServerMessage, TunnelProto, TunnelRequest};
+use burrow_protocol::mux::{MuxEvent, MuxHandle};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+struct Bound {
+    keys: Vec<LeaseKey>,
+}
+
+/// The relay's side of one agent session.
+pub struct Session {
+    id: u64,
+    peer: SocketAddr,
+    state: Arc<RelayState>,
+    mux: MuxHandle,
+    client_id: Option<String>,
+    tunnels: HashMap<u64, Bound>,
+}
+
+impl Session {
+    /// A session over an established mux.
+    pub fn new(state: Arc<RelayState>, peer: SocketAddr, mux: MuxHandle) -> Self {
+        let id = state.next_id();
+        Session {
+            id,
+            peer,
+            state,
+            mux,
+            client_id: None,
+            tunnels: HashMap::new(),
+        }
+    }
+
+    fn send(&self, msg: &ServerMessage) {
+        let _ = self.mux.send_control(control::encode(msg));
+    }
+
+    fn fail(&self, ctx: &mut Context<Self>, message: String) {
+        warn!(session = self.id, peer = %self.peer, err = %message, "closing agent session");
+        self.send(&ServerMessage::Error { message });
+        self.mux.close("protocol error");
+        ctx.stop();
+    }
+
+    fn on_control(&mut self, msg: ClientMessage, ctx: &mut Context<Self>) {
+        match (msg, &self.client_id) {
+            (
+                ClientMessage::Auth {
+                    agent_version,
+                    client_id,
+                    token,
+                },
+                None,
+            ) => {
+                if !self.state.registry.token_ok(token.as_deref()) {
+                    warn!(session = self.id, peer = %self.peer, "agent refused: invalid auth token");
+                    let message = if token.is_none() {
+                        "this relay requires an auth token; pass one with --authtoken".to_string()
+                    } else {
+                        "the auth token was not accepted by the relay".to_string()
+                    };
+                    self.send(&ServerMessage::AuthFailed { message });
+                    self.mux.close("auth failed");
+                    ctx.stop();
+                    return;
+                }
+                if client_id.is_empty() || client_id.len() > 128 {
+                    return self.fail(ctx, "invalid client id".into());
+                }
+                info!(session = self.id, peer = %self.peer, %agent_version, "agent session started");
+                self.client_id = Some(client_id);
+                self.send(&ServerMessage::AuthOk {
+                    relay_version: env!("CARGO_PKG_VERSION").into(),
+                    session_id: format!("{:016x}", self.id),
+                });
+            }
+            (ClientMessage::Auth { .. }, Some(_)) => self.fail(ctx, "authenticated twice".into()),
+            (_, None) => self.fail(ctx, "a message came before authentication".into()),
+            (ClientMessage::Bind { req, tunnel }, Some(client)) => {
+                let client = client.clone();
+                let reply = match self.bind(&tunnel, &client) {
+                    Ok((tunnel_id, urls)) => {
+                        info!(session = self.id, tunnel = tunnel_id, urls = ?urls, "tunnel bound");
+                        ServerMessage::Bound {
+                            req,
+                            tunnel_id,
+                            urls,
+                        }
+                    }
+                    Err(message) => {
+                        info!(session = self.id, err = %message, "tunnel refused");
+                        ServerMessage::BindFailed { req, message }
+                    }
+                };
+                self.send(&reply);
+            }
+            (ClientMessage::Unbind { tunnel_id }, Some(client)) => {
+                let client = client.clone();
+                if let Some(b) = self.tunnels.remove(&tunnel_id) {
+                    self.unroute(tunnel_id, &b);
+                    for k in &b.keys {
+                        self.state.registry.forget(k, &client);
+                    }
+                    info!(session = self.id, tunnel = tunnel_id, "tunnel unbound");
+                }
+            }
+        }
+    }
+
+    fn bind(&mut self, t: &TunnelRequest, client: &str) -> Result<(u64, Vec<String>), String> {
+        let tunnel_id = self.state.next_id();
+        match t.proto {
+            TunnelProto::Http => {
+                let host = self.state.pick_host(t, client)?;
+                let key = LeaseKey::Host(host.clone());
+                self.state
+                    .registry
+                    .claim(&key, client, self.id)
+                    .map_err(|e| e.to_string())?;
+                let route = Route {
+                    tunnel_id,
+                    mux: self.mux.clone(),
+                    bind_tls: t.bind_tls,
+                    session_id: self.id,
+                    client_id: client.to_string(),
+                };
+                if !self.state.router.insert(&host, route) {
+                    return Err(format!("hostname {host} is already in use by another session"));
+                }
+                let mut urls = Vec::new();
+                if t.bind_tls != BindTls::Http {
+                    if let Some(u) = self.state.url("https", &host) {
+                        urls.push(u);
+                    }
+                }
+                if t.bind_tls != BindTls::Https {
+                    if let Some(u) = self.state.url("http", &host) {
+                        urls.push(u);
+                    }
+                }
+                if urls.is_empty() {
+                    self.state.router.remove(&host, tunnel_id);
+                    return Err("this relay has no listener for the requested scheme".into());
+                }
+                self.tunnels.insert(tunnel_id, Bound { keys: vec![key] });
+                Ok((tunnel_id, urls))
+            }
+            TunnelProto::Tcp => {
+                let port = tcp::bind_port(&self.state, t.remote_port, client, self.id)?;
+                let route = Route {
+                    tunnel_id,
+                    mux: self.mux.clone(),
+                    bind_tls: BindTls::Both,
+                    session_id: self.id,
+                    client_id: client.to_string(),
+                };
+                self.state.router.insert_port(port, route);
+                self.tunnels.insert(
+                    tunnel_id,
+                    Bound {
+                        keys: vec![LeaseKey::Port(port)],
+                    },
+                );
+                Ok((tunnel_id, vec![format!("tcp://{}:{port}", self.state.cfg.domain)]))
+            }
+            TunnelProto::Tls => Err("tls tunnels are not supported by this relay yet".into()),
+        }
+    }
+
+    fn unroute(&self, tunnel_id: u64, b: &Bound) {
+        for k in &b.keys {
+            match k {
+                LeaseKey::Host(h) => self.state.router.remove(h, tunnel_id),
+                LeaseKey::Port(p) => self.state.router.remove_port(*p, tunnel_id),
+            }
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // An agent that never authenticates is dropped after the handshake timeout.
+        ctx.run_later(self.state.cfg.limits.handshake_timeout, |act, ctx| {
+            if act.client_id.is_none() {
+                act.fail(ctx, "no authentication in time".into());
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let client = self.client_id.clone().unwrap_or_default();
+        let tunnels = std::mem::take(&mut self.tunnels);
+        for (id, b) in tunnels {
+            self.unroute(id, &b);
+            for k in &b.keys {
+                self.state.registry.release(k, &client, self.id);
+            }
+        }
+        self.mux.close("session ended");
+        info!(session = self.id, peer = %self.peer, "agent session ended");
+    }
+}
+
+impl StreamHandler<MuxEvent> for Session {
+    fn handle(&mut self, ev: MuxEvent, ctx: &mut Self::Context) {
+        match ev {
+            MuxEvent::Control(bytes) => match control::decode::<ClientMessage>(&bytes) {
+                Ok(msg) => self.on_control(msg, ctx),
+                Err(e) => self.fail(ctx, format!("bad control message: {e}")),
+            },
+            MuxEvent::Stream(_, stream) => {
+                stream.reset("agents may not open streams");
+            }
+            MuxEvent::Closed(err) => {
+                if let Some(err) = err {
+                    info!(session = self.id, peer = %self.peer, %err, "agent connection lost");
+                }
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,118 @@
+//! Public TCP ports for tcp tunnels: one accept loop per port, routed through the
+//! router so a reconnecting agent takes its port back without a rebind.
+
+use crate::connection::Connection;
+use crate::registry::LeaseKey;
+use crate::state::RelayState;
+use burrow_protocol::control::{self, StreamMeta};
+use burrow_protocol::mux::splice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+/// Claims and listens on a port for `client`: the requested one, or a free one.
+pub fn bind_port(
+    state: &Arc<RelayState>,
+    requested: Option<u16>,
+    client: &str,
+    session: u64,
+) -> Result<u16, String> {
+    let range = state.cfg.tcp_ports;
+    if let Some(p) = requested {
+        if !range.contains(p) {
+            return Err(format!(
+                "port {p} is outside this relay's tcp port range {}-{}",
+                range.start, range.end
+            ));
+        }
+        state
+            .registry
+            .claim(&LeaseKey::Port(p), client, session)
+            .map_err(|e| e.to_string())?;
+        if !state.port_listeners.contains_key(&p) {
+            listen(state, p)?;
+        }
+        return Ok(p);
+    }
+    for _ in 0..64 {
+        let candidate = if range.start == 0 {
+            0
+        } else {
+            range.start + (rand::random::<u32>() % (range.end - range.start + 1) as u32) as u16
+        };
+        if candidate != 0
+            && (state.port_listeners.contains_key(&candidate)
+                || !state.registry.is_free_for(&LeaseKey::Port(candidate), client))
+        {
+            continue;
+        }
+        let Ok(port) = listen(state, candidate) else {
+            continue;
+        };
+        if state
+            .registry
+            .claim(&LeaseKey::Port(port), client, session)
+            .is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err("no free tcp port on this relay".into())
+}
+
+fn listen(state: &Arc<RelayState>, port: u16) -> Result<u16, String> {
+    let addr = SocketAddr::new(state.cfg.tcp_bind, port);
+    let std_listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    state.port_listeners.insert(port, ());
+    actix_rt::spawn(accept_loop(listener, port, state.clone()));
+    Ok(port)
+}
+
+async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
+    let mut stopping = state.stopping.clone();
+    let mut janitor = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { debug!(port, err = %e, "accept failed"); continue; }
+            },
+            _ = stopping.wait_for(|s| *s) => break,
+            _ = janitor.tick() => {
+                // Close the port once nobody routes it and its lease has lapsed.
+                if state.router.lookup_port(port).is_none()
+                    && state.registry.is_free_for(&LeaseKey::Port(port), "")
+                {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(route) = state.router.lookup_port(port) else {
+            debug!(port, %peer, "no tunnel on port; closing");
+            continue;
+        };
+        let meta = StreamMeta {
+            tunnel_id: route.tunnel_id,
+            remote_addr: peer.to_string(),
+            scheme: "tcp".into(),
+        };
+        let Ok(stream) = route.mux.open(control::encode(&meta)) else {
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        Connection::spawn(state.pool.pick(), state.open.clone(), async move {
+            if let Err(e) = splice(sock, stream).await {
+                debug!(port, %peer, err = %e, "tcp connection ended with an error");
+            }
+        });
+    }
+    state.port_listeners.remove(&port);
+    info!(port, "tcp port closed");
+}
