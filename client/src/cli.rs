@@ -1,0 +1,222 @@
+//! The ngrok v2 command line: `burrow http|tcp ADDR [flags]`, Go-style flags with one or
+//! two dashes, `-flag value` or `-flag=value`, before or after the address.
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Start an http tunnel to ADDR.
+    Http(String),
+    /// Start a tcp tunnel to ADDR.
+    Tcp(String),
+    /// Print the version.
+    Version,
+    /// Print help, for a command or in general.
+    Help(Option<String>),
+}
+
+/// Flags given on the command line; `None` means "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `-subdomain`.
+    pub subdomain: Option<String>,
+    /// `-hostname`.
+    pub hostname: Option<String>,
+    /// `-authtoken`.
+    pub authtoken: Option<String>,
+    /// `-server`: the relay's `host:port`.
+    pub server: Option<String>,
+    /// `-root-cas`: `host`, `trusted` or a PEM file.
+    pub root_cas: Option<String>,
+    /// `-log`: `stdout`, `stderr`, `false` or a file.
+    pub log: Option<String>,
+    /// `-log-level`.
+    pub log_level: Option<String>,
+    /// `-log-format`.
+    pub log_format: Option<String>,
+    /// `-bind-tls`: `both`, `true` or `false`.
+    pub bind_tls: Option<String>,
+    /// `-region` (accepted for compatibility; one relay has one region).
+    pub region: Option<String>,
+    /// `-auth`: `user:password`.
+    pub auth: Option<String>,
+    /// `-host-header`.
+    pub host_header: Option<String>,
+    /// `-remote-addr`: `host:port` for tcp tunnels.
+    pub remote_addr: Option<String>,
+    /// `-inspect`.
+    pub inspect: Option<bool>,
+    /// `-config`, repeatable.
+    pub config: Vec<String>,
+}
+
+/// One-line usage errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}\nTry 'burrow help' for usage.")]
+pub struct UsageError(pub String);
+
+const VALUE_FLAGS: &[&str] = &[
+    "subdomain", "hostname", "authtoken", "server", "server-addr", "root-cas", "log",
+    "log-level", "log-format", "bind-tls", "region", "auth", "host-header", "remote-addr",
+    "config",
+];
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags), UsageError> {
+    let mut flags = Flags::default();
+    let mut positional = Vec::new();
+    let mut it = args.into_iter();
+    let err = |m: String| UsageError(m);
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            positional.extend(it.by_ref());
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            positional.push(arg);
+            continue;
+        };
+        if body.is_empty() {
+            positional.push(arg);
+            continue;
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        match name.as_str() {
+            "help" | "h" => return Ok((Command::Help(positional.first().cloned()), flags)),
+            "version" | "v" => return Ok((Command::Version, flags)),
+            "inspect" => {
+                let v = inline.as_deref().unwrap_or("true");
+                flags.inspect = Some(parse_bool(v).ok_or_else(|| {
+                    err(format!("invalid value {v:?} for flag -inspect: want true or false"))
+                })?);
+                continue;
+            }
+            _ => {}
+        }
+        if !VALUE_FLAGS.contains(&name.as_str()) {
+            return Err(err(format!("unknown flag -{name}")));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .ok_or_else(|| err(format!("flag -{name} needs a value")))?,
+        };
+        let slot = match name.as_str() {
+            "subdomain" => &mut flags.subdomain,
+            "hostname" => &mut flags.hostname,
+            "authtoken" => &mut flags.authtoken,
+            "server" | "server-addr" => &mut flags.server,
+            "root-cas" => &mut flags.root_cas,
+            "log" => &mut flags.log,
+            "log-level" => &mut flags.log_level,
+            "log-format" => &mut flags.log_format,
+            "bind-tls" => &mut flags.bind_tls,
+            "region" => &mut flags.region,
+            "auth" => &mut flags.auth,
+            "host-header" => &mut flags.host_header,
+            "remote-addr" => &mut flags.remote_addr,
+            _ => {
+                flags.config.push(value);
+                continue;
+            }
+        };
+        *slot = Some(value);
+    }
+    let mut pos = positional.into_iter();
+    let command = match pos.next().as_deref() {
+        None => return Ok((Command::Help(None), flags)),
+        Some("http") => Command::Http(
+            pos.next()
+                .ok_or_else(|| err("missing address: burrow http PORT|HOST:PORT|URL".into()))?,
+        ),
+        Some("tcp") => Command::Tcp(
+            pos.next()
+                .ok_or_else(|| err("missing address: burrow tcp PORT|HOST:PORT".into()))?,
+        ),
+        Some("version") => Command::Version,
+        Some("help") => return Ok((Command::Help(pos.next()), flags)),
+        Some(other) => return Err(err(format!("unknown command {other:?}"))),
+    };
+    if let Some(extra) = pos.next() {
+        return Err(err(format!("unexpected argument {extra:?}")));
+    }
+    Ok((command, flags))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" => Some(true),
+        "false" | "0" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+/// General help text.
+pub const HELP: &str = "burrow: expose a local server through a Burrow relay (ngrok v2 compatible)
+
+USAGE:
+  burrow http [flags] ADDR     forward http(s) traffic to ADDR (port, host:port or URL)
+  burrow tcp [flags] ADDR      forward a public tcp port to ADDR
+  burrow version               print the version
+  burrow help [COMMAND]        this text
+
+With no -server, burrow starts a relay inside the same process on loopback and prints
+URLs like http://3fa9c1d2.localhost:8000 that curl and browsers on this machine reach.
+
+FLAGS (one or two dashes; -flag value or -flag=value):
+  -subdomain NAME     ask for NAME.<relay domain> (http)
+  -hostname HOST      ask for a full hostname (http)
+  -remote-addr H:P    ask for a public port (tcp), e.g. localhost:12345
+  -bind-tls MODE      both (default), true (https only) or false (http only)
+  -authtoken TOKEN    token the relay asks for
+  -server HOST:PORT   the relay's agent address (default: an embedded relay)
+  -root-cas PATH      PEM file of CAs to trust for the relay, or host (system roots)
+  -log TARGET         stdout, stderr, false (default) or a file path
+  -log-level LEVEL    dbug, info, warn, eror (default info)
+  -log-format FORMAT  logfmt (default)
+  -region REGION      accepted for compatibility
+  -inspect=BOOL       accepted; request inspection arrives with the inspector
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<(Command, Flags), UsageError> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn single_and_double_dash_and_after_positionals() {
+        let (c, f) = p("http -subdomain=foo 8080 --authtoken tok -region eu").unwrap();
+        assert_eq!(c, Command::Http("8080".into()));
+        assert_eq!(f.subdomain.as_deref(), Some("foo"));
+        assert_eq!(f.authtoken.as_deref(), Some("tok"));
+        assert_eq!(f.region.as_deref(), Some("eu"));
+        let (_, f) = p("tcp --subdomain foo 22 -inspect=false").unwrap();
+        assert_eq!(f.subdomain.as_deref(), Some("foo"));
+        assert_eq!(f.inspect, Some(false));
+    }
+
+    #[test]
+    fn version_and_help() {
+        assert_eq!(p("--version").unwrap().0, Command::Version);
+        assert_eq!(p("version").unwrap().0, Command::Version);
+        assert_eq!(p("http -help").unwrap().0, Command::Help(Some("http".into())));
+        assert_eq!(p("").unwrap().0, Command::Help(None));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_problem() {
+        let e = |s| p(s).unwrap_err().to_string();
+        assert!(e("http 80 -bogus").starts_with("unknown flag -bogus\n"));
+        assert!(e("http 80 -subdomain").starts_with("flag -subdomain needs a value"));
+        assert!(e("http").starts_with("missing address"));
+        assert!(e("frobnicate").starts_with("unknown command \"frobnicate\""));
+        assert!(e("http 80 -inspect=maybe").contains("-inspect"));
+        assert!(e("http 80 81").contains("unexpected argument \"81\""));
+    }
+}

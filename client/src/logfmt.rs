@@ -1,0 +1,136 @@
+//! logfmt log lines as the ngrok v2 agent writes them and its wrappers parse them:
+//! `t=2006-01-02T15:04:05+0000 lvl=info msg="..." key=value`.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+/// Quotes a value when it holds spaces, quotes, `=`, backslashes or control characters.
+pub fn quote(v: &str) -> String {
+    let needs = v.is_empty() || v.chars().any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
+    if !needs {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's reference layout `2006-01-02T15:04:05-0700`, in UTC.
+pub fn timestamp(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+0000",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn level(l: &Level) -> &'static str {
+    match *l {
+        Level::ERROR => "eror",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        _ => "dbug",
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    msg: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.msg = value.to_string();
+        } else {
+            self.rest.push_str(&format!(" {}={}", field.name(), quote(value)));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Writes each event as one logfmt line to the sink, flushed at once.
+pub struct LogfmtLayer {
+    sink: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl LogfmtLayer {
+    /// A layer writing to `sink`.
+    pub fn new(sink: Box<dyn Write + Send>) -> Self {
+        LogfmtLayer {
+            sink: Arc::new(Mutex::new(sink)),
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogfmtLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let line = format!(
+            "t={} lvl={} msg={}{}\n",
+            timestamp(SystemTime::now()),
+            level(event.metadata().level()),
+            quote(&f.msg),
+            f.rest
+        );
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = sink.write_all(line.as_bytes());
+        let _ = sink.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a\"b\\c=d"), "\"a\\\"b\\\\c=d\"");
+        assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn go_time_layout() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_136_214_245);
+        assert_eq!(timestamp(t), "2006-01-02T15:04:05+0000");
+        assert_eq!(timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00+0000");
+    }
+}

@@ -1,0 +1,77 @@
+//! What a tunnel is on the agent side: its request to the relay and its local target.
+
+use crate::addr::LocalAddr;
+use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+
+/// A tunnel the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// Its name (`command_line` for the one from the command line).
+    pub name: String,
+    /// What to ask the relay for.
+    pub request: TunnelRequest,
+    /// Where streams go.
+    pub local: LocalAddr,
+}
+
+impl TunnelSpec {
+    /// The protocol.
+    pub fn proto(&self) -> TunnelProto {
+        self.request.proto
+    }
+}
+
+/// Parses `-bind-tls`.
+pub fn parse_bind_tls(v: &str) -> Result<BindTls, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "both" => Ok(BindTls::Both),
+        "true" | "https" => Ok(BindTls::Https),
+        "false" | "http" => Ok(BindTls::Http),
+        _ => Err(format!("invalid -bind-tls {v:?}: want both, true or false")),
+    }
+}
+
+/// After a first bind, the names to ask for again so reconnects keep the same URLs.
+pub fn sticky(request: &TunnelRequest, urls: &[String]) -> TunnelRequest {
+    let mut r = request.clone();
+    let Some(url) = urls.first() else { return r };
+    let authority = url.split("://").nth(1).unwrap_or_default();
+    match r.proto {
+        TunnelProto::Tcp => {
+            if let Some(port) = authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
+                r.remote_port = Some(port);
+            }
+        }
+        _ => {
+            if r.hostname.is_none() && r.subdomain.is_none() {
+                let host = authority.split(':').next().unwrap_or_default();
+                r.hostname = Some(host.to_string());
+            }
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sticky_names() {
+        let base = TunnelRequest {
+            proto: TunnelProto::Http,
+            subdomain: None,
+            hostname: None,
+            remote_port: None,
+            bind_tls: BindTls::Both,
+            auth: None,
+        };
+        let r = sticky(&base, &["https://ab12cd34.localhost:8443".into()]);
+        assert_eq!(r.hostname.as_deref(), Some("ab12cd34.localhost"));
+        let tcp = TunnelRequest {
+            proto: TunnelProto::Tcp,
+            ..base
+        };
+        assert_eq!(sticky(&tcp, &["tcp://localhost:12345".into()]).remote_port, Some(12345));
+    }
+}
