@@ -1,3 +1,236 @@
 //! Test support for Burrow's end-to-end tests and benchmarks: real relays, agents and
-//! upstream servers on loopback.
+//! upstream servers on loopback, every port chosen by the system.
 #![forbid(unsafe_code)]
+
+pub mod upstream;
+
+use burrow::tunnel::TunnelSpec;
+use burrow::AgentEvent;
+use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+use burrow_relay::{RelayConfig, RelayHandle};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sets up logging (once, quiet unless `RUST_LOG` says otherwise) and the crypto provider.
+pub fn init() {
+    burrow_relay::install_crypto();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A relay on loopback, in this process.
+pub struct TestRelay {
+    /// The running relay.
+    pub handle: RelayHandle,
+    /// The configuration it was started with.
+    pub cfg: RelayConfig,
+}
+
+impl TestRelay {
+    /// A relay with defaults suited to tests.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A relay whose configuration `f` adjusted.
+    pub async fn start_with(f: impl FnOnce(&mut RelayConfig)) -> Self {
+        init();
+        let mut cfg = RelayConfig::loopback();
+        cfg.workers = 2;
+        f(&mut cfg);
+        let handle = burrow_relay::start(cfg.clone()).await.expect("relay starts");
+        TestRelay { handle, cfg }
+    }
+
+    /// The public http address.
+    pub fn http(&self) -> SocketAddr {
+        self.handle.http_addr.expect("http listener")
+    }
+
+    /// The public https address.
+    pub fn https(&self) -> SocketAddr {
+        self.handle.https_addr.expect("https listener")
+    }
+
+    /// Writes the relay's CA to a temporary file and returns its path (for curl).
+    pub fn ca_file(&self) -> String {
+        let path = std::env::temp_dir().join(format!("burrow-ca-{}.pem", self.handle.control_addr.port()));
+        std::fs::write(&path, self.handle.ca_pem.as_deref().unwrap_or_default()).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+/// Options for a test agent's tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelOpts {
+    /// Protocol.
+    pub proto: TunnelProto,
+    /// Local address (`8080`, `host:port`, URL).
+    pub addr: String,
+    /// Requested subdomain.
+    pub subdomain: Option<String>,
+    /// Requested tcp port.
+    pub remote_port: Option<u16>,
+    /// Schemes.
+    pub bind_tls: BindTls,
+}
+
+impl TunnelOpts {
+    /// An http tunnel to `addr`.
+    pub fn http(addr: impl ToString) -> Self {
+        TunnelOpts {
+            proto: TunnelProto::Http,
+            addr: addr.to_string(),
+            subdomain: None,
+            remote_port: None,
+            bind_tls: BindTls::Both,
+        }
+    }
+
+    /// A tcp tunnel to `addr`.
+    pub fn tcp(addr: impl ToString) -> Self {
+        TunnelOpts {
+            proto: TunnelProto::Tcp,
+            ..Self::http(addr)
+        }
+    }
+
+    /// With a requested subdomain.
+    pub fn subdomain(mut self, s: &str) -> Self {
+        self.subdomain = Some(s.into());
+        self
+    }
+}
+
+/// An agent in this process, connected to a [`TestRelay`].
+pub struct TestAgent {
+    /// Public URLs of its tunnel, https first.
+    pub urls: Vec<String>,
+    /// The supervisor, to stop it.
+    pub supervisor: actix::Addr<burrow::AgentSupervisor>,
+    events: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+}
+
+impl TestAgent {
+    /// Starts an agent with one http tunnel to `addr`; panics if it does not come up.
+    pub async fn http(relay: &TestRelay, addr: impl ToString) -> Self {
+        Self::start(relay, TunnelOpts::http(addr), None).await.expect("agent starts")
+    }
+
+    /// Starts an agent with `opts` and `token`; the error is the agent's fatal message.
+    pub async fn start(relay: &TestRelay, opts: TunnelOpts, token: Option<&str>) -> Result<Self, String> {
+        let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).map_err(|e| e.to_string())?;
+        let server = format!("localhost:{}", relay.handle.control_addr.port());
+        let mut session = burrow::session_config(&server, tls, token.map(String::from)).map_err(|e| e.to_string())?;
+        session.max_backoff = Duration::from_millis(500);
+        let spec = TunnelSpec {
+            name: "command_line".into(),
+            request: TunnelRequest {
+                proto: opts.proto,
+                subdomain: opts.subdomain,
+                hostname: None,
+                remote_port: opts.remote_port,
+                bind_tls: opts.bind_tls,
+                auth: None,
+            },
+            local: burrow::addr::parse(opts.proto, &opts.addr)?,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let supervisor = burrow::start(session, vec![spec], Box::new(move |ev| {
+            let _ = tx.send(ev);
+        }));
+        let want = match (opts.proto, opts.bind_tls) {
+            (TunnelProto::Http, BindTls::Both) => 2,
+            _ => 1,
+        };
+        let mut urls = Vec::new();
+        while urls.len() < want {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(AgentEvent::Forwarding { url, .. })) => urls.push(url),
+                Ok(Some(AgentEvent::Fatal(msg))) => return Err(msg),
+                _ => return Err("agent did not come up in time".into()),
+            }
+        }
+        Ok(TestAgent {
+            urls,
+            supervisor,
+            events: rx,
+        })
+    }
+
+    /// The `http://` URL.
+    pub fn http_url(&self) -> &str {
+        self.urls.iter().find(|u| u.starts_with("http://")).expect("http url")
+    }
+
+    /// The `https://` URL.
+    pub fn https_url(&self) -> &str {
+        self.urls.iter().find(|u| u.starts_with("https://")).expect("https url")
+    }
+
+    /// The public host of the tunnel.
+    pub fn host(&self) -> String {
+        host_of(&self.urls[0])
+    }
+
+    /// Waits for the next event (e.g. a fatal error after a reconnect).
+    pub async fn next_event(&mut self, within: Duration) -> Option<AgentEvent> {
+        tokio::time::timeout(within, self.events.recv()).await.ok().flatten()
+    }
+}
+
+/// The host of a URL, without scheme and port.
+pub fn host_of(url: &str) -> String {
+    let authority = url.split("://").nth(1).unwrap_or(url);
+    authority.split(':').next().unwrap_or_default().to_string()
+}
+
+/// The port of a URL.
+pub fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("port in url")
+}
+
+/// Runs curl with `args` (always with a time limit) and returns (stdout, stderr, success).
+pub async fn curl(args: &[&str]) -> (String, String, bool) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60"]).args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("curl runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// Sends raw bytes to `addr` and reads until the peer closes or `within` passes.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// A `/proc/self/status` figure in KiB (e.g. `VmRSS`, `VmHWM`).
+pub fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -10,6 +10,8 @@ pub mod embedded;
 pub mod logfmt;
 pub mod session;
 pub mod supervisor;
+
+pub use supervisor::Supervisor as AgentSupervisor;
 pub mod tunnel;
 
 use actix::prelude::*;
@@ -19,6 +21,7 @@ use session::SessionConfig;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
+pub use supervisor::AgentEvent;
 use supervisor::{Shutdown, Supervisor};
 use tunnel::TunnelSpec;
 
@@ -95,9 +98,9 @@ pub fn session_config(
 pub fn start(
     session: SessionConfig,
     tunnels: Vec<TunnelSpec>,
-    on_forwarding: Box<dyn Fn(&TunnelSpec, &str)>,
+    events: Box<dyn Fn(AgentEvent)>,
 ) -> Addr<Supervisor> {
-    Supervisor::new(session, tunnels, on_forwarding).start()
+    Supervisor::new(session, tunnels, events).start()
 }
 
 fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec> {
@@ -228,9 +231,15 @@ fn run_tunnels(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 session_config(&server, tls, flags.authtoken.clone())?
             }
         };
-        let print: Box<dyn Fn(&TunnelSpec, &str)> = Box::new(move |spec, url| {
-            if console {
-                println!("Forwarding  {url} -> {}", spec.local.display());
+        let print: Box<dyn Fn(AgentEvent)> = Box::new(move |ev| match ev {
+            AgentEvent::Forwarding { spec, url } => {
+                if console {
+                    println!("Forwarding  {url} -> {}", spec.local.display());
+                }
+            }
+            AgentEvent::Fatal(msg) => {
+                eprintln!("ERROR: {msg}");
+                System::current().stop_with_code(1);
             }
         });
         let sup = start(session, vec![spec], print);

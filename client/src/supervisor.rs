@@ -19,8 +19,21 @@ pub struct Supervisor {
     session: Option<Addr<Session>>,
     tunnels: Vec<Desired>,
     online: bool,
-    /// Called with each public URL the first time a tunnel is bound.
-    on_forwarding: Box<dyn Fn(&TunnelSpec, &str)>,
+    events: Box<dyn Fn(AgentEvent)>,
+}
+
+/// What the supervisor tells its owner (the console, or a test).
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    /// A tunnel got a public URL (reported once per URL).
+    Forwarding {
+        /// The tunnel.
+        spec: Arc<TunnelSpec>,
+        /// The URL.
+        url: String,
+    },
+    /// The agent cannot go on: the relay refused it or a tunnel could not start.
+    Fatal(String),
 }
 
 impl Supervisor {
@@ -28,7 +41,7 @@ impl Supervisor {
     pub fn new(
         session_cfg: SessionConfig,
         tunnels: Vec<TunnelSpec>,
-        on_forwarding: Box<dyn Fn(&TunnelSpec, &str)>,
+        events: Box<dyn Fn(AgentEvent)>,
     ) -> Self {
         Supervisor {
             session_cfg,
@@ -41,7 +54,7 @@ impl Supervisor {
                 })
                 .collect(),
             online: false,
-            on_forwarding,
+            events,
         }
     }
 }
@@ -97,10 +110,11 @@ pub struct TunnelFailed {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-fn fatal(msg: &str) {
-    error!(obj = "tunnels", err = %msg, "session failed");
-    eprintln!("ERROR: {msg}");
-    System::current().stop_with_code(1);
+impl Supervisor {
+    fn fatal(&self, msg: String) {
+        error!(obj = "tunnels", err = %msg, "session failed");
+        (self.events)(AgentEvent::Fatal(msg));
+    }
 }
 
 impl Handler<SessionUp> for Supervisor {
@@ -132,7 +146,7 @@ impl Handler<SessionDown> for Supervisor {
 impl Handler<SessionFatal> for Supervisor {
     type Result = ();
     fn handle(&mut self, SessionFatal(msg): SessionFatal, _: &mut Self::Context) {
-        fatal(&msg);
+        self.fatal(msg);
     }
 }
 
@@ -144,7 +158,10 @@ impl Handler<TunnelUp> for Supervisor {
         };
         if t.urls.is_empty() {
             for url in &up.urls {
-                (self.on_forwarding)(&t.spec, url);
+                (self.events)(AgentEvent::Forwarding {
+                    spec: t.spec.clone(),
+                    url: url.clone(),
+                });
             }
         } else if t.urls != up.urls {
             warn!(obj = "tunnels", name = %up.name, old = ?t.urls, new = ?up.urls, "tunnel came back on different URLs");
@@ -163,7 +180,7 @@ impl Handler<TunnelFailed> for Supervisor {
             return;
         };
         if t.urls.is_empty() {
-            return fatal(&format!("failed to start tunnel {}: {}", f.name, f.message));
+            return self.fatal(format!("failed to start tunnel {}: {}", f.name, f.message));
         }
         // A rebind can lose a race with our own previous session's cleanup; try again.
         warn!(obj = "tunnels", name = %f.name, err = %f.message, "failed to rebind tunnel; retrying");
