@@ -1,1 +1,857 @@
-fn main() {}
+//! Load benchmark: traffic through a Burrow relay and agent against the same traffic sent direct.
+//!
+//! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
+//! `BENCH_QUICK=1` shortens every phase. Everything runs on 127.0.0.1.
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::timeout;
+
+/// First argument that turns this binary into an agent holding many tunnels.
+const AGENT_ARG: &str = "--burrow-bench-agent";
+/// Size of every upstream HTTP response body.
+const BODY_LEN: usize = 1024;
+/// One-way delay of the delay line (50 ms round trip).
+const ONE_WAY: Duration = Duration::from_millis(25);
+/// Bytes the delay line may hold in flight per direction.
+const DELAY_BUDGET: usize = 64 << 20;
+/// Write size for bulk transfers.
+const CHUNK: usize = 256 << 10;
+
+/// How long and how big each phase is.
+struct Plan {
+    warmup: Duration,
+    http_time: Duration,
+    single_time: Duration,
+    conns: usize,
+    bulk_bytes: u64,
+    rtt_bytes: u64,
+    rtt_time: Duration,
+    tunnels: usize,
+    idle_conns: usize,
+}
+
+impl Plan {
+    fn from_env() -> Self {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let s = Duration::from_secs;
+        if quick {
+            Plan {
+                warmup: Duration::from_millis(300),
+                http_time: s(2),
+                single_time: s(1),
+                conns: 64,
+                bulk_bytes: 128 << 20,
+                rtt_bytes: 64 << 20,
+                rtt_time: s(5),
+                tunnels: 1000,
+                idle_conns: 1000,
+            }
+        } else {
+            Plan {
+                warmup: s(1),
+                http_time: s(10),
+                single_time: s(5),
+                conns: 64,
+                bulk_bytes: 1 << 30,
+                rtt_bytes: 512 << 20,
+                rtt_time: s(20),
+                tunnels: 1000,
+                idle_conns: 1000,
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(AGENT_ARG) {
+        return agent_main(&args[2..]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(bench())
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------
+
+/// Directory holding the release `burrowd` and `burrow` binaries.
+fn bin_dir() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent().and_then(Path::parent) {
+            candidates.push(dir.to_path_buf());
+        }
+    }
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("release"));
+    }
+    candidates.push(PathBuf::from("target/release"));
+    candidates
+        .into_iter()
+        .find(|d| d.join("burrowd").is_file() && d.join("burrow").is_file())
+        .context("burrowd and burrow not found; run `cargo build --release --workspace --bins` first")
+}
+
+/// A child process, killed when dropped, whose stdout lines arrive on a channel.
+struct Proc {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {cmd:?}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Proc { child, lines })
+    }
+
+    /// Waits (bounded) for a stdout line `f` accepts and returns what it extracted.
+    async fn wait_for<T>(&mut self, what: &str, mut f: impl FnMut(&str) -> Option<T>) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Err(_) => bail!("timed out waiting for {what}"),
+                Ok(None) => bail!("process exited before printing {what}"),
+                Ok(Some(line)) => {
+                    if let Some(v) = f(&line) {
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.child.id().context("process gone")?)
+    }
+}
+
+/// Resident set size of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// A running `burrowd`.
+struct Relay {
+    proc: Proc,
+    control: SocketAddr,
+    http: SocketAddr,
+    ca: PathBuf,
+    state: PathBuf,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
+    let state = std::env::temp_dir().join(format!("burrow-bench-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let mut proc = Proc::spawn(
+        Command::new(bins.join("burrowd"))
+            .args(["--domain", "localhost", "--http-addr", "127.0.0.1:0", "--https-addr"])
+            .args(["127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--tcp-bind", "127.0.0.1"])
+            .args(["--tcp-ports", "0-0", "--log-level", "error", "--state-dir"])
+            .arg(&state),
+    )?;
+    let addr_of = |line: &str, key: &str| -> Option<SocketAddr> {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(key)).then(|| words.next()?.parse().ok())?
+    };
+    let control = proc.wait_for("the relay's agents address", |l| addr_of(l, "agents")).await?;
+    let http = proc.wait_for("the relay's http address", |l| addr_of(l, "http")).await?;
+    let ca = state.join("ca.pem");
+    Ok(Relay { proc, control, http, ca, state })
+}
+
+/// A `burrow` agent and the public address of its tunnel (Host name for http, port for tcp).
+struct Agent {
+    proc: Proc,
+    public: String,
+}
+
+async fn start_agent(bins: &Path, proto: &str, port: u16, server: SocketAddr, ca: &Path) -> Result<Agent> {
+    let mut proc = Proc::spawn(
+        Command::new(bins.join("burrow"))
+            .args([proto, &port.to_string(), "-server", &server.to_string(), "-root-cas"])
+            .arg(ca),
+    )?;
+    let scheme = if proto == "tcp" { "tcp://" } else { "http://" };
+    let public = proc
+        .wait_for("the agent's Forwarding line", |l| {
+            let url = l.strip_prefix("Forwarding")?.split_whitespace().next()?;
+            let authority = url.strip_prefix(scheme)?;
+            let (host, port) = authority.rsplit_once(':')?;
+            Some(if proto == "tcp" { port.to_string() } else { host.to_string() })
+        })
+        .await?;
+    Ok(Agent { proc, public })
+}
+
+// ---------------------------------------------------------------------------------------
+// The many-tunnel agent (this binary, re-executed)
+// ---------------------------------------------------------------------------------------
+
+/// Runs an agent binding `count` http tunnels; prints `READY` once all are bound.
+fn agent_main(args: &[String]) -> Result<()> {
+    use burrow::tunnel::TunnelSpec;
+    use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+    let [server, ca, port, count] = args else {
+        bail!("usage: {AGENT_ARG} SERVER CA_PEM LOCAL_PORT COUNT");
+    };
+    let count: usize = count.parse()?;
+    let local = burrow::addr::parse(TunnelProto::Http, port).map_err(anyhow::Error::msg)?;
+    let specs = (0..count)
+        .map(|i| TunnelSpec {
+            name: format!("t{i}"),
+            request: TunnelRequest {
+                proto: TunnelProto::Http,
+                subdomain: None,
+                hostname: None,
+                remote_port: None,
+                bind_tls: BindTls::Both,
+                auth: None,
+            },
+            local: local.clone(),
+        })
+        .collect();
+    burrow_relay::install_crypto();
+    let session = burrow::session_config(server, burrow::client_tls(Some(ca), None)?, None)?;
+    let sys = actix_rt::System::new();
+    let supervisor = sys.block_on(async move {
+        let bound = std::cell::RefCell::new(std::collections::HashSet::new());
+        burrow::start(
+            session,
+            specs,
+            Box::new(move |event| match event {
+                burrow::AgentEvent::Forwarding { spec, .. } => {
+                    let mut bound = bound.borrow_mut();
+                    if bound.insert(spec.name.clone()) && bound.len() == count {
+                        println!("READY");
+                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                    }
+                }
+                burrow::AgentEvent::Fatal(msg) => {
+                    eprintln!("agent: {msg}");
+                    std::process::exit(1);
+                }
+            }),
+        )
+    });
+    sys.run()?;
+    drop(supervisor);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream servers
+// ---------------------------------------------------------------------------------------
+
+/// Accepts connections on a fresh loopback port and serves each with `serve`.
+async fn serve<F, Fut>(serve: F) -> Result<SocketAddr>
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve(stream));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    Ok(addr)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Keep-alive HTTP/1.1 server answering every (bodiless) request with a 1 KiB body.
+async fn serve_http(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {BODY_LEN}\r\n\r\n"
+    )
+    .into_bytes();
+    response.resize(response.len() + BODY_LEN, b'x');
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut out = Vec::new();
+    loop {
+        while let Some(end) = find(&buf, b"\r\n\r\n") {
+            buf.advance(end + 4);
+            out.extend_from_slice(&response);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Raw server: `S` sinks to EOF and answers the byte count, `G n` sends n bytes, `E` echoes.
+async fn serve_raw(mut stream: TcpStream) -> std::io::Result<()> {
+    match stream.read_u8().await? {
+        b'S' => {
+            let mut buf = vec![0u8; CHUNK];
+            let mut total = 0u64;
+            loop {
+                match stream.read(&mut buf).await? {
+                    0 => break,
+                    n => total += n as u64,
+                }
+            }
+            stream.write_u64(total).await?;
+            stream.shutdown().await
+        }
+        b'G' => {
+            let mut left = stream.read_u64().await?;
+            let buf = vec![0x5au8; CHUNK];
+            while left > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                stream.write_all(&buf[..n]).await?;
+                left -= n as u64;
+            }
+            stream.shutdown().await
+        }
+        b'E' => {
+            let (mut r, mut w) = stream.split();
+            tokio::io::copy(&mut r, &mut w).await.map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Delay line
+// ---------------------------------------------------------------------------------------
+
+/// A TCP proxy to `target` that holds every chunk `ONE_WAY` in each direction, in order.
+async fn delay_line(target: SocketAddr) -> Result<SocketAddr> {
+    serve(move |a: TcpStream| async move {
+        let b = TcpStream::connect(target).await?;
+        b.set_nodelay(true)?;
+        let (ar, aw) = a.into_split();
+        let (br, bw) = b.into_split();
+        tokio::spawn(delay_pipe(ar, bw));
+        tokio::spawn(delay_pipe(br, aw));
+        Ok(())
+    })
+    .await
+}
+
+/// One direction of the delay line; memory is bounded by `DELAY_BUDGET`.
+async fn delay_pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
+    let budget = Arc::new(Semaphore::new(DELAY_BUDGET));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Bytes, tokio::sync::OwnedSemaphorePermit)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, data, permit)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if w.write_all(&data).await.is_err() {
+                return;
+            }
+            drop(permit);
+        }
+        let _ = w.shutdown().await;
+    });
+    let mut buf = BytesMut::new();
+    loop {
+        buf.reserve(64 << 10);
+        match r.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else { break };
+                let at = tokio::time::Instant::now() + ONE_WAY;
+                if tx.send((at, buf.split().freeze(), permit)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Load generators
+// ---------------------------------------------------------------------------------------
+
+/// Outcome of an HTTP load run.
+struct Load {
+    rate: f64,
+    hist: Histogram<u64>,
+}
+
+impl Load {
+    fn ms(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Reads one response with a Content-Length body from `stream`, buffering in `buf`.
+async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])?;
+            if !head.starts_with("HTTP/1.1 200") {
+                bail!("unexpected response: {}", head.lines().next().unwrap_or_default());
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                })
+                .context("response without Content-Length")?;
+            while buf.len() < end + 4 + len {
+                if stream.read_buf(buf).await? == 0 {
+                    bail!("connection closed mid-body");
+                }
+            }
+            buf.advance(end + 4 + len);
+            return Ok(());
+        }
+        if buf.len() > 64 << 10 {
+            bail!("response head too large");
+        }
+        if stream.read_buf(buf).await? == 0 {
+            bail!("connection closed before a response");
+        }
+    }
+}
+
+/// `conns` keep-alive connections sending `GET /` back to back for `warmup + time`.
+async fn http_load(addr: SocketAddr, host: &str, conns: usize, warmup: Duration, time: Duration) -> Result<Load> {
+    let request: Arc<[u8]> = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: burrow-bench\r\n\r\n")
+        .into_bytes()
+        .into();
+    let start = Instant::now();
+    let measured = start + warmup;
+    let deadline = measured + time;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = BytesMut::with_capacity(16 << 10);
+            let mut count = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= deadline {
+                    break;
+                }
+                stream.write_all(&request).await?;
+                timeout(Duration::from_secs(10), read_response(&mut stream, &mut buf))
+                    .await
+                    .context("request timed out")??;
+                if t0 >= measured {
+                    hist.saturating_record(t0.elapsed().as_micros() as u64);
+                    count += 1;
+                }
+            }
+            anyhow::Ok((hist, count))
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut count = 0;
+    for task in tasks {
+        let (h, c) = task.await??;
+        hist.add(h)?;
+        count += c;
+    }
+    let elapsed = measured.elapsed().as_secs_f64();
+    Ok(Load { rate: count as f64 / elapsed, hist })
+}
+
+/// Sends up to `bytes` (or for up to `time`) into a sink at `addr`; returns MB/s.
+async fn bulk_up(addr: SocketAddr, bytes: u64, time: Duration) -> Result<f64> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let chunk = vec![0xa5u8; CHUNK];
+    let start = Instant::now();
+    stream.write_u8(b'S').await?;
+    let mut sent = 0u64;
+    while sent < bytes && start.elapsed() < time {
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        timeout(Duration::from_secs(30), stream.write_all(&chunk[..n]))
+            .await
+            .context("bulk write stalled")??;
+        sent += n as u64;
+    }
+    stream.shutdown().await?;
+    let got = timeout(Duration::from_secs(60), stream.read_u64())
+        .await
+        .context("sink never answered")??;
+    if got != sent {
+        bail!("sink received {got} bytes of {sent}");
+    }
+    Ok(sent as f64 / start.elapsed().as_secs_f64() / 1e6)
+}
+
+/// Receives `bytes` from a source at `addr`; returns MB/s.
+async fn bulk_down(addr: SocketAddr, bytes: u64) -> Result<f64> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let start = Instant::now();
+    stream.write_u8(b'G').await?;
+    stream.write_u64(bytes).await?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    while got < bytes {
+        match timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .context("bulk read stalled")??
+        {
+            0 => bail!("source closed after {got} of {bytes} bytes"),
+            n => got += n as u64,
+        }
+    }
+    Ok(got as f64 / start.elapsed().as_secs_f64() / 1e6)
+}
+
+/// Opens `n` connections to the echo server behind `addr`, each checked by one round trip.
+async fn open_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
+    let mut open = Vec::with_capacity(n);
+    for _ in 0..n.div_ceil(50) {
+        let batch = (n - open.len()).min(50);
+        let mut tasks = Vec::new();
+        for _ in 0..batch {
+            tasks.push(tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await?;
+                s.write_all(b"Ex").await?;
+                let mut b = [0u8; 1];
+                timeout(Duration::from_secs(10), s.read_exact(&mut b))
+                    .await
+                    .context("echo timed out")??;
+                anyhow::Ok(s)
+            }));
+        }
+        for t in tasks {
+            open.push(t.await??);
+        }
+    }
+    Ok(open)
+}
+
+// ---------------------------------------------------------------------------------------
+// The benchmark
+// ---------------------------------------------------------------------------------------
+
+/// One row of the results table.
+struct Row {
+    name: String,
+    burrow: String,
+    direct: String,
+    ratio: String,
+    target: String,
+    verdict: &'static str,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+/// Whether a target holds: `Some(true)` met, `Some(false)` missed, `None` no target.
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "ok",
+        Some(false) => "MISSED",
+        None => "",
+    }
+}
+
+impl Table {
+    /// A figure compared with its direct counterpart; `max`/`min` bound the ratio.
+    fn compare(&mut self, name: &str, unit: &str, v: f64, direct: f64, min: Option<f64>, max: Option<f64>) {
+        let ratio = v / direct;
+        let (target, ok) = match (min, max) {
+            (Some(m), _) => (format!("≥ {m}x"), Some(ratio >= m)),
+            (_, Some(m)) => (format!("≤ {m}x"), Some(ratio <= m)),
+            _ => (String::new(), None),
+        };
+        self.rows.push(Row {
+            name: name.into(),
+            burrow: format!("{v:.2} {unit}"),
+            direct: format!("{direct:.2} {unit}"),
+            ratio: format!("{ratio:.2}x"),
+            target,
+            verdict: verdict(ok),
+        });
+    }
+
+    /// An absolute figure with an optional ceiling.
+    fn absolute(&mut self, name: &str, v: f64, unit: &str, max: Option<f64>) {
+        self.rows.push(Row {
+            name: name.into(),
+            burrow: format!("{v:.1} {unit}"),
+            direct: String::new(),
+            ratio: String::new(),
+            target: max.map(|m| format!("≤ {m} {unit}")).unwrap_or_default(),
+            verdict: verdict(max.map(|m| v <= m)),
+        });
+    }
+
+    fn failed(&mut self, name: &str, err: &anyhow::Error) {
+        eprintln!("{name}: {err:#}");
+        self.rows.push(Row {
+            name: name.into(),
+            burrow: format!("failed: {err:#}"),
+            direct: String::new(),
+            ratio: String::new(),
+            target: String::new(),
+            verdict: "FAILED",
+        });
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| measure | burrow | direct | ratio | target | |");
+        println!("|---|---:|---:|---:|---|---|");
+        for r in &self.rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                r.name, r.burrow, r.direct, r.ratio, r.target, r.verdict
+            );
+        }
+        println!();
+        for n in &self.notes {
+            println!("- {n}");
+        }
+    }
+}
+
+/// Runs `f` with an overall time limit.
+async fn bounded<T>(limit: Duration, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    timeout(limit, f).await.context("phase timed out")?
+}
+
+async fn bench() -> Result<()> {
+    let plan = Plan::from_env();
+    let bins = bin_dir()?;
+    eprintln!("using {}", bins.display());
+    let mut table = Table::default();
+    let http_up = serve(serve_http).await?;
+    let raw_up = serve(serve_raw).await?;
+
+    let relay = start_relay(&bins, "main").await?;
+    let http_agent = start_agent(&bins, "http", http_up.port(), relay.control, &relay.ca).await?;
+    let tcp_agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
+    let host = http_agent.public.clone();
+    let tcp_public = SocketAddr::from(([127, 0, 0, 1], tcp_agent.public.parse()?));
+    let limit = plan.warmup + plan.http_time + Duration::from_secs(60);
+
+    eprintln!("http: {} connections, {:?} each", plan.conns, plan.http_time);
+    let many = async {
+        let direct = bounded(limit, http_load(http_up, "localhost", plan.conns, plan.warmup, plan.http_time)).await?;
+        let tunnel = bounded(limit, http_load(relay.http, &host, plan.conns, plan.warmup, plan.http_time)).await?;
+        anyhow::Ok((tunnel, direct))
+    };
+    match many.await {
+        Ok((t, d)) => {
+            let name = format!("HTTP req/s, {} conns", plan.conns);
+            table.compare(&name, "req/s", t.rate, d.rate, Some(0.45), None);
+            table.compare(&format!("HTTP p50, {} conns", plan.conns), "ms", t.ms(0.5), d.ms(0.5), None, None);
+            table.compare(&format!("HTTP p99, {} conns", plan.conns), "ms", t.ms(0.99), d.ms(0.99), None, Some(3.0));
+        }
+        Err(e) => table.failed("HTTP, many connections", &e),
+    }
+
+    eprintln!("http: one connection, {:?} each", plan.single_time);
+    let single = async {
+        let direct = bounded(limit, http_load(http_up, "localhost", 1, plan.warmup, plan.single_time)).await?;
+        let tunnel = bounded(limit, http_load(relay.http, &host, 1, plan.warmup, plan.single_time)).await?;
+        anyhow::Ok((tunnel, direct))
+    };
+    match single.await {
+        Ok((t, d)) => {
+            table.compare("HTTP req/s, 1 conn", "req/s", t.rate, d.rate, None, None);
+            table.compare("HTTP p50, 1 conn", "ms", t.ms(0.5), d.ms(0.5), None, Some(1.6));
+            table.compare("HTTP p99, 1 conn", "ms", t.ms(0.99), d.ms(0.99), None, None);
+        }
+        Err(e) => table.failed("HTTP, one connection", &e),
+    }
+
+    let mib = plan.bulk_bytes >> 20;
+    eprintln!("bulk: {mib} MiB each way");
+    let no_limit = Duration::from_secs(3600);
+    let bulk_limit = Duration::from_secs(300);
+    let up = async {
+        let d = bounded(bulk_limit, bulk_up(raw_up, plan.bulk_bytes, no_limit)).await?;
+        let t = bounded(bulk_limit, bulk_up(tcp_public, plan.bulk_bytes, no_limit)).await?;
+        anyhow::Ok((t, d))
+    };
+    let name = format!("bulk {mib} MiB, one stream, to upstream");
+    match up.await {
+        Ok((t, d)) => table.compare(&name, "MB/s", t, d, Some(0.25), None),
+        Err(e) => table.failed(&name, &e),
+    }
+    let down = async {
+        let d = bounded(bulk_limit, bulk_down(raw_up, plan.bulk_bytes)).await?;
+        let t = bounded(bulk_limit, bulk_down(tcp_public, plan.bulk_bytes)).await?;
+        anyhow::Ok((t, d))
+    };
+    let name = format!("bulk {mib} MiB, one stream, from upstream");
+    match down.await {
+        Ok((t, d)) => table.compare(&name, "MB/s", t, d, Some(0.25), None),
+        Err(e) => table.failed(&name, &e),
+    }
+    drop(http_agent);
+    drop(tcp_agent);
+
+    eprintln!("50 ms RTT: up to {} MiB or {:?} each", plan.rtt_bytes >> 20, plan.rtt_time);
+    let name = "bulk over 50 ms RTT, one stream (direct = plain TCP)";
+    match rtt_phase(&bins, &relay, raw_up, &plan).await {
+        Ok((t, d)) => table.compare(name, "MB/s", t, d, Some(0.8), None),
+        Err(e) => table.failed(name, &e),
+    }
+    drop(relay);
+
+    eprintln!("memory: {} idle tunnels", plan.tunnels);
+    match tunnels_phase(&bins, http_up, plan.tunnels).await {
+        Ok(m) => {
+            table.absolute("relay RSS per idle tunnel", m.relay_per, "KiB", Some(16.0));
+            table.absolute("agent RSS per idle tunnel", m.agent_per, "KiB", None);
+            table.notes.push(m.note);
+        }
+        Err(e) => table.failed("idle tunnels", &e),
+    }
+    eprintln!("memory: {} open connections", plan.idle_conns);
+    match conns_phase(&bins, raw_up, plan.idle_conns).await {
+        Ok(m) => {
+            table.absolute("relay RSS per open connection", m.relay_per, "KiB", Some(32.0));
+            table.absolute("agent RSS per open connection", m.agent_per, "KiB", None);
+            table.notes.push(m.note);
+        }
+        Err(e) => table.failed("open connections", &e),
+    }
+    table.notes.push(format!(
+        "delay line: {} ms each way, chunks kept in order, at most {} MiB in flight per direction",
+        ONE_WAY.as_millis(),
+        DELAY_BUDGET >> 20
+    ));
+    table.print();
+    Ok(())
+}
+
+/// Bulk upload through a tunnel whose agent reaches the relay over the delay line,
+/// and through the delay line alone.
+async fn rtt_phase(bins: &Path, relay: &Relay, raw_up: SocketAddr, plan: &Plan) -> Result<(f64, f64)> {
+    let limit = plan.rtt_time + Duration::from_secs(120);
+    let plain_line = delay_line(raw_up).await?;
+    let direct = bounded(limit, bulk_up(plain_line, plan.rtt_bytes, plan.rtt_time)).await?;
+    let control_line = delay_line(relay.control).await?;
+    let agent = start_agent(bins, "tcp", raw_up.port(), control_line, &relay.ca).await?;
+    let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
+    let tunnel = bounded(limit, bulk_up(public, plan.rtt_bytes, plan.rtt_time)).await?;
+    Ok((tunnel, direct))
+}
+
+/// Per-item memory of a relay and an agent, and a line describing the raw figures.
+struct Memory {
+    relay_per: f64,
+    agent_per: f64,
+    note: String,
+}
+
+/// Starts a fresh relay and this binary as an agent with `count` http tunnels; returns RSS.
+async fn rss_with_tunnels(bins: &Path, http_up: SocketAddr, count: usize) -> Result<(u64, u64)> {
+    let relay = start_relay(&bins.to_path_buf(), &format!("tunnels-{count}")).await?;
+    let exe = std::env::current_exe()?;
+    let mut agent = Proc::spawn(
+        Command::new(exe)
+            .arg(AGENT_ARG)
+            .arg(relay.control.to_string())
+            .arg(&relay.ca)
+            .arg(http_up.port().to_string())
+            .arg(count.to_string()),
+    )?;
+    agent.wait_for("the agent's tunnels", |l| (l == "READY").then_some(())).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok((relay.proc.rss_kib()?, agent.rss_kib()?))
+}
+
+async fn tunnels_phase(bins: &Path, http_up: SocketAddr, count: usize) -> Result<Memory> {
+    let (relay_1, agent_1) = rss_with_tunnels(bins, http_up, 1).await?;
+    let (relay_n, agent_n) = rss_with_tunnels(bins, http_up, count).await?;
+    let per = |a: u64, b: u64| (b as f64 - a as f64) / (count - 1) as f64;
+    Ok(Memory {
+        relay_per: per(relay_1, relay_n),
+        agent_per: per(agent_1, agent_n),
+        note: format!(
+            "idle tunnels: relay RSS {relay_1} KiB with 1 tunnel, {relay_n} KiB with {count}; \
+             agent RSS {agent_1} KiB with 1, {agent_n} KiB with {count} (fresh processes each)"
+        ),
+    })
+}
+
+async fn conns_phase(bins: &Path, raw_up: SocketAddr, count: usize) -> Result<Memory> {
+    let relay = start_relay(bins, "conns").await?;
+    let agent = start_agent(bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
+    let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
+    let warm = open_idle(public, 1).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (relay_0, agent_0) = (relay.proc.rss_kib()?, agent.proc.rss_kib()?);
+    let open = bounded(Duration::from_secs(120), open_idle(public, count)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (relay_n, agent_n) = (relay.proc.rss_kib()?, agent.proc.rss_kib()?);
+    drop(open);
+    drop(warm);
+    let per = |a: u64, b: u64| (b as f64 - a as f64) / count as f64;
+    Ok(Memory {
+        relay_per: per(relay_0, relay_n),
+        agent_per: per(agent_0, agent_n),
+        note: format!(
+            "open connections (tcp tunnel, echo upstream): relay RSS {relay_0} KiB with 1, \
+             {relay_n} KiB with {} open; agent RSS {agent_0} KiB with 1, {agent_n} KiB with {}",
+            count + 1,
+            count + 1
+        ),
+    })
+}

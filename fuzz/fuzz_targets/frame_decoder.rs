@@ -5,7 +5,7 @@ use burrow_protocol::frame::{Frame, FrameDecoder, HEADER_LEN};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
-/// Input layout: `[max_frame][n][n chunk lengths][wire bytes...]`; the last chunk takes the rest.
+// Input layout: `[max_frame][n][n chunk lengths][wire bytes...]`; the last chunk takes the rest.
 fuzz_target!(|data: &[u8]| {
     let Some((&max_frame, rest)) = data.split_first() else { return };
     let Some((&n, rest)) = rest.split_first() else { return };

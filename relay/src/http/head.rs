@@ -255,7 +255,7 @@ mod tests {
             .unwrap();
         assert_eq!(h.host, "abc.localhost");
         assert_eq!(h.framing, Framing::None);
-        assert_eq!(h.len, 46);
+        assert_eq!(h.len, 45);
     }
 
     #[test]
