@@ -79,7 +79,9 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some(AGENT_ARG) {
         return agent_main(&args[2..]);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(bench())
 }
 
@@ -102,7 +104,9 @@ fn bin_dir() -> Result<PathBuf> {
     candidates
         .into_iter()
         .find(|d| d.join("burrowd").is_file() && d.join("burrow").is_file())
-        .context("burrowd and burrow not found; run `cargo build --release --workspace --bins` first")
+        .context(
+            "burrowd and burrow not found; run `cargo build --release --workspace --bins` first",
+        )
 }
 
 /// A child process, killed when dropped, whose stdout lines arrive on a channel.
@@ -184,8 +188,20 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
     std::fs::create_dir_all(&state)?;
     let mut proc = Proc::spawn(
         Command::new(bins.join("burrowd"))
-            .args(["--domain", "localhost", "--http-addr", "127.0.0.1:0", "--https-addr"])
-            .args(["127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--tcp-bind", "127.0.0.1"])
+            .args([
+                "--domain",
+                "localhost",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
+            ])
+            .args([
+                "127.0.0.1:0",
+                "--control-addr",
+                "127.0.0.1:0",
+                "--tcp-bind",
+                "127.0.0.1",
+            ])
             .args(["--tcp-ports", "0-0", "--log-level", "error", "--state-dir"])
             .arg(&state),
     )?;
@@ -193,10 +209,20 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
         let mut words = line.split_whitespace();
         (words.next() == Some(key)).then(|| words.next()?.parse().ok())?
     };
-    let control = proc.wait_for("the relay's agents address", |l| addr_of(l, "agents")).await?;
-    let http = proc.wait_for("the relay's http address", |l| addr_of(l, "http")).await?;
+    let control = proc
+        .wait_for("the relay's agents address", |l| addr_of(l, "agents"))
+        .await?;
+    let http = proc
+        .wait_for("the relay's http address", |l| addr_of(l, "http"))
+        .await?;
     let ca = state.join("ca.pem");
-    Ok(Relay { proc, control, http, ca, state })
+    Ok(Relay {
+        proc,
+        control,
+        http,
+        ca,
+        state,
+    })
 }
 
 /// A `burrow` agent and the public address of its tunnel (Host name for http, port for tcp).
@@ -205,10 +231,22 @@ struct Agent {
     public: String,
 }
 
-async fn start_agent(bins: &Path, proto: &str, port: u16, server: SocketAddr, ca: &Path) -> Result<Agent> {
+async fn start_agent(
+    bins: &Path,
+    proto: &str,
+    port: u16,
+    server: SocketAddr,
+    ca: &Path,
+) -> Result<Agent> {
     let mut proc = Proc::spawn(
         Command::new(bins.join("burrow"))
-            .args([proto, &port.to_string(), "-server", &server.to_string(), "-root-cas"])
+            .args([
+                proto,
+                &port.to_string(),
+                "-server",
+                &server.to_string(),
+                "-root-cas",
+            ])
             .arg(ca),
     )?;
     let scheme = if proto == "tcp" { "tcp://" } else { "http://" };
@@ -217,7 +255,11 @@ async fn start_agent(bins: &Path, proto: &str, port: u16, server: SocketAddr, ca
             let url = l.strip_prefix("Forwarding")?.split_whitespace().next()?;
             let authority = url.strip_prefix(scheme)?;
             let (host, port) = authority.rsplit_once(':')?;
-            Some(if proto == "tcp" { port.to_string() } else { host.to_string() })
+            Some(if proto == "tcp" {
+                port.to_string()
+            } else {
+                host.to_string()
+            })
         })
         .await?;
     Ok(Agent { proc, public })
@@ -386,7 +428,11 @@ async fn delay_line(target: SocketAddr) -> Result<SocketAddr> {
 /// One direction of the delay line; memory is bounded by `DELAY_BUDGET`.
 async fn delay_pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
     let budget = Arc::new(Semaphore::new(DELAY_BUDGET));
-    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Bytes, tokio::sync::OwnedSemaphorePermit)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(
+        tokio::time::Instant,
+        Bytes,
+        tokio::sync::OwnedSemaphorePermit,
+    )>();
     let writer = tokio::spawn(async move {
         while let Some((at, data, permit)) = rx.recv().await {
             tokio::time::sleep_until(at).await;
@@ -403,7 +449,9 @@ async fn delay_pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
         match r.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else { break };
+                let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else {
+                    break;
+                };
                 let at = tokio::time::Instant::now() + ONE_WAY;
                 if tx.send((at, buf.split().freeze(), permit)).is_err() {
                     break;
@@ -437,13 +485,17 @@ async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()>
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end])?;
             if !head.starts_with("HTTP/1.1 200") {
-                bail!("unexpected response: {}", head.lines().next().unwrap_or_default());
+                bail!(
+                    "unexpected response: {}",
+                    head.lines().next().unwrap_or_default()
+                );
             }
             let len: usize = head
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .context("response without Content-Length")?;
             while buf.len() < end + 4 + len {
@@ -464,10 +516,17 @@ async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()>
 }
 
 /// `conns` keep-alive connections sending `GET /` back to back for `warmup + time`.
-async fn http_load(addr: SocketAddr, host: &str, conns: usize, warmup: Duration, time: Duration) -> Result<Load> {
-    let request: Arc<[u8]> = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: burrow-bench\r\n\r\n")
-        .into_bytes()
-        .into();
+async fn http_load(
+    addr: SocketAddr,
+    host: &str,
+    conns: usize,
+    warmup: Duration,
+    time: Duration,
+) -> Result<Load> {
+    let request: Arc<[u8]> =
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: burrow-bench\r\n\r\n")
+            .into_bytes()
+            .into();
     let start = Instant::now();
     let measured = start + warmup;
     let deadline = measured + time;
@@ -486,9 +545,12 @@ async fn http_load(addr: SocketAddr, host: &str, conns: usize, warmup: Duration,
                     break;
                 }
                 stream.write_all(&request).await?;
-                timeout(Duration::from_secs(10), read_response(&mut stream, &mut buf))
-                    .await
-                    .context("request timed out")??;
+                timeout(
+                    Duration::from_secs(10),
+                    read_response(&mut stream, &mut buf),
+                )
+                .await
+                .context("request timed out")??;
                 if t0 >= measured {
                     hist.saturating_record(t0.elapsed().as_micros() as u64);
                     count += 1;
@@ -505,7 +567,10 @@ async fn http_load(addr: SocketAddr, host: &str, conns: usize, warmup: Duration,
         count += c;
     }
     let elapsed = measured.elapsed().as_secs_f64();
-    Ok(Load { rate: count as f64 / elapsed, hist })
+    Ok(Load {
+        rate: count as f64 / elapsed,
+        hist,
+    })
 }
 
 /// Sends up to `bytes` (or for up to `time`) into a sink at `addr`; returns MB/s.
@@ -609,7 +674,15 @@ fn verdict(ok: Option<bool>) -> &'static str {
 
 impl Table {
     /// A figure compared with its direct counterpart; `max`/`min` bound the ratio.
-    fn compare(&mut self, name: &str, unit: &str, v: f64, direct: f64, min: Option<f64>, max: Option<f64>) {
+    fn compare(
+        &mut self,
+        name: &str,
+        unit: &str,
+        v: f64,
+        direct: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) {
         let ratio = v / direct;
         let (target, ok) = match (min, max) {
             (Some(m), _) => (format!("≥ {m}x"), Some(ratio >= m)),
@@ -687,32 +760,78 @@ async fn bench() -> Result<()> {
     let tcp_public = SocketAddr::from(([127, 0, 0, 1], tcp_agent.public.parse()?));
     let limit = plan.warmup + plan.http_time + Duration::from_secs(60);
 
-    eprintln!("http: {} connections, {:?} each", plan.conns, plan.http_time);
+    eprintln!(
+        "http: {} connections, {:?} each",
+        plan.conns, plan.http_time
+    );
     let many = async {
-        let direct = bounded(limit, http_load(http_up, "localhost", plan.conns, plan.warmup, plan.http_time)).await?;
-        let tunnel = bounded(limit, http_load(relay.http, &host, plan.conns, plan.warmup, plan.http_time)).await?;
+        let direct = bounded(
+            limit,
+            http_load(
+                http_up,
+                "localhost",
+                plan.conns,
+                plan.warmup,
+                plan.http_time,
+            ),
+        )
+        .await?;
+        let tunnel = bounded(
+            limit,
+            http_load(relay.http, &host, plan.conns, plan.warmup, plan.http_time),
+        )
+        .await?;
         anyhow::Ok((tunnel, direct))
     };
     match many.await {
         Ok((t, d)) => {
             let name = format!("HTTP req/s, {} conns", plan.conns);
             table.compare(&name, "req/s", t.rate, d.rate, Some(0.45), None);
-            table.compare(&format!("HTTP p50, {} conns", plan.conns), "ms", t.ms(0.5), d.ms(0.5), None, None);
-            table.compare(&format!("HTTP p99, {} conns", plan.conns), "ms", t.ms(0.99), d.ms(0.99), None, Some(3.0));
+            table.compare(
+                &format!("HTTP p50, {} conns", plan.conns),
+                "ms",
+                t.ms(0.5),
+                d.ms(0.5),
+                None,
+                None,
+            );
+            table.compare(
+                &format!("HTTP p99, {} conns", plan.conns),
+                "ms",
+                t.ms(0.99),
+                d.ms(0.99),
+                None,
+                Some(3.0),
+            );
         }
         Err(e) => table.failed("HTTP, many connections", &e),
     }
 
     eprintln!("http: one connection, {:?} each", plan.single_time);
     let single = async {
-        let direct = bounded(limit, http_load(http_up, "localhost", 1, plan.warmup, plan.single_time)).await?;
-        let tunnel = bounded(limit, http_load(relay.http, &host, 1, plan.warmup, plan.single_time)).await?;
+        let direct = bounded(
+            limit,
+            http_load(http_up, "localhost", 1, plan.warmup, plan.single_time),
+        )
+        .await?;
+        let tunnel = bounded(
+            limit,
+            http_load(relay.http, &host, 1, plan.warmup, plan.single_time),
+        )
+        .await?;
         anyhow::Ok((tunnel, direct))
     };
     match single.await {
         Ok((t, d)) => {
             table.compare("HTTP req/s, 1 conn", "req/s", t.rate, d.rate, None, None);
-            table.compare("HTTP p50, 1 conn", "ms", t.ms(0.5), d.ms(0.5), None, Some(1.6));
+            table.compare(
+                "HTTP p50, 1 conn",
+                "ms",
+                t.ms(0.5),
+                d.ms(0.5),
+                None,
+                Some(1.6),
+            );
             table.compare("HTTP p99, 1 conn", "ms", t.ms(0.99), d.ms(0.99), None, None);
         }
         Err(e) => table.failed("HTTP, one connection", &e),
@@ -745,7 +864,11 @@ async fn bench() -> Result<()> {
     drop(http_agent);
     drop(tcp_agent);
 
-    eprintln!("50 ms RTT: up to {} MiB or {:?} each", plan.rtt_bytes >> 20, plan.rtt_time);
+    eprintln!(
+        "50 ms RTT: up to {} MiB or {:?} each",
+        plan.rtt_bytes >> 20,
+        plan.rtt_time
+    );
     let name = "bulk over 50 ms RTT, one stream (direct = plain TCP)";
     match rtt_phase(&bins, &relay, raw_up, &plan).await {
         Ok((t, d)) => table.compare(name, "MB/s", t, d, Some(0.8), None),
@@ -765,7 +888,12 @@ async fn bench() -> Result<()> {
     eprintln!("memory: {} open connections", plan.idle_conns);
     match conns_phase(&bins, raw_up, plan.idle_conns).await {
         Ok(m) => {
-            table.absolute("relay RSS per open connection", m.relay_per, "KiB", Some(32.0));
+            table.absolute(
+                "relay RSS per open connection",
+                m.relay_per,
+                "KiB",
+                Some(32.0),
+            );
             table.absolute("agent RSS per open connection", m.agent_per, "KiB", None);
             table.notes.push(m.note);
         }
@@ -782,7 +910,12 @@ async fn bench() -> Result<()> {
 
 /// Bulk upload through a tunnel whose agent reaches the relay over the delay line,
 /// and through the delay line alone.
-async fn rtt_phase(bins: &Path, relay: &Relay, raw_up: SocketAddr, plan: &Plan) -> Result<(f64, f64)> {
+async fn rtt_phase(
+    bins: &Path,
+    relay: &Relay,
+    raw_up: SocketAddr,
+    plan: &Plan,
+) -> Result<(f64, f64)> {
     let limit = plan.rtt_time + Duration::from_secs(120);
     let plain_line = delay_line(raw_up).await?;
     let direct = bounded(limit, bulk_up(plain_line, plan.rtt_bytes, plan.rtt_time)).await?;
@@ -812,7 +945,9 @@ async fn rss_with_tunnels(bins: &Path, http_up: SocketAddr, count: usize) -> Res
             .arg(http_up.port().to_string())
             .arg(count.to_string()),
     )?;
-    agent.wait_for("the agent's tunnels", |l| (l == "READY").then_some(())).await?;
+    agent
+        .wait_for("the agent's tunnels", |l| (l == "READY").then_some(()))
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok((relay.proc.rss_kib()?, agent.rss_kib()?))
 }

@@ -46,7 +46,9 @@ impl TestRelay {
         let mut cfg = RelayConfig::loopback();
         cfg.workers = 2;
         f(&mut cfg);
-        let handle = burrow_relay::start(cfg.clone()).await.expect("relay starts");
+        let handle = burrow_relay::start(cfg.clone())
+            .await
+            .expect("relay starts");
         TestRelay { handle, cfg }
     }
 
@@ -62,7 +64,8 @@ impl TestRelay {
 
     /// Writes the relay's CA to a temporary file and returns its path (for curl).
     pub fn ca_file(&self) -> String {
-        let path = std::env::temp_dir().join(format!("burrow-ca-{}.pem", self.handle.control_addr.port()));
+        let path =
+            std::env::temp_dir().join(format!("burrow-ca-{}.pem", self.handle.control_addr.port()));
         std::fs::write(&path, self.handle.ca_pem.as_deref().unwrap_or_default()).unwrap();
         path.to_string_lossy().into_owned()
     }
@@ -122,14 +125,22 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts an agent with one http tunnel to `addr`; panics if it does not come up.
     pub async fn http(relay: &TestRelay, addr: impl ToString) -> Self {
-        Self::start(relay, TunnelOpts::http(addr), None).await.expect("agent starts")
+        Self::start(relay, TunnelOpts::http(addr), None)
+            .await
+            .expect("agent starts")
     }
 
     /// Starts an agent with `opts` and `token`; the error is the agent's fatal message.
-    pub async fn start(relay: &TestRelay, opts: TunnelOpts, token: Option<&str>) -> Result<Self, String> {
-        let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).map_err(|e| e.to_string())?;
+    pub async fn start(
+        relay: &TestRelay,
+        opts: TunnelOpts,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
+        let tls =
+            burrow::client_tls(None, relay.handle.ca_pem.as_deref()).map_err(|e| e.to_string())?;
         let server = format!("localhost:{}", relay.handle.control_addr.port());
-        let mut session = burrow::session_config(&server, tls, token.map(String::from)).map_err(|e| e.to_string())?;
+        let mut session = burrow::session_config(&server, tls, token.map(String::from))
+            .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
         let spec = TunnelSpec {
             name: "command_line".into(),
@@ -144,9 +155,13 @@ impl TestAgent {
             local: burrow::addr::parse(opts.proto, &opts.addr)?,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let supervisor = burrow::start(session, vec![spec], Box::new(move |ev| {
-            let _ = tx.send(ev);
-        }));
+        let supervisor = burrow::start(
+            session,
+            vec![spec],
+            Box::new(move |ev| {
+                let _ = tx.send(ev);
+            }),
+        );
         let want = match (opts.proto, opts.bind_tls) {
             (TunnelProto::Http, BindTls::Both) => 2,
             _ => 1,
@@ -168,12 +183,18 @@ impl TestAgent {
 
     /// The `http://` URL.
     pub fn http_url(&self) -> &str {
-        self.urls.iter().find(|u| u.starts_with("http://")).expect("http url")
+        self.urls
+            .iter()
+            .find(|u| u.starts_with("http://"))
+            .expect("http url")
     }
 
     /// The `https://` URL.
     pub fn https_url(&self) -> &str {
-        self.urls.iter().find(|u| u.starts_with("https://")).expect("https url")
+        self.urls
+            .iter()
+            .find(|u| u.starts_with("https://"))
+            .expect("https url")
     }
 
     /// The public host of the tunnel.
@@ -183,7 +204,10 @@ impl TestAgent {
 
     /// Waits for the next event (e.g. a fatal error after a reconnect).
     pub async fn next_event(&mut self, within: Duration) -> Option<AgentEvent> {
-        tokio::time::timeout(within, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -195,14 +219,20 @@ pub fn host_of(url: &str) -> String {
 
 /// The port of a URL.
 pub fn port_of(url: &str) -> u16 {
-    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("port in url")
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("port in url")
 }
 
 /// Runs curl with `args` (always with a time limit) and returns (stdout, stderr, success).
 pub async fn curl(args: &[&str]) -> (String, String, bool) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "60"]).args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("curl runs");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("curl runs");
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -221,7 +251,9 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) ->
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A `/proc/self/status` figure in KiB (e.g. `VmRSS`, `VmHWM`).

@@ -81,7 +81,12 @@ impl Conn {
     }
 
     /// Reads a body, handing each piece to `sink`.
-    async fn body(&mut self, chunked: bool, mut len: u64, sink: &mut (dyn FnMut(&[u8]) + Send)) -> std::io::Result<()> {
+    async fn body(
+        &mut self,
+        chunked: bool,
+        mut len: u64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> std::io::Result<()> {
         if !chunked {
             while len > 0 {
                 if self.buf.is_empty() && !self.fill().await? {
@@ -134,7 +139,9 @@ async fn serve(s: TcpStream, hits: Arc<AtomicUsize>) -> std::io::Result<()> {
                 .map(|h| String::from_utf8_lossy(h.value).to_string())
         };
         let chunked = get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let len: u64 = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len: u64 = get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
             c.s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -143,9 +150,11 @@ async fn serve(s: TcpStream, hits: Arc<AtomicUsize>) -> std::io::Result<()> {
         let mut body = Vec::new();
         let mut counted = 0u64;
         if path == "/upload" {
-            c.body(chunked, len, &mut |b| counted += b.len() as u64).await?;
+            c.body(chunked, len, &mut |b| counted += b.len() as u64)
+                .await?;
         } else {
-            c.body(chunked, len, &mut |b| body.extend_from_slice(b)).await?;
+            c.body(chunked, len, &mut |b| body.extend_from_slice(b))
+                .await?;
         }
         let reply = |status: &str, body: &[u8], extra: &str| {
             let mut r = format!(

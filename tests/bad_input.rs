@@ -22,7 +22,10 @@ async fn tls_to(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream>
     let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).unwrap();
     let tcp = TcpStream::connect(relay.handle.control_addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap()
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap()
 }
 
 /// Reads until the relay closes the connection; panics if it does not within 5 s.
@@ -56,7 +59,9 @@ async fn garbage_truncated_oversized_and_wrong_version_frames() {
 
     // TLS, then not our preamble.
     let mut s = tls_to(&relay).await;
-    s.write_all(b"\x00\x01garbage garbage garbage").await.unwrap();
+    s.write_all(b"\x00\x01garbage garbage garbage")
+        .await
+        .unwrap();
     closed_by_relay(&mut s).await;
 
     // TLS, a preamble of another version: the relay answers with its own and closes.
@@ -64,7 +69,10 @@ async fn garbage_truncated_oversized_and_wrong_version_frames() {
     s.write_all(&preamble::encode(99)).await.unwrap();
     let mut theirs = [0u8; 8];
     s.read_exact(&mut theirs).await.unwrap();
-    assert_eq!(preamble::decode(&theirs).unwrap(), burrow_protocol::PROTOCOL_VERSION);
+    assert_eq!(
+        preamble::decode(&theirs).unwrap(),
+        burrow_protocol::PROTOCOL_VERSION
+    );
     closed_by_relay(&mut s).await;
 
     let frames: Vec<Vec<u8>> = vec![
@@ -83,7 +91,9 @@ async fn garbage_truncated_oversized_and_wrong_version_frames() {
     ];
     for f in frames {
         let mut s = tls_to(&relay).await;
-        s.write_all(&preamble::encode(burrow_protocol::PROTOCOL_VERSION)).await.unwrap();
+        s.write_all(&preamble::encode(burrow_protocol::PROTOCOL_VERSION))
+            .await
+            .unwrap();
         s.write_all(&f).await.unwrap();
         if f.len() == 13 {
             s.shutdown().await.unwrap();
@@ -130,14 +140,19 @@ async fn malformed_oversized_and_slow_heads() {
     let before = up.hits.load(std::sync::atomic::Ordering::Relaxed);
     for (req, want) in cases {
         let resp = raw_exchange(relay.http(), req.as_bytes(), Duration::from_secs(5)).await;
-        assert!(resp.starts_with(&format!("HTTP/1.1 {want}\r\n")), "{req:?} -> {resp}");
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {want}\r\n")),
+            "{req:?} -> {resp}"
+        );
     }
     // Nothing ambiguous reached the upstream.
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), before);
 
     // Slowloris: a head that trickles in never completes in time.
     let mut s = TcpStream::connect(relay.http()).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {h}\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {h}\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut trickle = 0;
     let resp = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,7 +187,8 @@ async fn a_storm_of_short_connections_leaks_nothing() {
                     // Some visitors leave without a word.
                     return TcpStream::connect(addr).await.is_ok();
                 }
-                let req = format!("GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                let req =
+                    format!("GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
                 let resp = raw_exchange(addr, req.as_bytes(), Duration::from_secs(10)).await;
                 resp.ends_with("hello")
             }));
@@ -183,10 +199,20 @@ async fn a_storm_of_short_connections_leaks_nothing() {
     }
     assert_eq!(done, 2000);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (relay.handle.open_connections() > 0 || open_fds() > fds_before) && Instant::now() < deadline {
+    while (relay.handle.open_connections() > 0 || open_fds() > fds_before)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(relay.handle.open_connections(), 0, "connection actors left running");
-    assert!(open_fds() <= fds_before, "fds before {fds_before}, after {}", open_fds());
+    assert_eq!(
+        relay.handle.open_connections(),
+        0,
+        "connection actors left running"
+    );
+    assert!(
+        open_fds() <= fds_before,
+        "fds before {fds_before}, after {}",
+        open_fds()
+    );
     still_serving(&agent).await;
 }

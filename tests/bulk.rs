@@ -18,7 +18,14 @@ async fn two_hundred_mib_each_way_with_bounded_memory() {
     assert!(ok && body == "hello", "{err}");
     let base = status_kib("VmRSS");
 
-    let (out, err, ok) = curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("{}/download/{SIZE}", agent.http_url())]).await;
+    let (out, err, ok) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &format!("{}/download/{SIZE}", agent.http_url()),
+    ])
+    .await;
     assert!(ok, "{err}");
     assert_eq!(out, SIZE.to_string());
 
@@ -40,11 +47,18 @@ async fn two_hundred_mib_each_way_with_bounded_memory() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), SIZE.to_string());
 
     let peak = status_kib("VmHWM");
     let grew = peak.saturating_sub(base);
     println!("base RSS {base} KiB, peak {peak} KiB, growth {grew} KiB");
-    assert!(grew < GROWTH_LIMIT_KIB, "memory grew by {grew} KiB moving {SIZE} bytes each way");
+    assert!(
+        grew < GROWTH_LIMIT_KIB,
+        "memory grew by {grew} KiB moving {SIZE} bytes each way"
+    );
 }

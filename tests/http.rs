@@ -56,7 +56,12 @@ async fn keep_alive_is_reused() {
     let (body, err, ok) = curl(&["-v", &u, &u, &u]).await;
     assert!(ok, "{err}");
     assert_eq!(body, "hellohellohello");
-    assert_eq!(err.matches("Re-using existing connection").count() + err.matches("Reusing existing").count(), 2, "{err}");
+    assert_eq!(
+        err.matches("Re-using existing connection").count()
+            + err.matches("Reusing existing").count(),
+        2,
+        "{err}"
+    );
     // One public connection, one stream, one upstream connection.
     assert_eq!(up.conns.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
@@ -100,7 +105,15 @@ async fn expect_continue_and_head() {
     let relay = TestRelay::start().await;
     let up = upstream::start().await;
     let agent = TestAgent::http(&relay, up.addr.port()).await;
-    let (body, err, ok) = curl(&["-v", "-H", "Expect: 100-continue", "-d", "payload", &format!("{}/echo", agent.http_url())]).await;
+    let (body, err, ok) = curl(&[
+        "-v",
+        "-H",
+        "Expect: 100-continue",
+        "-d",
+        "payload",
+        &format!("{}/echo", agent.http_url()),
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(err.contains("100 Continue"), "{err}");
     assert_eq!(body, "payload");
@@ -137,7 +150,10 @@ async fn websocket_upgrade_passes_through() {
         let frame = ws_frame(msg);
         s.write_all(&frame).await.unwrap();
         let mut echoed = vec![0u8; frame.len()];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echoed)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echoed))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(echoed, frame);
     }
 }
@@ -182,19 +198,27 @@ async fn unknown_host_is_404_naming_it() {
 async fn local_server_down_is_502_naming_address_and_cause() {
     let relay = TestRelay::start().await;
     // A port that was free a moment ago and now has nobody listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let agent = TestAgent::http(&relay, port).await;
     let (body, _, _) = curl(&["-w", "%{http_code}", &format!("{}/", agent.http_url())]).await;
     assert!(body.ends_with("502"), "{body}");
     assert!(body.contains(&format!("localhost:{port}")), "{body}");
     assert!(body.contains("connection refused"), "{body}");
     // Once the server is up the same URL works.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nup").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nup")
+            .await;
     });
     let (body, _, _) = curl(&[&format!("{}/", agent.http_url())]).await;
     assert_eq!(body, "up");
@@ -208,10 +232,16 @@ async fn subdomains_requested_taken_and_invalid() {
     let first = TestAgent::start(&relay, opts.clone(), None).await.unwrap();
     assert_eq!(host_of(first.http_url()), "myapp.localhost");
     assert_eq!(port_of(first.http_url()), relay.http().port());
-    let err = TestAgent::start(&relay, opts, None).await.err().expect("second agent refused");
+    let err = TestAgent::start(&relay, opts, None)
+        .await
+        .err()
+        .expect("second agent refused");
     assert!(err.contains("myapp.localhost is already in use"), "{err}");
     let bad = burrow_e2e::TunnelOpts::http(up.addr.port()).subdomain("no_way!");
-    let err = TestAgent::start(&relay, bad, None).await.err().expect("invalid refused");
+    let err = TestAgent::start(&relay, bad, None)
+        .await
+        .err()
+        .expect("invalid refused");
     assert!(err.contains("invalid subdomain"), "{err}");
     let (body, _, _) = curl(&[&format!("{}/hello", first.http_url())]).await;
     assert_eq!(body, "hello");
@@ -235,10 +265,25 @@ async fn bind_tls_modes() {
 async fn auth_tokens() {
     let relay = TestRelay::start_with(|c| c.tokens = vec!["s3cret-token".into()]).await;
     let up = upstream::start().await;
-    let err = TestAgent::start(&relay, burrow_e2e::TunnelOpts::http(up.addr.port()), Some("wrong")).await.err().unwrap();
+    let err = TestAgent::start(
+        &relay,
+        burrow_e2e::TunnelOpts::http(up.addr.port()),
+        Some("wrong"),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(err.contains("authentication failed"), "{err}");
-    let err = TestAgent::start(&relay, burrow_e2e::TunnelOpts::http(up.addr.port()), None).await.err().unwrap();
+    let err = TestAgent::start(&relay, burrow_e2e::TunnelOpts::http(up.addr.port()), None)
+        .await
+        .err()
+        .unwrap();
     assert!(err.contains("requires an auth token"), "{err}");
-    let ok = TestAgent::start(&relay, burrow_e2e::TunnelOpts::http(up.addr.port()), Some("s3cret-token")).await;
+    let ok = TestAgent::start(
+        &relay,
+        burrow_e2e::TunnelOpts::http(up.addr.port()),
+        Some("s3cret-token"),
+    )
+    .await;
     assert!(ok.is_ok());
 }

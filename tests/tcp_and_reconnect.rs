@@ -16,7 +16,10 @@ async fn echo_roundtrip(addr: SocketAddr, len: usize) -> Vec<u8> {
         w.shutdown().await.unwrap();
     });
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut got)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
     writer.await.unwrap();
     assert_eq!(got.len(), expect.len());
     assert!(got == expect, "echoed bytes differ");
@@ -27,14 +30,24 @@ async fn echo_roundtrip(addr: SocketAddr, len: usize) -> Vec<u8> {
 async fn tcp_echo_one_mib_each_way() {
     let relay = TestRelay::start().await;
     let echo = upstream::echo().await;
-    let agent = TestAgent::start(&relay, TunnelOpts::tcp(echo.port()), None).await.unwrap();
-    assert!(agent.urls[0].starts_with("tcp://localhost:"), "{:?}", agent.urls);
+    let agent = TestAgent::start(&relay, TunnelOpts::tcp(echo.port()), None)
+        .await
+        .unwrap();
+    assert!(
+        agent.urls[0].starts_with("tcp://localhost:"),
+        "{:?}",
+        agent.urls
+    );
     let port = port_of(&agent.urls[0]);
     echo_roundtrip(SocketAddr::from(([127, 0, 0, 1], port)), 1 << 20).await;
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[actix_rt::test]
@@ -53,7 +66,9 @@ async fn relay_restart_gives_back_the_same_url_and_port() {
     let up = upstream::start().await;
     let echo = upstream::echo().await;
     let web = TestAgent::http(&relay, up.addr.port()).await;
-    let tcp = TestAgent::start(&relay, TunnelOpts::tcp(echo.port()), None).await.unwrap();
+    let tcp = TestAgent::start(&relay, TunnelOpts::tcp(echo.port()), None)
+        .await
+        .unwrap();
     let tcp_port = port_of(&tcp.urls[0]);
     let url = format!("{}/hello", web.http_url());
     assert_eq!(curl(&[&url]).await.0, "hello");
@@ -71,7 +86,10 @@ async fn relay_restart_gives_back_the_same_url_and_port() {
         if body == "hello" {
             break;
         }
-        assert!(Instant::now() < deadline, "http tunnel did not come back: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "http tunnel did not come back: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     loop {
@@ -87,7 +105,10 @@ async fn relay_restart_gives_back_the_same_url_and_port() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "tcp tunnel did not come back on port {tcp_port}");
+        assert!(
+            Instant::now() < deadline,
+            "tcp tunnel did not come back on port {tcp_port}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = std::fs::remove_dir_all(&state);
@@ -108,7 +129,14 @@ async fn a_stalled_reader_does_not_slow_another_stream() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Stream two, same session: a full 32 MiB download must still go through promptly.
     let started = Instant::now();
-    let (out, err, ok) = curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("{}/download/33554432", agent.http_url())]).await;
+    let (out, err, ok) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &format!("{}/download/33554432", agent.http_url()),
+    ])
+    .await;
     assert!(ok, "{err}");
     assert_eq!(out, "33554432");
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -116,4 +144,45 @@ async fn a_stalled_reader_does_not_slow_another_stream() {
     let mut buf = vec![0u8; 1 << 16];
     let n = stalled.read(&mut buf).await.unwrap();
     assert!(n > 0);
+}
+
+#[actix_rt::test]
+async fn shutdown_stops_accepting_and_drains_open_connections() {
+    let relay = TestRelay::start_with(|c| c.drain_grace = Duration::from_secs(10)).await;
+    let up = upstream::start().await;
+    let agent = TestAgent::http(&relay, up.addr.port()).await;
+    let addr = relay.http();
+    // A download that is still being read when the relay is told to stop.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /download/8388608 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            agent.host()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = vec![0u8; 1024];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(n > 0);
+    let stopping = actix_rt::spawn(relay.handle.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown began"
+    );
+    let mut rest = Vec::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.read_to_end(&mut rest).await.unwrap();
+    let total = n + rest.len();
+    let head_len = String::from_utf8_lossy(&first[..n])
+        .find("\r\n\r\n")
+        .unwrap()
+        + 4;
+    assert_eq!(total - head_len, 8388608, "in-flight download was cut");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -35,8 +35,12 @@ impl LocalAddr {
 fn port(s: &str, whole: &str) -> Result<u16, String> {
     match s.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        Ok(p) => Err(format!("invalid address {whole:?}: port {p} is out of range 1-65535")),
-        Err(_) => Err(format!("invalid address {whole:?}: {s:?} is not a port number")),
+        Ok(p) => Err(format!(
+            "invalid address {whole:?}: port {p} is out of range 1-65535"
+        )),
+        Err(_) => Err(format!(
+            "invalid address {whole:?}: {s:?} is not a port number"
+        )),
     }
 }
 
@@ -53,7 +57,11 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
                 (TunnelProto::Http, "http") => "http",
                 (TunnelProto::Http, "https") => "https",
                 (TunnelProto::Tcp | TunnelProto::Tls, "tcp") => "tcp",
-                _ => return Err(format!("invalid address {s:?}: scheme {sch:?} does not fit a {proto} tunnel")),
+                _ => {
+                    return Err(format!(
+                        "invalid address {s:?}: scheme {sch:?} does not fit a {proto} tunnel"
+                    ))
+                }
             };
             (Some(scheme), rest.trim_end_matches('/'))
         }
@@ -98,11 +106,7 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
         (None, TunnelProto::Http) => "http",
         (None, _) => "tcp",
     };
-    Ok(LocalAddr {
-        scheme,
-        host,
-        port,
-    })
+    Ok(LocalAddr { scheme, host, port })
 }
 
 #[cfg(test)]
@@ -115,7 +119,10 @@ mod tests {
         assert_eq!(h("8080").unwrap(), "http://localhost:8080");
         assert_eq!(h("example.com:81").unwrap(), "http://example.com:81");
         assert_eq!(h("http://10.0.0.2:3000").unwrap(), "http://10.0.0.2:3000");
-        assert_eq!(h("https://localhost:8443").unwrap(), "https://localhost:8443");
+        assert_eq!(
+            h("https://localhost:8443").unwrap(),
+            "https://localhost:8443"
+        );
         assert_eq!(h("443").unwrap(), "https://localhost:443");
         assert_eq!(h("[::1]:80").unwrap(), "http://[::1]:80");
         let t = |s| parse(TunnelProto::Tcp, s).map(|a| a.display());

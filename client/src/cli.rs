@@ -55,8 +55,20 @@ pub struct Flags {
 pub struct UsageError(pub String);
 
 const VALUE_FLAGS: &[&str] = &[
-    "subdomain", "hostname", "authtoken", "server", "server-addr", "root-cas", "log",
-    "log-level", "log-format", "bind-tls", "region", "auth", "host-header", "remote-addr",
+    "subdomain",
+    "hostname",
+    "authtoken",
+    "server",
+    "server-addr",
+    "root-cas",
+    "log",
+    "log-level",
+    "log-format",
+    "bind-tls",
+    "region",
+    "auth",
+    "host-header",
+    "remote-addr",
     "config",
 ];
 
@@ -89,7 +101,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
             "inspect" => {
                 let v = inline.as_deref().unwrap_or("true");
                 flags.inspect = Some(parse_bool(v).ok_or_else(|| {
-                    err(format!("invalid value {v:?} for flag -inspect: want true or false"))
+                    err(format!(
+                        "invalid value {v:?} for flag -inspect: want true or false"
+                    ))
                 })?);
                 continue;
             }
@@ -205,7 +219,10 @@ mod tests {
     fn version_and_help() {
         assert_eq!(p("--version").unwrap().0, Command::Version);
         assert_eq!(p("version").unwrap().0, Command::Version);
-        assert_eq!(p("http -help").unwrap().0, Command::Help(Some("http".into())));
+        assert_eq!(
+            p("http -help").unwrap().0,
+            Command::Help(Some("http".into()))
+        );
         assert_eq!(p("").unwrap().0, Command::Help(None));
     }
 

@@ -23,8 +23,12 @@ pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream) {
     };
     let _ = sock.set_nodelay(true);
     match splice(sock, stream).await {
-        Ok(stats) => debug!(name = %spec.name, remote = %meta.remote_addr, ?stats, "connection closed"),
-        Err(e) => debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended"),
+        Ok(stats) => {
+            debug!(name = %spec.name, remote = %meta.remote_addr, ?stats, "connection closed")
+        }
+        Err(e) => {
+            debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended")
+        }
     }
 }
 

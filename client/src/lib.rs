@@ -29,7 +29,10 @@ use tunnel::TunnelSpec;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Builds the TLS client settings: the relay's CA from a PEM file, or the system roots.
-pub fn client_tls(root_cas: Option<&str>, extra_pem: Option<&str>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn client_tls(
+    root_cas: Option<&str>,
+    extra_pem: Option<&str>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -57,7 +60,8 @@ pub fn client_tls(root_cas: Option<&str>, extra_pem: Option<&str>) -> anyhow::Re
             }
         }
         Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read root_cas file {path}"))?;
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read root_cas file {path}"))?;
             add_pem(&pem, path)?;
         }
     }
@@ -69,7 +73,11 @@ pub fn client_tls(root_cas: Option<&str>, extra_pem: Option<&str>) -> anyhow::Re
 
 /// A fresh random identity for this agent process.
 pub fn new_client_id() -> String {
-    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 /// Session settings for a relay at `server` (`host:port`).
@@ -126,7 +134,9 @@ fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelS
         _ => None,
     };
     if proto == TunnelProto::Tcp && (flags.subdomain.is_some() || flags.hostname.is_some()) {
-        anyhow::bail!("-subdomain and -hostname apply to http tunnels; tcp tunnels use -remote-addr");
+        anyhow::bail!(
+            "-subdomain and -hostname apply to http tunnels; tcp tunnels use -remote-addr"
+        );
     }
     Ok(TunnelSpec {
         name: "command_line".into(),
@@ -146,7 +156,13 @@ fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelS
 fn init_logging(flags: &Flags) -> anyhow::Result<bool> {
     use tracing_subscriber::prelude::*;
     let target = flags.log.as_deref().unwrap_or("false");
-    let level = match flags.log_level.as_deref().unwrap_or("info").to_ascii_lowercase().as_str() {
+    let level = match flags
+        .log_level
+        .as_deref()
+        .unwrap_or("info")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "dbug" | "debug" | "trace" => tracing::Level::DEBUG,
         "info" => tracing::Level::INFO,
         "warn" | "warning" => tracing::Level::WARN,
@@ -243,12 +259,13 @@ fn run_tunnels(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             }
         });
         let sup = start(session, vec![spec], print);
+        // Signals are registered before anything is announced, so none is missed.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         actix_rt::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
             // Exit within a second even if the relay is slow to take the goodbye.
             std::thread::spawn(|| {

@@ -11,7 +11,9 @@ use tracing_subscriber::Layer;
 
 /// Quotes a value when it holds spaces, quotes, `=`, backslashes or control characters.
 pub fn quote(v: &str) -> String {
-    let needs = v.is_empty() || v.chars().any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
+    let needs = v.is_empty()
+        || v.chars()
+            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control());
     if !needs {
         return v.to_string();
     }
@@ -74,7 +76,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.rest.push_str(&format!(" {}={}", field.name(), quote(value)));
+            self.rest
+                .push_str(&format!(" {}={}", field.name(), quote(value)));
         }
     }
 
@@ -131,6 +134,9 @@ mod tests {
     fn go_time_layout() {
         let t = UNIX_EPOCH + Duration::from_secs(1_136_214_245);
         assert_eq!(timestamp(t), "2006-01-02T15:04:05+0000");
-        assert_eq!(timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00+0000");
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00+0000"
+        );
     }
 }

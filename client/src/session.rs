@@ -44,20 +44,33 @@ enum DialError {
 /// Dials, shakes hands and authenticates.
 async fn dial(
     cfg: SessionConfig,
-) -> Result<(MuxHandle, tokio::sync::mpsc::UnboundedReceiver<MuxEvent>, String), DialError> {
+) -> Result<
+    (
+        MuxHandle,
+        tokio::sync::mpsc::UnboundedReceiver<MuxEvent>,
+        String,
+    ),
+    DialError,
+> {
     use DialError::*;
     let t = |e: String| Transient(e);
-    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&cfg.server_addr))
-        .await
-        .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
-        .map_err(|e| t(format!("dial tcp {}: {e}", cfg.server_addr)))?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect(&cfg.server_addr),
+    )
+    .await
+    .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
+    .map_err(|e| t(format!("dial tcp {}: {e}", cfg.server_addr)))?;
     let _ = tcp.set_nodelay(true);
     let mut tls = TlsConnector::from(cfg.tls.clone())
         .connect(cfg.server_name.clone(), tcp)
         .await
         .map_err(|e| {
             if e.to_string().contains("certificate") {
-                Fatal(format!("TLS handshake with relay {}: {e} (set -root-cas to the relay's CA)", cfg.server_addr))
+                Fatal(format!(
+                    "TLS handshake with relay {}: {e} (set -root-cas to the relay's CA)",
+                    cfg.server_addr
+                ))
             } else {
                 t(format!("TLS handshake with relay {}: {e}", cfg.server_addr))
             }
@@ -80,7 +93,9 @@ async fn dial(
     match first {
         Some(MuxEvent::Control(b)) => match control::decode::<ServerMessage>(&b) {
             Ok(ServerMessage::AuthOk { session_id, .. }) => Ok((mux, events, session_id)),
-            Ok(ServerMessage::AuthFailed { message }) => Err(Fatal(format!("authentication failed: {message}"))),
+            Ok(ServerMessage::AuthFailed { message }) => {
+                Err(Fatal(format!("authentication failed: {message}")))
+            }
             Ok(other) => Err(t(format!("unexpected answer to authentication: {other:?}"))),
             Err(e) => Err(t(e.to_string())),
         },
@@ -121,25 +136,29 @@ impl Session {
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
-        ctx.spawn(dial(self.cfg.clone()).into_actor(self).map(|res, act, ctx| match res {
-            Ok((mux, events, id)) => {
-                act.failures = 0;
-                act.generation += 1;
-                act.mux = Some(mux);
-                let generation = act.generation;
-                ctx.add_stream(
-                    tokio_stream::wrappers::UnboundedReceiverStream::new(events)
-                        .map_gen(generation),
-                );
-                info!(obj = "csess", id = %id, "client session established");
-                act.sup.do_send(SessionUp);
-            }
-            Err(DialError::Fatal(msg)) => act.sup.do_send(SessionFatal(msg)),
-            Err(DialError::Transient(msg)) => {
-                warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
-                act.retry(ctx);
-            }
-        }));
+        ctx.spawn(
+            dial(self.cfg.clone())
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok((mux, events, id)) => {
+                        act.failures = 0;
+                        act.generation += 1;
+                        act.mux = Some(mux);
+                        let generation = act.generation;
+                        ctx.add_stream(
+                            tokio_stream::wrappers::UnboundedReceiverStream::new(events)
+                                .map_gen(generation),
+                        );
+                        info!(obj = "csess", id = %id, "client session established");
+                        act.sup.do_send(SessionUp);
+                    }
+                    Err(DialError::Fatal(msg)) => act.sup.do_send(SessionFatal(msg)),
+                    Err(DialError::Transient(msg)) => {
+                        warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
+                        act.retry(ctx);
+                    }
+                }),
+        );
     }
 
     fn retry(&mut self, ctx: &mut Context<Self>) {
@@ -226,7 +245,9 @@ impl StreamHandler<Tagged> for Session {
                 Ok(ServerMessage::Error { message }) => {
                     warn!(obj = "tunnels.session", err = %message, "relay reported an error");
                 }
-                Ok(other) => warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay"),
+                Ok(other) => {
+                    warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay")
+                }
                 Err(e) => warn!(obj = "tunnels.session", err = %e, "bad message from relay"),
             },
             MuxEvent::Stream(meta, stream) => {
@@ -247,7 +268,9 @@ impl StreamHandler<Tagged> for Session {
                 self.mux = None;
                 self.pending.clear();
                 self.targets.clear();
-                let err = err.map(|e| e.to_string()).unwrap_or_else(|| "closed by relay".into());
+                let err = err
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "closed by relay".into());
                 warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
                 self.sup.do_send(SessionDown);
                 self.retry(ctx);

@@ -72,6 +72,9 @@ mod tests {
             proto: TunnelProto::Tcp,
             ..base
         };
-        assert_eq!(sticky(&tcp, &["tcp://localhost:12345".into()]).remote_port, Some(12345));
+        assert_eq!(
+            sticky(&tcp, &["tcp://localhost:12345".into()]).remote_port,
+            Some(12345)
+        );
     }
 }

@@ -41,7 +41,10 @@ fn spawn(args: &[&str]) -> Running {
 impl Running {
     fn line_matching(&self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(l) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(l) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             if pred(&l) {
                 return l;
             }
@@ -50,7 +53,10 @@ impl Running {
     }
 
     fn signal(&self, sig: &str) {
-        Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     fn wait_exit(&mut self, within: Duration) -> Option<i32> {
@@ -66,7 +72,10 @@ impl Running {
 }
 
 fn curl(url: &str) -> String {
-    let out = Command::new("curl").args(["-sS", "--max-time", "10", url]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", url])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -78,7 +87,9 @@ fn http_server() -> u16 {
         for mut s in l.incoming().map_while(Result::ok) {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlocal!");
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlocal!",
+            );
         }
     });
     port
@@ -89,7 +100,10 @@ fn version() {
     for args in [&["--version"][..], &["version"], &["-version"]] {
         let out = burrow(args).output().unwrap();
         assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("burrow version {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("burrow version {}\n", env!("CARGO_PKG_VERSION"))
+        );
     }
 }
 
@@ -107,12 +121,20 @@ fn http_with_the_embedded_relay_then_ctrl_c() {
         assert_eq!(host.len(), 8 + ".localhost".len(), "{line}");
         assert!(host[..8].bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
     }
-    let url = http["Forwarding  ".len()..].split(' ').next().unwrap().to_string();
+    let url = http["Forwarding  ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(curl(&url), "local!");
     let started = Instant::now();
     run.signal("-INT");
     assert_eq!(run.wait_exit(Duration::from_secs(3)), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -132,7 +154,10 @@ fn log_stdout_writes_logfmt_lines() {
     let run = spawn(&["http", &port.to_string(), "--log", "stdout"]);
     let l = run.line_matching(|l| l.contains("msg=\"client session established\""));
     assert!(l.starts_with("t="), "{l}");
-    assert!(l.contains(" lvl=info ") && l.contains(" obj=csess id="), "{l}");
+    assert!(
+        l.contains(" lvl=info ") && l.contains(" obj=csess id="),
+        "{l}"
+    );
     let l = run.line_matching(|l| l.contains("msg=\"started tunnel\""));
     assert!(l.contains("obj=tunnels name=command_line"), "{l}");
     assert!(l.contains(&format!("addr=http://localhost:{port}")), "{l}");
@@ -145,9 +170,15 @@ fn bad_command_lines_are_one_clear_line() {
         (&["http", "8080", "-bogus"], "unknown flag -bogus"),
         (&["http"], "missing address"),
         (&["launch"], "unknown command \"launch\""),
-        (&["http", "8080", "-subdomain"], "flag -subdomain needs a value"),
+        (
+            &["http", "8080", "-subdomain"],
+            "flag -subdomain needs a value",
+        ),
         (&["http", "8080", "-bind-tls", "maybe"], "invalid -bind-tls"),
-        (&["tcp", "22", "-remote-addr", "x:notaport"], "invalid -remote-addr"),
+        (
+            &["tcp", "22", "-remote-addr", "x:notaport"],
+            "invalid -remote-addr",
+        ),
     ];
     for (args, want) in cases {
         let out = burrow(args).output().unwrap();
@@ -160,7 +191,9 @@ fn bad_command_lines_are_one_clear_line() {
 
 #[test]
 fn invalid_subdomain_exits_non_zero_with_the_reason() {
-    let out = burrow(&["http", "8080", "-subdomain=Not_Valid"]).output().unwrap();
+    let out = burrow(&["http", "8080", "-subdomain=Not_Valid"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid subdomain \"Not_Valid\""), "{err}");
@@ -168,8 +201,23 @@ fn invalid_subdomain_exits_non_zero_with_the_reason() {
 
 #[test]
 fn unreachable_relay_is_retried_and_logged() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let run = spawn(&["http", "8080", "-server", &format!("127.0.0.1:{port}"), "-log", "stdout"]);
-    let l = run.line_matching(|l| l.contains("lvl=warn") && l.contains("failed to reconnect session"));
-    assert!(l.contains("connection refused") || l.contains("Connection refused"), "{l}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = spawn(&[
+        "http",
+        "8080",
+        "-server",
+        &format!("127.0.0.1:{port}"),
+        "-log",
+        "stdout",
+    ]);
+    let l =
+        run.line_matching(|l| l.contains("lvl=warn") && l.contains("failed to reconnect session"));
+    assert!(
+        l.contains("connection refused") || l.contains("Connection refused"),
+        "{l}"
+    );
 }

@@ -64,7 +64,10 @@ impl RelayHandle {
         }
         let left = self.open_connections();
         if left > 0 {
-            warn!(open = left, "drain grace over; closing remaining connections");
+            warn!(
+                open = left,
+                "drain grace over; closing remaining connections"
+            );
         }
         let _ = self.closing.send(true);
         // Let sessions say goodbye before the workers stop.
@@ -86,10 +89,7 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         Some(a) => Some(listeners::bind(a, "https").await?),
         None => None,
     };
-    let port = |l: &Option<tokio::net::TcpListener>| {
-        l.as_ref()
-            .and_then(|l| l.local_addr().ok())
-    };
+    let port = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (http_addr, https_addr) = (port(&http), port(&https));
     let control_addr = control.local_addr()?;
     let (stopping_tx, stopping) = watch::channel(false);

@@ -34,14 +34,21 @@ pub async fn run_control(listener: TcpListener, state: Arc<RelayState>) {
     }
 }
 
-async fn agent_handshake(sock: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, state: Arc<RelayState>) {
+async fn agent_handshake(
+    sock: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    state: Arc<RelayState>,
+) {
     let limit = state.cfg.limits.handshake_timeout;
     let hs = async {
         let mut tls = acceptor
             .accept(sock)
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        preamble::exchange(&mut tls).await.map_err(|e| e.to_string())?;
+        preamble::exchange(&mut tls)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(tls)
     };
     let tls = match timeout(limit, hs).await {
@@ -117,4 +124,3 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))
 }
-

@@ -55,8 +55,12 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
     let mut key = None;
     let mut level = "info".to_string();
     if let Ok(env) = std::env::var("BURROWD_AUTH_TOKENS") {
-        cfg.tokens
-            .extend(env.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from));
+        cfg.tokens.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
     }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -103,7 +107,9 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                     .with_context(|| format!("--tcp-bind: invalid IP {value:?}"))?
             }
             "tcp-ports" => {
-                cfg.tcp_ports = value.parse().map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?
+                cfg.tcp_ports = value
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?
             }
             "auth-token" => cfg.tokens.push(value),
             "auth-token-file" => {
@@ -123,11 +129,10 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             "drain-grace" => cfg.drain_grace = secs(&value)?,
             "head-timeout" => cfg.limits.head_timeout = secs(&value)?,
             "max-head" => {
-                cfg.limits.max_head = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1024)
-                    .with_context(|| format!("--max-head: want a byte count of at least 1024, got {value:?}"))?
+                cfg.limits.max_head =
+                    value.parse().ok().filter(|n| *n >= 1024).with_context(|| {
+                        format!("--max-head: want a byte count of at least 1024, got {value:?}")
+                    })?
             }
             "log-level" => level = value,
             other => bail!("unknown flag --{other} (see burrowd --help)"),
@@ -143,8 +148,10 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
 
 fn run() -> anyhow::Result<()> {
     let (cfg, level) = parse_args()?;
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,burrow_relay={level},burrowd={level}"))
-        .with_context(|| format!("invalid --log-level {level:?}"))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,burrow_relay={level},burrowd={level}"
+    ))
+    .with_context(|| format!("invalid --log-level {level:?}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -153,8 +160,14 @@ fn run() -> anyhow::Result<()> {
     burrow_relay::install_crypto();
     let sys = actix_rt::System::new();
     sys.block_on(async move {
+        // Listen for signals before announcing ourselves: a supervisor may signal at once.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let relay = burrow_relay::start(cfg).await?;
-        println!("burrowd {} serving {}", env!("CARGO_PKG_VERSION"), relay.domain());
+        println!(
+            "burrowd {} serving {}",
+            env!("CARGO_PKG_VERSION"),
+            relay.domain()
+        );
         println!("  agents      {}", relay.control_addr);
         if let Some(a) = relay.http_addr {
             println!("  http        {a}");
@@ -163,7 +176,6 @@ fn run() -> anyhow::Result<()> {
             println!("  https       {a}");
         }
         println!("  fingerprint {}", relay.fingerprint);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

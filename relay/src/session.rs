@@ -5,7 +5,9 @@ use crate::router::Route;
 use crate::state::RelayState;
 use crate::tcp;
 use actix::prelude::*;
-use burrow_protocol::control::{self, BindTls, ClientMessage, ServerMessage, TunnelProto, TunnelRequest};
+use burrow_protocol::control::{
+    self, BindTls, ClientMessage, ServerMessage, TunnelProto, TunnelRequest,
+};
 use burrow_protocol::mux::{MuxEvent, MuxHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -134,7 +136,9 @@ impl Session {
                     client_id: client.to_string(),
                 };
                 if !self.state.router.insert(&host, route) {
-                    return Err(format!("hostname {host} is already in use by another session"));
+                    return Err(format!(
+                        "hostname {host} is already in use by another session"
+                    ));
                 }
                 let mut urls = Vec::new();
                 if t.bind_tls != BindTls::Http {
@@ -170,7 +174,10 @@ impl Session {
                         keys: vec![LeaseKey::Port(port)],
                     },
                 );
-                Ok((tunnel_id, vec![format!("tcp://{}:{port}", self.state.cfg.domain)]))
+                Ok((
+                    tunnel_id,
+                    vec![format!("tcp://{}:{port}", self.state.cfg.domain)],
+                ))
             }
             TunnelProto::Tls => Err("tls tunnels are not supported by this relay yet".into()),
         }

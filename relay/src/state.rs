@@ -90,7 +90,9 @@ impl RelayState {
         }
         for _ in 0..64 {
             let host = format!("{:08x}.{domain}", rand::random::<u32>());
-            if self.registry.is_free_for(&LeaseKey::Host(host.clone()), client)
+            if self
+                .registry
+                .is_free_for(&LeaseKey::Host(host.clone()), client)
                 && self.router.lookup(&host).is_none()
             {
                 return Ok(host);

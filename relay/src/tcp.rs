@@ -44,7 +44,9 @@ pub fn bind_port(
         };
         if candidate != 0
             && (state.port_listeners.contains_key(&candidate)
-                || !state.registry.is_free_for(&LeaseKey::Port(candidate), client))
+                || !state
+                    .registry
+                    .is_free_for(&LeaseKey::Port(candidate), client))
         {
             continue;
         }

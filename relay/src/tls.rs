@@ -146,7 +146,9 @@ struct OnDemand {
 
 impl std::fmt::Debug for OnDemand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnDemand").field("domain", &self.domain).finish()
+        f.debug_struct("OnDemand")
+            .field("domain", &self.domain)
+            .finish()
     }
 }
 
@@ -163,7 +165,7 @@ impl ResolvesServerCert for OnDemand {
         if let Some(c) = self.cache.get(&name) {
             return Some(c.clone());
         }
-        let issued = Arc::new(self.ca.issue(&[name.clone()]).ok()?);
+        let issued = Arc::new(self.ca.issue(std::slice::from_ref(&name)).ok()?);
         if self.cache.len() >= MAX_CACHED_CERTS {
             self.cache.clear();
         }
@@ -213,7 +215,11 @@ impl RelayTls {
                 let fp = fingerprint(&certs[0]);
                 let signer = rustls::crypto::ring::sign::any_supported_type(&key)
                     .context("unsupported private key type")?;
-                (Arc::new(Fixed(Arc::new(CertifiedKey::new(certs, signer)))), None, fp)
+                (
+                    Arc::new(Fixed(Arc::new(CertifiedKey::new(certs, signer)))),
+                    None,
+                    fp,
+                )
             }
             TlsSource::SelfSigned => {
                 let (ca, pem) = load_or_create_ca(state_dir)?;

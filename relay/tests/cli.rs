@@ -15,12 +15,23 @@ fn starts_prints_addresses_keeps_its_ca_and_stops_on_sigterm() {
     let state = std::env::temp_dir().join(format!("burrowd-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let args = [
-        "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--control-addr=127.0.0.1:0",
-        "-tcp-ports", "0-0", "--state-dir", state.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+        "--control-addr=127.0.0.1:0",
+        "-tcp-ports",
+        "0-0",
+        "--state-dir",
+        state.to_str().unwrap(),
     ];
     let mut fingerprints = Vec::new();
     for _ in 0..2 {
-        let mut child = burrowd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = burrowd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut seen = Vec::new();
         while let Some(Ok(l)) = lines.next() {
@@ -36,12 +47,18 @@ fn starts_prints_addresses_keeps_its_ca_and_stops_on_sigterm() {
         fingerprints.push(seen.last().unwrap().clone());
         assert!(state.join("ca.pem").exists());
         let started = Instant::now();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(started.elapsed() < Duration::from_secs(5), "burrowd did not stop");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "burrowd did not stop"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         assert!(status.success());
@@ -60,8 +77,25 @@ fn bad_flags_are_named() {
         (&["--bogus", "1"], "unknown flag --bogus"),
         (&["--http-addr", "nowhere"], "invalid address"),
         (&["--tcp-ports", "9-3"], "invalid port range"),
-        (&["--tls-cert", "/x.pem"], "--tls-cert and --tls-key go together"),
-        (&["--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--control-addr", "127.0.0.1:0", "--http-addr", "off", "--https-addr", "off"], "cannot read certificate file /nonexistent/c.pem"),
+        (
+            &["--tls-cert", "/x.pem"],
+            "--tls-cert and --tls-key go together",
+        ),
+        (
+            &[
+                "--tls-cert",
+                "/nonexistent/c.pem",
+                "--tls-key",
+                "/nonexistent/k.pem",
+                "--control-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "off",
+                "--https-addr",
+                "off",
+            ],
+            "cannot read certificate file /nonexistent/c.pem",
+        ),
         (&["--domain"], "needs a value"),
     ];
     for (args, want) in cases {

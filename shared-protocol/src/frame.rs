@@ -105,7 +105,9 @@ impl Frame {
         let (kind, flags, stream) = match self {
             Frame::Control(_) => (KIND_CONTROL, 0, 0),
             Frame::Open { stream, .. } => (KIND_OPEN, 0, *stream),
-            Frame::Data { stream, fin, .. } => (KIND_DATA, if *fin { FLAG_FIN } else { 0 }, *stream),
+            Frame::Data { stream, fin, .. } => {
+                (KIND_DATA, if *fin { FLAG_FIN } else { 0 }, *stream)
+            }
             Frame::Window { stream, .. } => (KIND_WINDOW, 0, *stream),
             Frame::Reset { stream, .. } => (KIND_RESET, 0, *stream),
             Frame::Ping(_) => (KIND_PING, 0, 0),
@@ -215,7 +217,10 @@ fn parse(kind: u8, flags: u8, stream: u32, mut p: Bytes) -> Result<Frame, Protoc
     };
     let fixed = |name: &'static str, len: usize, p: &Bytes| {
         if p.len() != len {
-            Err(malformed(name, format!("payload is {} bytes, expected {len}", p.len())))
+            Err(malformed(
+                name,
+                format!("payload is {} bytes, expected {len}", p.len()),
+            ))
         } else {
             Ok(())
         }
@@ -280,9 +285,13 @@ mod tests {
         prop_oneof![
             bytes.clone().prop_map(Frame::Control),
             (stream.clone(), bytes.clone()).prop_map(|(stream, meta)| Frame::Open { stream, meta }),
-            (stream.clone(), any::<bool>(), bytes)
-                .prop_map(|(stream, fin, payload)| Frame::Data { stream, fin, payload }),
-            (stream.clone(), 1u32..).prop_map(|(stream, increment)| Frame::Window { stream, increment }),
+            (stream.clone(), any::<bool>(), bytes).prop_map(|(stream, fin, payload)| Frame::Data {
+                stream,
+                fin,
+                payload
+            }),
+            (stream.clone(), 1u32..)
+                .prop_map(|(stream, increment)| Frame::Window { stream, increment }),
             (stream, ".{0,40}").prop_map(|(stream, reason)| Frame::Reset { stream, reason }),
             any::<u64>().prop_map(Frame::Ping),
             any::<u64>().prop_map(Frame::Pong),
@@ -322,7 +331,13 @@ mod tests {
         let dec = FrameDecoder::new(1024);
         let mut buf = BytesMut::from(&[KIND_DATA, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff][..]);
         let err = dec.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, ProtocolError::FrameTooLarge { len: u32::MAX, max: 1024 }));
+        assert!(matches!(
+            err,
+            ProtocolError::FrameTooLarge {
+                len: u32::MAX,
+                max: 1024
+            }
+        ));
         assert!(buf.capacity() < 4096);
     }
 
@@ -333,7 +348,10 @@ mod tests {
         assert!(dec.decode_eof(&mut buf).unwrap().is_none());
         Frame::Ping(7).encode(&mut buf);
         buf.truncate(12);
-        assert!(matches!(dec.decode_eof(&mut buf), Err(ProtocolError::TruncatedFrame)));
+        assert!(matches!(
+            dec.decode_eof(&mut buf),
+            Err(ProtocolError::TruncatedFrame)
+        ));
     }
 
     #[test]
@@ -347,7 +365,10 @@ mod tests {
         ];
         for (bytes, want) in cases {
             let err = dec.decode(&mut BytesMut::from(*bytes)).unwrap_err();
-            assert!(err.to_string().contains(want), "{err} should mention {want}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should mention {want}"
+            );
         }
     }
 }

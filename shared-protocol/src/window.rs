@@ -43,7 +43,10 @@ impl RecvWindow {
 
     /// Accounts for `len` received bytes; `false` if the peer overran its credit.
     pub fn on_received(&mut self, len: usize) -> bool {
-        match u32::try_from(len).ok().and_then(|l| self.available.checked_sub(l)) {
+        match u32::try_from(len)
+            .ok()
+            .and_then(|l| self.available.checked_sub(l))
+        {
             Some(left) => {
                 self.available = left;
                 true

@@ -81,7 +81,11 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     /// Forwards exactly `n` body bytes.
-    pub async fn forward_exact(&mut self, mut n: u64, stream: &MuxStream) -> Result<(), InputError> {
+    pub async fn forward_exact(
+        &mut self,
+        mut n: u64,
+        stream: &MuxStream,
+    ) -> Result<(), InputError> {
         while n > 0 {
             if self.buf.is_empty() && self.fill().await? == 0 {
                 return Err(InputError::Framing("visitor closed mid-body".into()));
@@ -115,7 +119,11 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     /// Forwards a chunked body, checking every chunk's framing, through its trailers.
-    pub async fn forward_chunked(&mut self, stream: &MuxStream, max_trailers: usize) -> Result<(), InputError> {
+    pub async fn forward_chunked(
+        &mut self,
+        stream: &MuxStream,
+        max_trailers: usize,
+    ) -> Result<(), InputError> {
         loop {
             let line = self.line(MAX_CHUNK_LINE).await?;
             let size = parse_chunk_size(&line[..line.len() - 2])?;
@@ -152,7 +160,12 @@ impl<R: AsyncRead + Unpin> Input<R> {
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, InputError> {
     let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let bad = || InputError::Framing(format!("bad chunk size {:?}", String::from_utf8_lossy(line)));
+    let bad = || {
+        InputError::Framing(format!(
+            "bad chunk size {:?}",
+            String::from_utf8_lossy(line)
+        ))
+    };
     if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad());
     }

@@ -149,7 +149,10 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<RequestHead>, HeadError> {
             if http10 {
                 return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
             }
-            let codings: Vec<_> = te.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+            let codings: Vec<_> = te
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect();
             if codings.iter().any(|c| c != "chunked") {
                 return Err(HeadError::NotImplemented(format!(
                     "transfer coding {te:?} (only chunked is supported)"
@@ -298,7 +301,8 @@ mod tests {
 
     #[test]
     fn forwarded_keeps_case_and_order_and_replaces_proto() {
-        let req = "GET / HTTP/1.1\r\nhOsT: a\r\nX-Forwarded-Proto: ftp\r\nZed: 1\r\nalpha: 2\r\n\r\n";
+        let req =
+            "GET / HTTP/1.1\r\nhOsT: a\r\nX-Forwarded-Proto: ftp\r\nZed: 1\r\nalpha: 2\r\n\r\n";
         let h = p(req).unwrap().unwrap();
         let out = forwarded(req.as_bytes(), &h, "10.0.0.1", "https");
         assert_eq!(

@@ -299,11 +299,7 @@ where
 /// Coalescing stops adding frames to a write past this many bytes.
 const WRITE_BATCH: usize = 256 * 1024;
 
-async fn writer<W: AsyncWrite>(
-    w: W,
-    mut rx: mpsc::UnboundedReceiver<Frame>,
-    shared: Arc<Shared>,
-) {
+async fn writer<W: AsyncWrite>(w: W, mut rx: mpsc::UnboundedReceiver<Frame>, shared: Arc<Shared>) {
     tokio::pin!(w);
     let mut closed = shared.close_tx.subscribe();
     let mut buf = BytesMut::with_capacity(16 * 1024);

@@ -36,14 +36,21 @@ pub async fn pump_to_mux<R: AsyncRead + Unpin>(rd: &mut R, stream: &MuxStream) -
             return Ok(total);
         }
         // Grow under bulk load, shrink back when reads get small.
-        want = if n >= want { (want * 2).min(MAX_DATA_CHUNK) } else { MIN_READ };
+        want = if n >= want {
+            (want * 2).min(MAX_DATA_CHUNK)
+        } else {
+            MIN_READ
+        };
         total += n as u64;
         stream.send(buf.split().freeze()).await?;
     }
 }
 
 /// Copies from the stream into `wr` until the peer half-closes, then shuts `wr` down.
-pub async fn pump_from_mux<W: AsyncWrite + Unpin>(stream: &MuxStream, wr: &mut W) -> io::Result<u64> {
+pub async fn pump_from_mux<W: AsyncWrite + Unpin>(
+    stream: &MuxStream,
+    wr: &mut W,
+) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = stream.recv_shared().await? {
         total += chunk.len() as u64;

@@ -21,7 +21,9 @@ pub struct MuxStream {
 
 impl std::fmt::Debug for MuxStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MuxStream").field("id", &self.st.id).finish()
+        f.debug_struct("MuxStream")
+            .field("id", &self.st.id)
+            .finish()
     }
 }
 
@@ -64,7 +66,10 @@ impl MuxStream {
     fn poll_recv_chunk(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         let mut s = self.st.lock();
         if let Some(chunk) = s.recv.pop_front() {
-            if let Some(increment) = s.window.on_consumed(chunk.len(), Instant::now(), self.mux.rtt()) {
+            if let Some(increment) =
+                s.window
+                    .on_consumed(chunk.len(), Instant::now(), self.mux.rtt())
+            {
                 self.mux.send(Frame::Window {
                     stream: self.st.id,
                     increment,
@@ -202,7 +207,11 @@ impl AsyncRead for MuxStream {
 }
 
 impl AsyncWrite for MuxStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let credit = match self.poll_credit(cx) {
             Poll::Ready(Ok(c)) => c,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
