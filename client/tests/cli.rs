@@ -221,3 +221,41 @@ fn unreachable_relay_is_retried_and_logged() {
         "{l}"
     );
 }
+
+#[actix_rt::test]
+async fn a_killed_agent_stops_routing_within_ten_seconds() {
+    burrow_relay::install_crypto();
+    let mut cfg = burrow_relay::RelayConfig::loopback();
+    let state = std::env::temp_dir().join(format!("burrow-kill-{}", std::process::id()));
+    cfg.state_dir = Some(state.clone());
+    let relay = burrow_relay::start(cfg).await.unwrap();
+    let port = http_server();
+    let ca = state.join("ca.pem");
+    let server = format!("localhost:{}", relay.control_addr.port());
+    let args = ["http".to_string(), port.to_string(), "-server".into(), server, "-root-cas".into(), ca.to_str().unwrap().into(), "-bind-tls=false".into()];
+    // The relay runs on this thread's runtime: wait for the agent off it.
+    let (mut run, line) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = spawn(&args);
+        let line = run.line_matching(|l| l.starts_with("Forwarding  http://"));
+        (run, line)
+    })
+    .await
+    .unwrap();
+    let url = line["Forwarding  ".len()..].split(' ').next().unwrap().to_string();
+    let u = url.clone();
+    assert_eq!(tokio::task::spawn_blocking(move || curl(&u)).await.unwrap(), "local!");
+    run.signal("-KILL");
+    run.wait_exit(Duration::from_secs(2));
+    let killed = Instant::now();
+    loop {
+        let u = url.clone();
+        let body = tokio::task::spawn_blocking(move || curl(&u)).await.unwrap();
+        if body.contains("not found") {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "still routed: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(state);
+}
