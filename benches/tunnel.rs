@@ -1,7 +1,8 @@
 //! Load benchmark: traffic through a Burrow relay and agent against the same traffic sent direct.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
-//! `BENCH_QUICK=1` shortens every phase. Everything runs on 127.0.0.1.
+//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,bulk,rtt,memory` picks
+//! phases. Everything runs on 127.0.0.1.
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
@@ -40,10 +41,21 @@ struct Plan {
     rtt_time: Duration,
     tunnels: usize,
     idle_conns: usize,
+    only: Option<Vec<String>>,
 }
 
 impl Plan {
+    /// Whether the phase `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == name))
+    }
+
     fn from_env() -> Self {
+        let only = std::env::var("BENCH_ONLY")
+            .ok()
+            .map(|v| v.split(',').map(|p| p.trim().to_string()).collect());
         let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let s = Duration::from_secs;
         if quick {
@@ -57,6 +69,7 @@ impl Plan {
                 rtt_time: s(5),
                 tunnels: 1000,
                 idle_conns: 1000,
+                only,
             }
         } else {
             Plan {
@@ -69,6 +82,7 @@ impl Plan {
                 rtt_time: s(20),
                 tunnels: 1000,
                 idle_conns: 1000,
+                only,
             }
         }
     }
@@ -138,7 +152,7 @@ impl Proc {
 
     /// Waits (bounded) for a stdout line `f` accepts and returns what it extracted.
     async fn wait_for<T>(&mut self, what: &str, mut f: impl FnMut(&str) -> Option<T>) -> Result<T> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Err(_) => bail!("timed out waiting for {what}"),
@@ -178,6 +192,14 @@ struct Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // Stop the relay first, or it may write its leases again after the removal.
+        let _ = self.proc.child.start_kill();
+        for _ in 0..100 {
+            if !matches!(self.proc.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }
@@ -279,17 +301,16 @@ fn agent_main(args: &[String]) -> Result<()> {
     let count: usize = count.parse()?;
     let local = burrow::addr::parse(TunnelProto::Http, port).map_err(anyhow::Error::msg)?;
     let specs = (0..count)
-        .map(|i| TunnelSpec {
-            name: format!("t{i}"),
-            request: TunnelRequest {
+        .map(|i| {
+            let request = TunnelRequest {
                 proto: TunnelProto::Http,
                 subdomain: None,
                 hostname: None,
                 remote_port: None,
                 bind_tls: BindTls::Both,
                 auth: None,
-            },
-            local: local.clone(),
+            };
+            TunnelSpec::new(format!("t{i}"), request, local.clone())
         })
         .collect();
     burrow_relay::install_crypto();
@@ -750,100 +771,133 @@ async fn bench() -> Result<()> {
     let bins = bin_dir()?;
     eprintln!("using {}", bins.display());
     let mut table = Table::default();
+    let load_before = load_average();
     let http_up = serve(serve_http).await?;
     let raw_up = serve(serve_raw).await?;
 
     let relay = start_relay(&bins, "main").await?;
-    let http_agent = start_agent(&bins, "http", http_up.port(), relay.control, &relay.ca).await?;
-    let tcp_agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
-    let host = http_agent.public.clone();
-    let tcp_public = SocketAddr::from(([127, 0, 0, 1], tcp_agent.public.parse()?));
-    let limit = plan.warmup + plan.http_time + Duration::from_secs(60);
-
-    eprintln!(
-        "http: {} connections, {:?} each",
-        plan.conns, plan.http_time
-    );
-    let many = async {
-        let direct = bounded(
-            limit,
-            http_load(
-                http_up,
-                "localhost",
-                plan.conns,
-                plan.warmup,
-                plan.http_time,
-            ),
-        )
-        .await?;
-        let tunnel = bounded(
-            limit,
-            http_load(relay.http, &host, plan.conns, plan.warmup, plan.http_time),
-        )
-        .await?;
-        anyhow::Ok((tunnel, direct))
-    };
-    match many.await {
-        Ok((t, d)) => {
-            let name = format!("HTTP req/s, {} conns", plan.conns);
-            table.compare(&name, "req/s", t.rate, d.rate, Some(0.45), None);
-            table.compare(
-                &format!("HTTP p50, {} conns", plan.conns),
-                "ms",
-                t.ms(0.5),
-                d.ms(0.5),
-                None,
-                None,
-            );
-            table.compare(
-                &format!("HTTP p99, {} conns", plan.conns),
-                "ms",
-                t.ms(0.99),
-                d.ms(0.99),
-                None,
-                Some(3.0),
-            );
-        }
-        Err(e) => table.failed("HTTP, many connections", &e),
+    if plan.runs("http") || plan.runs("single") {
+        let agent = start_agent(&bins, "http", http_up.port(), relay.control, &relay.ca).await?;
+        http_phases(&plan, &mut table, http_up, relay.http, &agent.public).await;
     }
-
-    eprintln!("http: one connection, {:?} each", plan.single_time);
-    let single = async {
-        let direct = bounded(
-            limit,
-            http_load(http_up, "localhost", 1, plan.warmup, plan.single_time),
-        )
-        .await?;
-        let tunnel = bounded(
-            limit,
-            http_load(relay.http, &host, 1, plan.warmup, plan.single_time),
-        )
-        .await?;
-        anyhow::Ok((tunnel, direct))
-    };
-    match single.await {
-        Ok((t, d)) => {
-            table.compare("HTTP req/s, 1 conn", "req/s", t.rate, d.rate, None, None);
-            table.compare(
-                "HTTP p50, 1 conn",
-                "ms",
-                t.ms(0.5),
-                d.ms(0.5),
-                None,
-                Some(1.6),
-            );
-            table.compare("HTTP p99, 1 conn", "ms", t.ms(0.99), d.ms(0.99), None, None);
-        }
-        Err(e) => table.failed("HTTP, one connection", &e),
+    if plan.runs("bulk") {
+        let agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
+        let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
+        bulk_phase(&plan, &mut table, raw_up, public).await;
     }
+    if plan.runs("rtt") {
+        eprintln!(
+            "50 ms RTT: up to {} MiB or {:?} each",
+            plan.rtt_bytes >> 20,
+            plan.rtt_time
+        );
+        let name = "bulk over 50 ms RTT, one stream (direct = plain TCP)";
+        match rtt_phase(&bins, &relay, raw_up, &plan).await {
+            Ok((t, d)) => table.compare(name, "MB/s", t, d, Some(0.8), None),
+            Err(e) => table.failed(name, &e),
+        }
+        table.notes.push(format!(
+            "delay line: {} ms each way, chunks kept in order, at most {} MiB in flight per direction",
+            ONE_WAY.as_millis(),
+            DELAY_BUDGET >> 20
+        ));
+    }
+    drop(relay);
+    if plan.runs("memory") {
+        memory_phases(&plan, &mut table, &bins, http_up, raw_up).await;
+    }
+    table.notes.push(format!(
+        "1-minute load average {load_before} at start, {} at end, on {} CPUs \
+         (ratios are only meaningful on an otherwise idle machine)",
+        load_average(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    table.print();
+    Ok(())
+}
 
+/// The 1-minute load average, as /proc/loadavg prints it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Many keep-alive connections, then one, direct and through the http tunnel `host`.
+async fn http_phases(
+    plan: &Plan,
+    table: &mut Table,
+    direct: SocketAddr,
+    relay: SocketAddr,
+    host: &str,
+) {
+    let runs = [
+        ("http", plan.conns, plan.http_time, Some(3.0), None),
+        ("single", 1, plan.single_time, None, Some(1.6)),
+    ];
+    for (phase, conns, time, p99_max, p50_max) in runs {
+        if !plan.runs(phase) {
+            continue;
+        }
+        eprintln!("http: {conns} connection(s), {time:?} each");
+        let limit = plan.warmup + time + Duration::from_secs(60);
+        let pair = async {
+            let d = bounded(
+                limit,
+                http_load(direct, "localhost", conns, plan.warmup, time),
+            )
+            .await?;
+            let t = bounded(limit, http_load(relay, host, conns, plan.warmup, time)).await?;
+            anyhow::Ok((t, d))
+        };
+        let label = if conns == 1 {
+            "1 conn".to_string()
+        } else {
+            format!("{conns} conns")
+        };
+        match pair.await {
+            Ok((t, d)) => {
+                let rate_min = (conns > 1).then_some(0.45);
+                table.compare(
+                    &format!("HTTP req/s, {label}"),
+                    "req/s",
+                    t.rate,
+                    d.rate,
+                    rate_min,
+                    None,
+                );
+                table.compare(
+                    &format!("HTTP p50, {label}"),
+                    "ms",
+                    t.ms(0.5),
+                    d.ms(0.5),
+                    None,
+                    p50_max,
+                );
+                table.compare(
+                    &format!("HTTP p99, {label}"),
+                    "ms",
+                    t.ms(0.99),
+                    d.ms(0.99),
+                    None,
+                    p99_max,
+                );
+            }
+            Err(e) => table.failed(&format!("HTTP, {label}"), &e),
+        }
+    }
+}
+
+/// One-stream bulk transfer each way, direct and through the tcp tunnel at `public`.
+async fn bulk_phase(plan: &Plan, table: &mut Table, direct: SocketAddr, public: SocketAddr) {
     let mib = plan.bulk_bytes >> 20;
     eprintln!("bulk: {mib} MiB each way");
-    let no_limit = Duration::from_secs(3600);
-    let bulk_limit = Duration::from_secs(300);
+    let limit = Duration::from_secs(300);
+    let no_time_limit = Duration::from_secs(3600);
     let up = async {
-        let d = bounded(bulk_limit, bulk_up(raw_up, plan.bulk_bytes, no_limit)).await?;
-        let t = bounded(bulk_limit, bulk_up(tcp_public, plan.bulk_bytes, no_limit)).await?;
+        let d = bounded(limit, bulk_up(direct, plan.bulk_bytes, no_time_limit)).await?;
+        let t = bounded(limit, bulk_up(public, plan.bulk_bytes, no_time_limit)).await?;
         anyhow::Ok((t, d))
     };
     let name = format!("bulk {mib} MiB, one stream, to upstream");
@@ -852,8 +906,8 @@ async fn bench() -> Result<()> {
         Err(e) => table.failed(&name, &e),
     }
     let down = async {
-        let d = bounded(bulk_limit, bulk_down(raw_up, plan.bulk_bytes)).await?;
-        let t = bounded(bulk_limit, bulk_down(tcp_public, plan.bulk_bytes)).await?;
+        let d = bounded(limit, bulk_down(direct, plan.bulk_bytes)).await?;
+        let t = bounded(limit, bulk_down(public, plan.bulk_bytes)).await?;
         anyhow::Ok((t, d))
     };
     let name = format!("bulk {mib} MiB, one stream, from upstream");
@@ -861,23 +915,18 @@ async fn bench() -> Result<()> {
         Ok((t, d)) => table.compare(&name, "MB/s", t, d, Some(0.25), None),
         Err(e) => table.failed(&name, &e),
     }
-    drop(http_agent);
-    drop(tcp_agent);
+}
 
-    eprintln!(
-        "50 ms RTT: up to {} MiB or {:?} each",
-        plan.rtt_bytes >> 20,
-        plan.rtt_time
-    );
-    let name = "bulk over 50 ms RTT, one stream (direct = plain TCP)";
-    match rtt_phase(&bins, &relay, raw_up, &plan).await {
-        Ok((t, d)) => table.compare(name, "MB/s", t, d, Some(0.8), None),
-        Err(e) => table.failed(name, &e),
-    }
-    drop(relay);
-
+/// RSS per idle tunnel and per open connection, each on fresh processes.
+async fn memory_phases(
+    plan: &Plan,
+    table: &mut Table,
+    bins: &Path,
+    http_up: SocketAddr,
+    raw_up: SocketAddr,
+) {
     eprintln!("memory: {} idle tunnels", plan.tunnels);
-    match tunnels_phase(&bins, http_up, plan.tunnels).await {
+    match tunnels_phase(bins, http_up, plan.tunnels).await {
         Ok(m) => {
             table.absolute("relay RSS per idle tunnel", m.relay_per, "KiB", Some(16.0));
             table.absolute("agent RSS per idle tunnel", m.agent_per, "KiB", None);
@@ -886,7 +935,7 @@ async fn bench() -> Result<()> {
         Err(e) => table.failed("idle tunnels", &e),
     }
     eprintln!("memory: {} open connections", plan.idle_conns);
-    match conns_phase(&bins, raw_up, plan.idle_conns).await {
+    match conns_phase(bins, raw_up, plan.idle_conns).await {
         Ok(m) => {
             table.absolute(
                 "relay RSS per open connection",
@@ -899,13 +948,6 @@ async fn bench() -> Result<()> {
         }
         Err(e) => table.failed("open connections", &e),
     }
-    table.notes.push(format!(
-        "delay line: {} ms each way, chunks kept in order, at most {} MiB in flight per direction",
-        ONE_WAY.as_millis(),
-        DELAY_BUDGET >> 20
-    ));
-    table.print();
-    Ok(())
 }
 
 /// Bulk upload through a tunnel whose agent reaches the relay over the delay line,
@@ -934,8 +976,15 @@ struct Memory {
 }
 
 /// Starts a fresh relay and this binary as an agent with `count` http tunnels; returns RSS.
-async fn rss_with_tunnels(bins: &Path, http_up: SocketAddr, count: usize) -> Result<(u64, u64)> {
-    let relay = start_relay(&bins.to_path_buf(), &format!("tunnels-{count}")).await?;
+/// Starts a fresh relay and this binary as an agent with `count` http tunnels; returns
+/// both RSS figures and the time the binds took.
+async fn rss_with_tunnels(
+    bins: &Path,
+    http_up: SocketAddr,
+    count: usize,
+) -> Result<(u64, u64, Duration)> {
+    let relay = start_relay(bins, &format!("tunnels-{count}")).await?;
+    let start = Instant::now();
     let exe = std::env::current_exe()?;
     let mut agent = Proc::spawn(
         Command::new(exe)
@@ -948,20 +997,23 @@ async fn rss_with_tunnels(bins: &Path, http_up: SocketAddr, count: usize) -> Res
     agent
         .wait_for("the agent's tunnels", |l| (l == "READY").then_some(()))
         .await?;
+    let took = start.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok((relay.proc.rss_kib()?, agent.rss_kib()?))
+    Ok((relay.proc.rss_kib()?, agent.rss_kib()?, took))
 }
 
 async fn tunnels_phase(bins: &Path, http_up: SocketAddr, count: usize) -> Result<Memory> {
-    let (relay_1, agent_1) = rss_with_tunnels(bins, http_up, 1).await?;
-    let (relay_n, agent_n) = rss_with_tunnels(bins, http_up, count).await?;
+    let (relay_1, agent_1, _) = rss_with_tunnels(bins, http_up, 1).await?;
+    let (relay_n, agent_n, took) = rss_with_tunnels(bins, http_up, count).await?;
     let per = |a: u64, b: u64| (b as f64 - a as f64) / (count - 1) as f64;
     Ok(Memory {
         relay_per: per(relay_1, relay_n),
         agent_per: per(agent_1, agent_n),
         note: format!(
             "idle tunnels: relay RSS {relay_1} KiB with 1 tunnel, {relay_n} KiB with {count}; \
-             agent RSS {agent_1} KiB with 1, {agent_n} KiB with {count} (fresh processes each)"
+             agent RSS {agent_1} KiB with 1, {agent_n} KiB with {count} (fresh processes each); \
+             binding {count} tunnels took {:.2} s",
+            took.as_secs_f64()
         ),
     })
 }

@@ -142,9 +142,9 @@ impl TestAgent {
         let mut session = burrow::session_config(&server, tls, token.map(String::from))
             .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
-        let spec = TunnelSpec {
-            name: "command_line".into(),
-            request: TunnelRequest {
+        let spec = TunnelSpec::new(
+            "command_line",
+            TunnelRequest {
                 proto: opts.proto,
                 subdomain: opts.subdomain,
                 hostname: None,
@@ -152,8 +152,8 @@ impl TestAgent {
                 bind_tls: opts.bind_tls,
                 auth: None,
             },
-            local: burrow::addr::parse(opts.proto, &opts.addr)?,
-        };
+            burrow::addr::parse(opts.proto, &opts.addr)?,
+        );
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let supervisor = burrow::start(
             session,
@@ -171,6 +171,7 @@ impl TestAgent {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
                 Ok(Some(AgentEvent::Forwarding { url, .. })) => urls.push(url),
                 Ok(Some(AgentEvent::Fatal(msg))) => return Err(msg),
+                Ok(Some(_)) => continue,
                 _ => return Err("agent did not come up in time".into()),
             }
         }

@@ -8,6 +8,12 @@ pub enum Command {
     Http(String),
     /// Start a tcp tunnel to ADDR.
     Tcp(String),
+    /// Start a tls tunnel to ADDR.
+    Tls(String),
+    /// Start tunnels from the configuration by name (`--all`, `--none`).
+    Start(Vec<String>),
+    /// Save an auth token into the configuration file.
+    Authtoken(String),
     /// Print the version.
     Version,
     /// Print help, for a command or in general.
@@ -47,6 +53,16 @@ pub struct Flags {
     pub inspect: Option<bool>,
     /// `-config`, repeatable.
     pub config: Vec<String>,
+    /// `start --all`.
+    pub all: bool,
+    /// `start --none`.
+    pub none: bool,
+    /// `-crt` (tls).
+    pub crt: Option<String>,
+    /// `-key` (tls).
+    pub key: Option<String>,
+    /// `-client-cas` (tls).
+    pub client_cas: Option<String>,
 }
 
 /// One-line usage errors.
@@ -70,6 +86,9 @@ const VALUE_FLAGS: &[&str] = &[
     "host-header",
     "remote-addr",
     "config",
+    "crt",
+    "key",
+    "client-cas",
 ];
 
 /// Parses the arguments after the program name.
@@ -98,6 +117,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
         match name.as_str() {
             "help" | "h" => return Ok((Command::Help(positional.first().cloned()), flags)),
             "version" | "v" => return Ok((Command::Version, flags)),
+            "all" | "none" => {
+                let v = inline.as_deref().unwrap_or("true");
+                let b = parse_bool(v).ok_or_else(|| {
+                    err(format!(
+                        "invalid value {v:?} for flag -{name}: want true or false"
+                    ))
+                })?;
+                if name == "all" {
+                    flags.all = b;
+                } else {
+                    flags.none = b;
+                }
+                continue;
+            }
             "inspect" => {
                 let v = inline.as_deref().unwrap_or("true");
                 flags.inspect = Some(parse_bool(v).ok_or_else(|| {
@@ -132,6 +165,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
             "auth" => &mut flags.auth,
             "host-header" => &mut flags.host_header,
             "remote-addr" => &mut flags.remote_addr,
+            "crt" => &mut flags.crt,
+            "key" => &mut flags.key,
+            "client-cas" => &mut flags.client_cas,
             _ => {
                 flags.config.push(value);
                 continue;
@@ -140,20 +176,45 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
         *slot = Some(value);
     }
     let mut pos = positional.into_iter();
-    let command = match pos.next().as_deref() {
-        None => return Ok((Command::Help(None), flags)),
-        Some("http") => Command::Http(
-            pos.next()
-                .ok_or_else(|| err("missing address: burrow http PORT|HOST:PORT|URL".into()))?,
-        ),
-        Some("tcp") => Command::Tcp(
-            pos.next()
-                .ok_or_else(|| err("missing address: burrow tcp PORT|HOST:PORT".into()))?,
-        ),
-        Some("version") => Command::Version,
-        Some("help") => return Ok((Command::Help(pos.next()), flags)),
-        Some(other) => return Err(err(format!("unknown command {other:?}"))),
-    };
+    let command =
+        match pos.next().as_deref() {
+            None => return Ok((Command::Help(None), flags)),
+            Some("http") => Command::Http(
+                pos.next()
+                    .ok_or_else(|| err("missing address: burrow http PORT|HOST:PORT|URL".into()))?,
+            ),
+            Some("tcp") => Command::Tcp(
+                pos.next()
+                    .ok_or_else(|| err("missing address: burrow tcp PORT|HOST:PORT".into()))?,
+            ),
+            Some("tls") => Command::Tls(
+                pos.next()
+                    .ok_or_else(|| err("missing address: burrow tls PORT|HOST:PORT".into()))?,
+            ),
+            Some("start") => {
+                let names: Vec<String> = pos.by_ref().collect();
+                if names.is_empty() && !flags.all && !flags.none {
+                    return Err(err(
+                        "start needs tunnel names from the configuration, --all or --none".into(),
+                    ));
+                }
+                return Ok((Command::Start(names), flags));
+            }
+            Some("authtoken") => Command::Authtoken(
+                pos.next()
+                    .ok_or_else(|| err("missing token: burrow authtoken TOKEN".into()))?,
+            ),
+            Some("config") => match pos.next().as_deref() {
+                Some("add-authtoken") => Command::Authtoken(pos.next().ok_or_else(|| {
+                    err("missing token: burrow config add-authtoken TOKEN".into())
+                })?),
+                Some(other) => return Err(err(format!("unknown config command {other:?}"))),
+                None => return Err(err("config needs a subcommand: add-authtoken".into())),
+            },
+            Some("version") => Command::Version,
+            Some("help") => return Ok((Command::Help(pos.next()), flags)),
+            Some(other) => return Err(err(format!("unknown command {other:?}"))),
+        };
     if let Some(extra) = pos.next() {
         return Err(err(format!("unexpected argument {extra:?}")));
     }
@@ -172,10 +233,14 @@ fn parse_bool(v: &str) -> Option<bool> {
 pub const HELP: &str = "burrow: expose a local server through a Burrow relay (ngrok v2 compatible)
 
 USAGE:
-  burrow http [flags] ADDR     forward http(s) traffic to ADDR (port, host:port or URL)
-  burrow tcp [flags] ADDR      forward a public tcp port to ADDR
-  burrow version               print the version
-  burrow help [COMMAND]        this text
+  burrow http [flags] ADDR       forward http(s) traffic to ADDR (port, host:port or URL)
+  burrow tcp [flags] ADDR        forward a public tcp port to ADDR
+  burrow start NAME... | --all | --none
+                                 start tunnels named in the configuration file(s)
+  burrow authtoken TOKEN         save TOKEN in the configuration file (also:
+                                 burrow config add-authtoken TOKEN)
+  burrow version                 print the version
+  burrow help [COMMAND]          this text
 
 With no -server, burrow starts a relay inside the same process on loopback and prints
 URLs like http://3fa9c1d2.localhost:8000 that curl and browsers on this machine reach.
@@ -192,7 +257,13 @@ FLAGS (one or two dashes; -flag value or -flag=value):
   -log-level LEVEL    dbug, info, warn, eror (default info)
   -log-format FORMAT  logfmt (default)
   -region REGION      accepted for compatibility
-  -inspect=BOOL       accepted; request inspection arrives with the inspector
+  -inspect=BOOL       capture http requests for the inspector (default true)
+  -config PATH        configuration file (repeatable; later files win); default
+                      ~/.burrow/burrow.yml, ignored when missing
+  -all, -none         with start: every configured tunnel, or none (API only)
+
+Flags on the command line override the configuration file. The local API listens on
+web_addr (default 127.0.0.1:4040, then 4041... when taken).
 ";
 
 #[cfg(test)]

@@ -1,28 +1,120 @@
-//! One stream from the relay: dial the local server and splice, or answer 502.
+//! One stream from the relay: dial the local server and splice, or answer 502. Counts the
+//! connection and, on http tunnels, times each exchange by watching heads go by.
 
+use crate::metrics::{Counters, Key, MetricsHub};
+use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
 use burrow_protocol::control::{StreamMeta, TunnelProto};
-use burrow_protocol::mux::{splice, MuxStream};
+use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_observed, MuxStream};
 use burrow_relay::http::pages;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 /// How long dialing the local server may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Follows the exchanges of one http connection for the metrics.
+struct Exchanges {
+    requests: Observer,
+    responses: Observer,
+    started: VecDeque<Instant>,
+    key: Key,
+    counters: Arc<Counters>,
+    hub: MetricsHub,
+}
+
+impl Exchanges {
+    fn on_request(&mut self, chunk: &[u8]) {
+        for ev in self.requests.feed(chunk) {
+            if let Event::Head(h) = ev {
+                self.responses.expect_response_to(&h.method);
+                self.started.push_back(Instant::now());
+            }
+        }
+    }
+
+    fn on_response(&mut self, chunk: &[u8]) {
+        for ev in self.responses.feed(chunk) {
+            let done = match ev {
+                Event::Head(h) => h.status == 101,
+                Event::End => true,
+                Event::Body(_) => false,
+            };
+            if done {
+                if let Some(t) = self.started.pop_front() {
+                    self.counters.http.fetch_add(1, Ordering::Relaxed);
+                    self.hub.http_done(self.key.clone(), t.elapsed());
+                }
+            }
+        }
+    }
+}
+
 /// Serves one stream of `spec`'s tunnel.
-pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream) {
+pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream, hub: MetricsHub) {
+    let key: Key = (spec.name.clone(), meta.scheme.clone());
+    let counters = hub.counters(&key);
+    counters.conns.fetch_add(1, Ordering::Relaxed);
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    run(&spec, &meta, stream, &key, &counters, &hub).await;
+    counters.open.fetch_sub(1, Ordering::Relaxed);
+    hub.conn_done(key, started.elapsed());
+}
+
+async fn run(
+    spec: &TunnelSpec,
+    meta: &StreamMeta,
+    stream: MuxStream,
+    key: &Key,
+    counters: &Arc<Counters>,
+    hub: &MetricsHub,
+) {
     let target = spec.local.host_port();
     let dial = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&target)).await;
     let sock = match dial {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return refuse(&spec, &stream, &describe(&e)).await,
-        Err(_) => return refuse(&spec, &stream, &format!("timeout after {DIAL_TIMEOUT:?}")).await,
+        Ok(Err(e)) => return refuse(spec, &stream, &describe(&e)).await,
+        Err(_) => return refuse(spec, &stream, &format!("timeout after {DIAL_TIMEOUT:?}")).await,
     };
     let _ = sock.set_nodelay(true);
-    match splice(sock, stream).await {
+    let (mut rd, mut wr) = sock.into_split();
+    let exchanges = (spec.proto() == TunnelProto::Http).then(|| {
+        Mutex::new(Exchanges {
+            requests: Observer::new(Side::Request),
+            responses: Observer::new(Side::Response),
+            started: VecDeque::new(),
+            key: key.clone(),
+            counters: counters.clone(),
+            hub: hub.clone(),
+        })
+    });
+    let result = tokio::try_join!(
+        pump_from_mux_observed(&stream, &mut wr, |c| {
+            if let Some(x) = &exchanges {
+                x.lock().unwrap_or_else(|e| e.into_inner()).on_request(c);
+            }
+        }),
+        pump_to_mux_observed(&mut rd, &stream, |c| {
+            if let Some(x) = &exchanges {
+                x.lock().unwrap_or_else(|e| e.into_inner()).on_response(c);
+            }
+        })
+    );
+    if let Some(x) = &exchanges {
+        let mut x = x.lock().unwrap_or_else(|e| e.into_inner());
+        if x.responses.finish().is_some() {
+            if let Some(t) = x.started.pop_front() {
+                x.counters.http.fetch_add(1, Ordering::Relaxed);
+                x.hub.http_done(x.key.clone(), t.elapsed());
+            }
+        }
+    }
+    match result {
         Ok(stats) => {
             debug!(name = %spec.name, remote = %meta.remote_addr, ?stats, "connection closed")
         }

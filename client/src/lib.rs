@@ -4,21 +4,31 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod connection;
+pub mod console;
 pub mod embedded;
 pub mod logfmt;
+pub mod metrics;
+pub mod observe;
+pub mod proxy;
+pub mod reconcile;
 pub mod session;
 pub mod supervisor;
 
 pub use supervisor::Supervisor as AgentSupervisor;
+pub mod spec;
 pub mod tunnel;
 
 use actix::prelude::*;
 use anyhow::Context as _;
 use cli::{Command, Flags};
+use config::{Config, ConsoleUi};
 use session::SessionConfig;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 pub use supervisor::AgentEvent;
@@ -108,75 +118,195 @@ pub fn start(
     tunnels: Vec<TunnelSpec>,
     events: Box<dyn Fn(AgentEvent)>,
 ) -> Addr<Supervisor> {
-    Supervisor::new(session, tunnels, events).start()
+    start_with_metrics(session, tunnels, metrics::MetricsHub::start(), events)
 }
 
-fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec> {
-    use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
-    let (proto, addr) = match command {
-        Command::Http(a) => (TunnelProto::Http, a),
-        Command::Tcp(a) => (TunnelProto::Tcp, a),
-        _ => unreachable!("only tunnel commands reach here"),
-    };
-    let local = addr::parse(proto, addr).map_err(anyhow::Error::msg)?;
-    let bind_tls = match &flags.bind_tls {
-        Some(v) => tunnel::parse_bind_tls(v).map_err(anyhow::Error::msg)?,
-        None => BindTls::Both,
-    };
-    let remote_port = match (&flags.remote_addr, proto) {
-        (Some(r), TunnelProto::Tcp) => {
-            let p = r.rsplit(':').next().unwrap_or(r);
-            Some(p.parse::<u16>().ok().filter(|p| *p > 0).with_context(|| {
-                format!("invalid -remote-addr {r:?}: want HOST:PORT with a port 1-65535")
-            })?)
+/// Like [`start`], sharing an existing metrics hub (the API reads it).
+pub fn start_with_metrics(
+    session: SessionConfig,
+    tunnels: Vec<TunnelSpec>,
+    hub: metrics::MetricsHub,
+    events: Box<dyn Fn(AgentEvent)>,
+) -> Addr<Supervisor> {
+    Supervisor::new(session, tunnels, hub, events).start()
+}
+
+/// Parses a log level name as ngrok writes them.
+pub fn parse_level(l: &str) -> Result<tracing::Level, String> {
+    match l.to_ascii_lowercase().as_str() {
+        "dbug" | "debug" | "trace" => Ok(tracing::Level::DEBUG),
+        "info" => Ok(tracing::Level::INFO),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "eror" | "error" | "crit" => Ok(tracing::Level::ERROR),
+        other => Err(format!(
+            "invalid log_level {other:?}: want debug, info, warn, error or crit"
+        )),
+    }
+}
+
+/// Where the local API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebAddr {
+    /// Not configured: 127.0.0.1:4040, or the next free port.
+    Default,
+    /// Configured: this address or a fatal error.
+    Explicit(std::net::SocketAddr),
+    /// `web_addr: false`.
+    Off,
+}
+
+/// The agent's effective settings: configuration files, then command-line flags on top.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Relay address, or the embedded relay.
+    pub server: Option<String>,
+    /// Token for the relay.
+    pub authtoken: Option<String>,
+    /// `host`, `trusted` or a PEM path.
+    pub root_cas: Option<String>,
+    /// Local API address.
+    pub web_addr: WebAddr,
+    /// `stdout`, `stderr`, `false` or a path.
+    pub log: String,
+    /// Minimum level.
+    pub log_level: tracing::Level,
+    /// Console UI mode.
+    pub console_ui: ConsoleUi,
+    /// `transparent` or `black`.
+    pub console_ui_color: String,
+    /// Outbound HTTP proxy.
+    pub http_proxy: Option<String>,
+    /// Outbound SOCKS5 proxy.
+    pub socks5_proxy: Option<String>,
+    /// Bytes of captured requests (-1: capture off).
+    pub inspect_db_size: i64,
+    /// Region label.
+    pub region: String,
+    /// The configuration files read.
+    pub config_paths: Vec<PathBuf>,
+}
+
+/// Reads the configuration files the flags name (or the default one).
+pub fn load_config(flags: &Flags) -> Result<(Config, Vec<PathBuf>), config::ConfigError> {
+    let mut loaded = Vec::new();
+    if flags.config.is_empty() {
+        if let Some(p) = config::default_path() {
+            if let Some(l) = config::load(&p, false)? {
+                loaded.push(l);
+            }
         }
-        (Some(_), _) => anyhow::bail!("-remote-addr applies to tcp tunnels only"),
-        _ => None,
-    };
-    if proto == TunnelProto::Tcp && (flags.subdomain.is_some() || flags.hostname.is_some()) {
-        anyhow::bail!(
-            "-subdomain and -hostname apply to http tunnels; tcp tunnels use -remote-addr"
-        );
+    } else {
+        for p in &flags.config {
+            loaded.extend(config::load(std::path::Path::new(p), true)?);
+        }
     }
-    Ok(TunnelSpec {
-        name: "command_line".into(),
-        request: TunnelRequest {
-            proto,
-            subdomain: flags.subdomain.clone(),
-            hostname: flags.hostname.clone(),
-            remote_port,
-            bind_tls,
-            auth: flags.auth.clone(),
-        },
-        local,
-    })
+    let paths = loaded.iter().map(|l| l.path.clone()).collect();
+    Ok((config::merge_all(&loaded)?, paths))
 }
 
-/// Where log lines go, and whether the console may print.
-fn init_logging(flags: &Flags) -> anyhow::Result<bool> {
-    use tracing_subscriber::prelude::*;
-    let target = flags.log.as_deref().unwrap_or("false");
-    let level = match flags
-        .log_level
-        .as_deref()
-        .unwrap_or("info")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "dbug" | "debug" | "trace" => tracing::Level::DEBUG,
-        "info" => tracing::Level::INFO,
-        "warn" | "warning" => tracing::Level::WARN,
-        "eror" | "error" | "crit" => tracing::Level::ERROR,
-        other => anyhow::bail!("invalid -log-level {other:?}: want dbug, info, warn or eror"),
-    };
-    if let Some(f) = flags.log_format.as_deref() {
-        anyhow::ensure!(
-            matches!(f, "logfmt" | "term" | "json"),
-            "invalid -log-format {f:?}: want logfmt, json or term"
-        );
+impl Settings {
+    /// Combines the configuration and the flags (flags win).
+    pub fn resolve(cfg: &Config, flags: &Flags, paths: Vec<PathBuf>) -> anyhow::Result<Self> {
+        let web_addr = match cfg.web_addr.as_ref() {
+            None => WebAddr::Default,
+            Some(w) => match w.value() {
+                None => WebAddr::Off,
+                Some(a) => WebAddr::Explicit(
+                    a.parse()
+                        .with_context(|| format!("invalid web_addr {a:?}"))?,
+                ),
+            },
+        };
+        let log = flags
+            .log
+            .clone()
+            .or_else(|| {
+                cfg.log
+                    .as_ref()
+                    .map(|l| l.value().unwrap_or("false").to_string())
+            })
+            .unwrap_or_else(|| "false".into());
+        let level = flags
+            .log_level
+            .as_deref()
+            .or(cfg.log_level.as_deref())
+            .unwrap_or("info");
+        let log_level = parse_level(level).map_err(anyhow::Error::msg)?;
+        if let Some(f) = flags.log_format.as_deref() {
+            anyhow::ensure!(
+                matches!(f, "logfmt" | "term" | "json"),
+                "invalid -log-format {f:?}: want logfmt, json or term"
+            );
+        }
+        let console_ui = match &cfg.console_ui {
+            Some(v) => config::parse_console_ui(v).map_err(anyhow::Error::msg)?,
+            None => ConsoleUi::IfTty,
+        };
+        Ok(Settings {
+            server: flags.server.clone().or_else(|| cfg.server_addr.clone()),
+            authtoken: flags.authtoken.clone().or_else(|| cfg.authtoken.clone()),
+            root_cas: flags.root_cas.clone().or_else(|| cfg.root_cas.clone()),
+            web_addr,
+            log,
+            log_level,
+            console_ui,
+            console_ui_color: cfg
+                .console_ui_color
+                .clone()
+                .unwrap_or_else(|| "transparent".into()),
+            http_proxy: cfg.http_proxy.clone(),
+            socks5_proxy: cfg.socks5_proxy.clone(),
+            inspect_db_size: cfg.inspect_db_size.unwrap_or(0),
+            region: flags
+                .region
+                .clone()
+                .or_else(|| cfg.region.clone())
+                .unwrap_or_else(|| "local".into()),
+            config_paths: paths,
+        })
     }
-    let sink: Box<dyn Write + Send> = match target {
-        "false" => return Ok(true),
+}
+
+/// The command-line tunnel, with its config entry's options under the flags.
+fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec> {
+    use config::{Proto, Scalar, TunnelConfig};
+    let (proto, addr) = match command {
+        Command::Http(a) => (Proto::Http, a),
+        Command::Tcp(a) => (Proto::Tcp, a),
+        Command::Tls(a) => (Proto::Tls, a),
+        _ => anyhow::bail!("not a tunnel command"),
+    };
+    if let Some(b) = &flags.bind_tls {
+        tunnel::parse_bind_tls(b).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(r) = &flags.remote_addr {
+        spec::parse_remote_addr(r)
+            .map_err(|e| anyhow::anyhow!("{}", e.replace("remote_addr", "-remote-addr")))?;
+    }
+    let t = TunnelConfig {
+        proto: Some(proto),
+        addr: Some(Scalar::Str(addr.clone())),
+        inspect: flags.inspect,
+        auth: flags.auth.clone(),
+        host_header: flags.host_header.clone(),
+        bind_tls: flags.bind_tls.clone().map(Scalar::Str),
+        subdomain: flags.subdomain.clone(),
+        hostname: flags.hostname.clone(),
+        crt: flags.crt.clone(),
+        key: flags.key.clone(),
+        client_cas: flags.client_cas.clone(),
+        remote_addr: flags.remote_addr.clone(),
+        metadata: None,
+    };
+    spec::from_config("command_line", &t)
+        .map_err(|e| anyhow::anyhow!("{}", e.replace("bind-tls", "-bind-tls")))
+}
+
+/// Where log lines go; returns whether stdout is free for the console.
+fn init_logging(settings: &Settings) -> anyhow::Result<bool> {
+    use tracing_subscriber::prelude::*;
+    let sink: Box<dyn Write + Send> = match settings.log.as_str() {
+        "false" | "" => return Ok(true),
         "stdout" => Box::new(std::io::stdout()),
         "stderr" => Box::new(std::io::stderr()),
         path => Box::new(
@@ -187,6 +317,7 @@ fn init_logging(flags: &Flags) -> anyhow::Result<bool> {
                 .with_context(|| format!("cannot open log file {path}"))?,
         ),
     };
+    let level = settings.log_level;
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("burrow", level)
         .with_target("burrow_relay", level)
@@ -194,7 +325,7 @@ fn init_logging(flags: &Flags) -> anyhow::Result<bool> {
     tracing_subscriber::registry()
         .with(logfmt::LogfmtLayer::new(sink).with_filter(filter))
         .init();
-    Ok(target != "stdout")
+    Ok(settings.log != "stdout")
 }
 
 /// Runs the command line; returns the process exit code.
@@ -215,28 +346,118 @@ pub fn run_cli(args: Vec<String>) -> i32 {
             print!("{}", cli::HELP);
             return 0;
         }
+        Command::Authtoken(token) => return save_token(&flags, token),
         _ => {}
     }
-    match run_tunnels(&command, &flags) {
+    match run_agent(&command, &flags) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(obj = "app", err = %format!("{e:#}"), "command failed");
-            eprintln!("ERROR: {e:#}");
+            let msg = format!("{e:#}");
+            if flags.log.as_deref() == Some("stdout") {
+                // Wrappers read stdout: the failure goes there as a logfmt line.
+                println!(
+                    "t={} lvl=eror msg=\"command failed\" err={}",
+                    logfmt::timestamp(std::time::SystemTime::now()),
+                    logfmt::quote(&msg)
+                );
+                // Some wrappers stop reading once the process is gone; give them the line.
+                std::thread::sleep(Duration::from_millis(500));
+            } else {
+                tracing::error!(obj = "app", err = %msg, "command failed");
+            }
+            eprintln!("ERROR: {msg}");
             1
         }
     }
 }
 
-fn run_tunnels(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
-    let spec = tunnel_from_flags(command, flags)?;
-    let console = init_logging(flags)?;
+fn save_token(flags: &Flags, token: &str) -> i32 {
+    let path = match flags.config.last() {
+        Some(p) => PathBuf::from(p),
+        None => match config::default_path() {
+            Some(p) => p,
+            None => {
+                eprintln!("ERROR: no configuration path: set HOME or pass -config");
+                return 1;
+            }
+        },
+    };
+    match config::save_authtoken(&path, token) {
+        Ok(()) => {
+            println!("Authtoken saved to configuration file: {}", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            1
+        }
+    }
+}
+
+/// Binds the API listener: an explicit address or nothing, else 4040, 4041, ...
+fn bind_web(web: &WebAddr) -> anyhow::Result<Option<std::net::TcpListener>> {
+    match web {
+        WebAddr::Off => Ok(None),
+        WebAddr::Explicit(a) => std::net::TcpListener::bind(a).map(Some).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "address already in use".to_string()
+            } else {
+                e.to_string()
+            };
+            anyhow::anyhow!("listen tcp {a}: bind: {why}")
+        }),
+        WebAddr::Default => {
+            for port in 4040..4140 {
+                if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    return Ok(Some(l));
+                }
+            }
+            anyhow::bail!(
+                "listen tcp 127.0.0.1:4040: bind: address already in use (and the next 99 ports)"
+            )
+        }
+    }
+}
+
+fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
+    let (cfg, paths) = load_config(flags)?;
+    let settings = Settings::resolve(&cfg, flags, paths)?;
+    let tunnels: Vec<TunnelSpec> = match command {
+        Command::Start(names) => {
+            let configured = cfg.tunnels.clone().unwrap_or_default();
+            let chosen: Vec<String> = if flags.none {
+                Vec::new()
+            } else if flags.all {
+                configured.keys().cloned().collect()
+            } else {
+                names.clone()
+            };
+            let mut out = Vec::new();
+            for n in chosen {
+                let t = configured
+                    .get(&n)
+                    .with_context(|| format!("tunnel {n:?} is not defined in the configuration"))?;
+                out.push(spec::from_config(&n, t).map_err(anyhow::Error::msg)?);
+            }
+            out
+        }
+        other => vec![tunnel_from_flags(other, flags)?],
+    };
+    let console = init_logging(&settings)?;
+    if cfg.update.is_some() || cfg.update_channel.is_some() {
+        tracing::debug!(
+            obj = "updater",
+            "burrow does not update itself; update settings are ignored"
+        );
+    }
     burrow_relay::install_crypto();
+    let web = bind_web(&settings.web_addr)?;
     let sys = actix_rt::System::new();
     let setup: anyhow::Result<()> = sys.block_on(async {
-        let session = match &flags.server {
+        let session = match &settings.server {
             Some(server) => {
-                let tls = client_tls(flags.root_cas.as_deref(), None)?;
-                session_config(server, tls, flags.authtoken.clone())?
+                let tls = client_tls(settings.root_cas.as_deref(), None)?;
+                session_config(server, tls, settings.authtoken.clone())?
             }
             None => {
                 let relay = embedded::start().await?;
@@ -244,7 +465,7 @@ fn run_tunnels(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 let server = format!("localhost:{}", relay.control_addr.port());
                 // The embedded relay lives as long as the system does.
                 Box::leak(Box::new(relay));
-                session_config(&server, tls, flags.authtoken.clone())?
+                session_config(&server, tls, settings.authtoken.clone())?
             }
         };
         let print: Box<dyn Fn(AgentEvent)> = Box::new(move |ev| match ev {
@@ -255,10 +476,27 @@ fn run_tunnels(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             }
             AgentEvent::Fatal(msg) => {
                 eprintln!("ERROR: {msg}");
+                // Give log readers the error line before the process goes.
+                std::thread::sleep(Duration::from_millis(500));
                 System::current().stop_with_code(1);
             }
+            _ => {}
         });
-        let sup = start(session, vec![spec], print);
+        let hub = metrics::MetricsHub::start();
+        let sup = start_with_metrics(session, tunnels, hub.clone(), print);
+        if let Some(listener) = web {
+            let addr = listener.local_addr()?;
+            let server = api::serve(
+                listener,
+                api::ApiState {
+                    supervisor: sup.clone(),
+                    hub,
+                    addr,
+                },
+            )?;
+            actix_rt::spawn(server);
+            tracing::info!(obj = "web", addr = %addr, "starting web service");
+        }
         // Signals are registered before anything is announced, so none is missed.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -1,6 +1,7 @@
 //! The agent's session with the relay: dial (TLS), authenticate, bind, dispatch streams,
 //! and reconnect with capped, jittered exponential back-off when the link drops.
 
+use crate::metrics::MetricsHub;
 use crate::supervisor::{SessionDown, SessionFatal, SessionUp, Supervisor, TunnelFailed, TunnelUp};
 use crate::tunnel::TunnelSpec;
 use actix::prelude::*;
@@ -112,15 +113,16 @@ pub struct Session {
     open: Arc<AtomicUsize>,
     mux: Option<MuxHandle>,
     next_req: u64,
-    pending: HashMap<u64, Arc<TunnelSpec>>,
+    pending: HashMap<u64, (String, Option<Arc<TunnelSpec>>)>,
     targets: HashMap<u64, Arc<TunnelSpec>>,
     failures: u32,
     generation: u64,
+    hub: MetricsHub,
 }
 
 impl Session {
     /// A session reporting to `sup`.
-    pub fn new(cfg: SessionConfig, sup: Addr<Supervisor>) -> Self {
+    pub fn new(cfg: SessionConfig, sup: Addr<Supervisor>, hub: MetricsHub) -> Self {
         Session {
             cfg,
             sup,
@@ -132,6 +134,7 @@ impl Session {
             targets: HashMap::new(),
             failures: 0,
             generation: 0,
+            hub,
         }
     }
 
@@ -225,21 +228,20 @@ impl StreamHandler<Tagged> for Session {
                     tunnel_id,
                     urls,
                 }) => {
-                    if let Some(spec) = self.pending.remove(&req) {
-                        self.targets.insert(tunnel_id, spec.clone());
+                    if let Some((name, spec)) = self.pending.remove(&req) {
+                        if let Some(spec) = spec {
+                            self.targets.insert(tunnel_id, spec);
+                        }
                         self.sup.do_send(TunnelUp {
-                            name: spec.name.clone(),
+                            name,
                             tunnel_id,
                             urls,
                         });
                     }
                 }
                 Ok(ServerMessage::BindFailed { req, message }) => {
-                    if let Some(spec) = self.pending.remove(&req) {
-                        self.sup.do_send(TunnelFailed {
-                            name: spec.name.clone(),
-                            message,
-                        });
+                    if let Some((name, _)) = self.pending.remove(&req) {
+                        self.sup.do_send(TunnelFailed { name, message });
                     }
                 }
                 Ok(ServerMessage::Error { message }) => {
@@ -261,7 +263,7 @@ impl StreamHandler<Tagged> for Session {
                 Connection::spawn(
                     self.pool.pick(),
                     self.open.clone(),
-                    crate::connection::serve(spec, meta, stream),
+                    crate::connection::serve(spec, meta, stream, self.hub.clone()),
                 );
             }
             MuxEvent::Closed(err) => {
@@ -272,7 +274,7 @@ impl StreamHandler<Tagged> for Session {
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "closed by relay".into());
                 warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
-                self.sup.do_send(SessionDown);
+                self.sup.do_send(SessionDown(err.clone()));
                 self.retry(ctx);
             }
         }
@@ -299,7 +301,44 @@ impl Handler<Bind> for Session {
             tunnel: spec.request.clone(),
         };
         if mux.send_control(control::encode(&msg)).is_ok() {
-            self.pending.insert(req, spec);
+            self.pending.insert(req, (spec.name.clone(), Some(spec)));
+        }
+    }
+}
+
+/// Release a bound tunnel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind(pub u64);
+
+impl Handler<Unbind> for Session {
+    type Result = ();
+    fn handle(&mut self, Unbind(tunnel_id): Unbind, _: &mut Self::Context) {
+        self.targets.remove(&tunnel_id);
+        if let Some(mux) = &self.mux {
+            let _ = mux.send_control(control::encode(&ClientMessage::Unbind { tunnel_id }));
+        }
+    }
+}
+
+/// Change the schemes of a bound http tunnel (name, tunnel id, schemes).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSchemes(pub String, pub u64, pub burrow_protocol::control::BindTls);
+
+impl Handler<SetSchemes> for Session {
+    type Result = ();
+    fn handle(&mut self, SetSchemes(name, tunnel_id, bind_tls): SetSchemes, _: &mut Self::Context) {
+        let Some(mux) = &self.mux else { return };
+        let req = self.next_req;
+        self.next_req += 1;
+        let msg = ClientMessage::SetSchemes {
+            req,
+            tunnel_id,
+            bind_tls,
+        };
+        if mux.send_control(control::encode(&msg)).is_ok() {
+            self.pending.insert(req, (name, None));
         }
     }
 }

@@ -1,25 +1,63 @@
-//! The Supervisor: owns the desired set of tunnels, binds them whenever a session comes
-//! up (with the names they got the first time), and reports them to the user.
+//! The Supervisor: owns the desired set of tunnels (configuration, command line, API),
+//! reconciles the bound tunnels with it through typed changes, re-binds everything with
+//! the names it had after a reconnect, and retries failed binds with back-off.
 
-use crate::session::{Bind, Close, Session, SessionConfig};
+use crate::metrics::MetricsHub;
+use crate::reconcile::{diff, Change, Desired};
+use crate::session::{Bind, Close, Session, SessionConfig, SetSchemes, Unbind};
 use crate::tunnel::{sticky, TunnelSpec};
 use actix::prelude::*;
+use burrow_protocol::control::{BindTls, TunnelProto};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-struct Desired {
-    spec: Arc<TunnelSpec>,
+/// Why the supervisor refused an API request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    /// No tunnel of that name.
+    #[error("tunnel {0:?} not found")]
+    NotFound(String),
+    /// The name is in use.
+    #[error("a tunnel named {0:?} already exists")]
+    NameTaken(String),
+    /// No relay session yet.
+    #[error("a successful ngrok tunnel session has not yet been established")]
+    NotOnline,
+    /// The relay refused the bind.
+    #[error("{0}")]
+    BindFailed(String),
+}
+
+/// An API-visible tunnel: one scheme of a tunnel ("NAME" or "NAME (http)").
+#[derive(Debug, Clone)]
+pub struct TunnelView {
+    /// API name.
+    pub name: String,
+    /// The tunnel it belongs to.
+    pub spec: Arc<TunnelSpec>,
+    /// `https`, `http`, `tcp` or `tls`.
+    pub proto: String,
+    /// Its public URL.
+    pub public_url: String,
+}
+
+struct Bound {
+    tunnel_id: u64,
     urls: Vec<String>,
 }
 
-/// Owns the tunnels and the session.
-pub struct Supervisor {
-    session_cfg: SessionConfig,
-    session: Option<Addr<Session>>,
-    tunnels: Vec<Desired>,
-    online: bool,
-    events: Box<dyn Fn(AgentEvent)>,
+struct Running {
+    spec: Arc<TunnelSpec>,
+    bound: Option<Bound>,
+    /// URLs of the first bind, asked for again after reconnects.
+    first_urls: Vec<String>,
+    /// API names and the scheme each shows.
+    twins: Vec<(String, String)>,
+    waiters: Vec<oneshot::Sender<Result<(), SupervisorError>>>,
+    failures: u32,
 }
 
 /// What the supervisor tells its owner (the console, or a test).
@@ -32,8 +70,38 @@ pub enum AgentEvent {
         /// The URL.
         url: String,
     },
+    /// The session is online.
+    Online,
+    /// The session dropped and is reconnecting.
+    Reconnecting(String),
     /// The agent cannot go on: the relay refused it or a tunnel could not start.
     Fatal(String),
+}
+
+/// Owns the tunnels and the session.
+pub struct Supervisor {
+    session_cfg: SessionConfig,
+    session: Option<Addr<Session>>,
+    hub: MetricsHub,
+    desired: Desired,
+    running: HashMap<String, Running>,
+    online: bool,
+    /// Whether a failed first bind ends the agent (command line and config tunnels do).
+    fatal_first_failure: bool,
+    events: Box<dyn Fn(AgentEvent)>,
+}
+
+fn twins_for(spec: &TunnelSpec) -> Vec<(String, String)> {
+    let n = spec.name.clone();
+    match (spec.proto(), spec.request.bind_tls) {
+        (TunnelProto::Http, BindTls::Both) => vec![
+            (n.clone(), "https".into()),
+            (format!("{n} (http)"), "http".into()),
+        ],
+        (TunnelProto::Http, BindTls::Https) => vec![(n, "https".into())],
+        (TunnelProto::Http, BindTls::Http) => vec![(n, "http".into())],
+        (p, _) => vec![(n, p.to_string())],
+    }
 }
 
 impl Supervisor {
@@ -41,21 +109,105 @@ impl Supervisor {
     pub fn new(
         session_cfg: SessionConfig,
         tunnels: Vec<TunnelSpec>,
+        hub: MetricsHub,
         events: Box<dyn Fn(AgentEvent)>,
     ) -> Self {
         Supervisor {
             session_cfg,
             session: None,
-            tunnels: tunnels
+            hub,
+            desired: tunnels
                 .into_iter()
-                .map(|spec| Desired {
-                    spec: Arc::new(spec),
-                    urls: Vec::new(),
-                })
+                .map(|t| (t.name.clone(), Arc::new(t)))
                 .collect(),
+            running: HashMap::new(),
             online: false,
+            fatal_first_failure: true,
             events,
         }
+    }
+
+    fn fatal(&self, msg: String) {
+        error!(obj = "tunnels", err = %msg, "session failed");
+        (self.events)(AgentEvent::Fatal(msg));
+    }
+
+    fn bind(&self, r: &Running) {
+        if let (Some(s), true) = (&self.session, self.online) {
+            let spec = if r.first_urls.is_empty() {
+                r.spec.clone()
+            } else {
+                Arc::new(TunnelSpec {
+                    request: sticky(&r.spec.request, &r.first_urls),
+                    ..(*r.spec).clone()
+                })
+            };
+            s.do_send(Bind(spec));
+        }
+    }
+
+    /// Applies the changes from the running set to `new`.
+    fn reconcile(&mut self, new: Desired) {
+        let changes = diff(&self.desired, &new);
+        self.desired = new;
+        for change in changes {
+            match change {
+                Change::Add(spec) => {
+                    let r = Running {
+                        twins: twins_for(&spec),
+                        spec,
+                        bound: None,
+                        first_urls: Vec::new(),
+                        waiters: Vec::new(),
+                        failures: 0,
+                    };
+                    self.bind(&r);
+                    self.running.insert(r.spec.name.clone(), r);
+                }
+                Change::Remove(name) => {
+                    if let Some(r) = self.running.remove(&name) {
+                        if let (Some(b), Some(s)) = (&r.bound, &self.session) {
+                            s.do_send(Unbind(b.tunnel_id));
+                        }
+                        for (_, scheme) in &r.twins {
+                            self.hub.forget(&(name.clone(), scheme.clone()));
+                        }
+                        info!(obj = "tunnels", name = %name, "stopped tunnel");
+                    }
+                }
+                Change::SetSchemes(name, bind_tls) => {
+                    if let Some(r) = self.running.get_mut(&name) {
+                        let spec = self.desired[&name].clone();
+                        r.spec = spec;
+                        if let (Some(b), Some(s)) = (&r.bound, &self.session) {
+                            s.do_send(SetSchemes(name.clone(), b.tunnel_id, bind_tls));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn views(&self) -> Vec<TunnelView> {
+        let mut out = Vec::new();
+        let mut names: Vec<_> = self.running.keys().collect();
+        names.sort();
+        for n in names {
+            let r = &self.running[n];
+            let Some(b) = &r.bound else { continue };
+            for (api_name, scheme) in &r.twins {
+                let prefix = format!("{scheme}://");
+                if let Some(url) = b.urls.iter().find(|u| u.starts_with(&prefix)) {
+                    out.push(TunnelView {
+                        name: api_name.clone(),
+                        spec: r.spec.clone(),
+                        proto: scheme.clone(),
+                        public_url: url.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -64,7 +216,10 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         info!(obj = "tunnels.session", "tunnel session started");
-        self.session = Some(Session::new(self.session_cfg.clone(), ctx.address()).start());
+        let initial = std::mem::take(&mut self.desired);
+        self.session =
+            Some(Session::new(self.session_cfg.clone(), ctx.address(), self.hub.clone()).start());
+        self.reconcile(initial);
     }
 }
 
@@ -76,14 +231,14 @@ pub struct SessionUp;
 /// The session dropped; it is reconnecting.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SessionDown;
+pub struct SessionDown(pub String);
 
 /// The relay refused the agent for good.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionFatal(pub String);
 
-/// A tunnel is bound.
+/// A tunnel is bound (or its schemes changed).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TunnelUp {
@@ -110,36 +265,28 @@ pub struct TunnelFailed {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-impl Supervisor {
-    fn fatal(&self, msg: String) {
-        error!(obj = "tunnels", err = %msg, "session failed");
-        (self.events)(AgentEvent::Fatal(msg));
-    }
-}
-
 impl Handler<SessionUp> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: SessionUp, _: &mut Self::Context) {
         self.online = true;
-        let Some(session) = &self.session else { return };
-        for t in &self.tunnels {
-            let spec = if t.urls.is_empty() {
-                t.spec.clone()
-            } else {
-                Arc::new(TunnelSpec {
-                    request: sticky(&t.spec.request, &t.urls),
-                    ..(*t.spec).clone()
-                })
-            };
-            session.do_send(Bind(spec));
+        (self.events)(AgentEvent::Online);
+        for r in self.running.values_mut() {
+            r.bound = None;
+        }
+        for r in self.running.values() {
+            self.bind(r);
         }
     }
 }
 
 impl Handler<SessionDown> for Supervisor {
     type Result = ();
-    fn handle(&mut self, _: SessionDown, _: &mut Self::Context) {
+    fn handle(&mut self, SessionDown(why): SessionDown, _: &mut Self::Context) {
         self.online = false;
+        for r in self.running.values_mut() {
+            r.bound = None;
+        }
+        (self.events)(AgentEvent::Reconnecting(why));
     }
 }
 
@@ -153,47 +300,155 @@ impl Handler<SessionFatal> for Supervisor {
 impl Handler<TunnelUp> for Supervisor {
     type Result = ();
     fn handle(&mut self, up: TunnelUp, _: &mut Self::Context) {
-        let Some(t) = self.tunnels.iter_mut().find(|t| t.spec.name == up.name) else {
+        let Some(r) = self.running.get_mut(&up.name) else {
+            // Removed while the bind was in flight.
+            if let Some(s) = &self.session {
+                s.do_send(Unbind(up.tunnel_id));
+            }
             return;
         };
-        if t.urls.is_empty() {
+        let first = r.first_urls.is_empty();
+        if first {
             for url in &up.urls {
                 (self.events)(AgentEvent::Forwarding {
-                    spec: t.spec.clone(),
+                    spec: r.spec.clone(),
                     url: url.clone(),
                 });
             }
-        } else if t.urls != up.urls {
-            warn!(obj = "tunnels", name = %up.name, old = ?t.urls, new = ?up.urls, "tunnel came back on different URLs");
+            r.first_urls = up.urls.clone();
+        } else if !up.urls.iter().all(|u| r.first_urls.contains(u)) {
+            warn!(obj = "tunnels", name = %up.name, old = ?r.first_urls, new = ?up.urls, "tunnel came back on different URLs");
         }
         for url in &up.urls {
-            info!(obj = "tunnels", name = %up.name, addr = %t.spec.local.display(), url = %url, "started tunnel");
+            info!(obj = "tunnels", name = %up.name, addr = %r.spec.local.display(), url = %url, "started tunnel");
         }
-        t.urls = up.urls;
+        r.failures = 0;
+        r.bound = Some(Bound {
+            tunnel_id: up.tunnel_id,
+            urls: up.urls,
+        });
+        for w in r.waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
     }
 }
 
 impl Handler<TunnelFailed> for Supervisor {
     type Result = ();
     fn handle(&mut self, f: TunnelFailed, ctx: &mut Self::Context) {
-        let Some(t) = self.tunnels.iter().find(|t| t.spec.name == f.name) else {
+        let Some(r) = self.running.get_mut(&f.name) else {
             return;
         };
-        if t.urls.is_empty() {
+        if !r.waiters.is_empty() {
+            // An API caller is waiting: the tunnel is not started, and it hears why.
+            for w in r.waiters.drain(..) {
+                let _ = w.send(Err(SupervisorError::BindFailed(f.message.clone())));
+            }
+            let name = f.name.clone();
+            let mut new = self.desired.clone();
+            new.remove(&name);
+            self.reconcile(new);
+            return;
+        }
+        if r.first_urls.is_empty() && self.fatal_first_failure {
             return self.fatal(format!("failed to start tunnel {}: {}", f.name, f.message));
         }
-        // A rebind can lose a race with our own previous session's cleanup; try again.
-        warn!(obj = "tunnels", name = %f.name, err = %f.message, "failed to rebind tunnel; retrying");
-        let spec = t.spec.clone();
-        let urls = t.urls.clone();
-        ctx.run_later(Duration::from_secs(1), move |act, _| {
-            if let (Some(s), true) = (&act.session, act.online) {
-                s.do_send(Bind(Arc::new(TunnelSpec {
-                    request: sticky(&spec.request, &urls),
-                    ..(*spec).clone()
-                })));
+        // A rebind can lose a race with our own previous session's cleanup; back off.
+        r.failures += 1;
+        let delay = Duration::from_millis(500) * 2u32.pow(r.failures.min(6));
+        warn!(obj = "tunnels", name = %f.name, err = %f.message, retry_in = ?delay, "failed to bind tunnel; retrying");
+        let name = f.name;
+        ctx.run_later(delay, move |act, _| {
+            if let Some(r) = act.running.get(&name) {
+                if r.bound.is_none() {
+                    act.bind(r);
+                }
             }
         });
+    }
+}
+
+/// Adds a tunnel from the API; answers once it is bound or refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddTunnel(
+    pub TunnelSpec,
+    pub oneshot::Sender<Result<(), SupervisorError>>,
+);
+
+impl Handler<AddTunnel> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, AddTunnel(spec, reply): AddTunnel, _: &mut Self::Context) {
+        if self.desired.contains_key(&spec.name) || self.views().iter().any(|v| v.name == spec.name)
+        {
+            let _ = reply.send(Err(SupervisorError::NameTaken(spec.name)));
+            return;
+        }
+        if !self.online {
+            let _ = reply.send(Err(SupervisorError::NotOnline));
+            return;
+        }
+        let name = spec.name.clone();
+        let mut new = self.desired.clone();
+        new.insert(name.clone(), Arc::new(spec));
+        self.reconcile(new);
+        if let Some(r) = self.running.get_mut(&name) {
+            r.waiters.push(reply);
+        }
+    }
+}
+
+/// Removes an API tunnel by its API name (`NAME` or `NAME (http)`).
+#[derive(Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub struct RemoveTunnel(pub String);
+
+impl Handler<RemoveTunnel> for Supervisor {
+    type Result = Result<(), SupervisorError>;
+    fn handle(
+        &mut self,
+        RemoveTunnel(api_name): RemoveTunnel,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        let found = self.running.iter().find_map(|(name, r)| {
+            r.twins
+                .iter()
+                .position(|(n, _)| *n == api_name)
+                .map(|i| (name.clone(), i))
+        });
+        let Some((name, i)) = found else {
+            return Err(SupervisorError::NotFound(api_name));
+        };
+        let r = self.running.get_mut(&name).expect("found above");
+        let (_, scheme) = r.twins.remove(i);
+        self.hub.forget(&(name.clone(), scheme));
+        let mut new = self.desired.clone();
+        if r.twins.is_empty() {
+            new.remove(&name);
+        } else {
+            let remaining = if r.twins[0].1 == "https" {
+                BindTls::Https
+            } else {
+                BindTls::Http
+            };
+            let mut spec = (*new[&name]).clone();
+            spec.request.bind_tls = remaining;
+            new.insert(name, Arc::new(spec));
+        }
+        self.reconcile(new);
+        Ok(())
+    }
+}
+
+/// Lists the API-visible tunnels that are bound.
+#[derive(Message)]
+#[rtype(result = "Vec<TunnelView>")]
+pub struct ListTunnels;
+
+impl Handler<ListTunnels> for Supervisor {
+    type Result = MessageResult<ListTunnels>;
+    fn handle(&mut self, _: ListTunnels, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.views())
     }
 }
 

@@ -12,6 +12,26 @@ pub struct TunnelSpec {
     pub request: TunnelRequest,
     /// Where streams go.
     pub local: LocalAddr,
+    /// Whether http exchanges are captured for the inspector.
+    pub inspect: bool,
+    /// `rewrite`, `preserve` or a fixed Host value.
+    pub host_header: Option<String>,
+    /// Free-form metadata shown in the API.
+    pub metadata: Option<String>,
+}
+
+impl TunnelSpec {
+    /// A spec with default options.
+    pub fn new(name: impl Into<String>, request: TunnelRequest, local: LocalAddr) -> Self {
+        TunnelSpec {
+            name: name.into(),
+            request,
+            local,
+            inspect: true,
+            host_header: None,
+            metadata: None,
+        }
+    }
 }
 
 impl TunnelSpec {

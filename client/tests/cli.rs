@@ -232,7 +232,15 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
     let port = http_server();
     let ca = state.join("ca.pem");
     let server = format!("localhost:{}", relay.control_addr.port());
-    let args = ["http".to_string(), port.to_string(), "-server".into(), server, "-root-cas".into(), ca.to_str().unwrap().into(), "-bind-tls=false".into()];
+    let args = [
+        "http".to_string(),
+        port.to_string(),
+        "-server".into(),
+        server,
+        "-root-cas".into(),
+        ca.to_str().unwrap().into(),
+        "-bind-tls=false".into(),
+    ];
     // The relay runs on this thread's runtime: wait for the agent off it.
     let (mut run, line) = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -242,9 +250,16 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
     })
     .await
     .unwrap();
-    let url = line["Forwarding  ".len()..].split(' ').next().unwrap().to_string();
+    let url = line["Forwarding  ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
     let u = url.clone();
-    assert_eq!(tokio::task::spawn_blocking(move || curl(&u)).await.unwrap(), "local!");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || curl(&u)).await.unwrap(),
+        "local!"
+    );
     run.signal("-KILL");
     run.wait_exit(Duration::from_secs(2));
     let killed = Instant::now();
@@ -254,7 +269,10 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
         if body.contains("not found") {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(10), "still routed: {body}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "still routed: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = std::fs::remove_dir_all(state);

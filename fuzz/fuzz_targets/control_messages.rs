@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
 /// Decodes `data`; whatever decodes must encode and decode back to the same message.
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
     if let Ok(msg) = control::decode::<T>(data) {
-        let again = control::decode::<T>(&control::encode(&msg)).expect("encoded message must decode");
+        let again =
+            control::decode::<T>(&control::encode(&msg)).expect("encoded message must decode");
         assert_eq!(again, msg);
     }
 }

@@ -7,8 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 // Input layout: `[max_frame][n][n chunk lengths][wire bytes...]`; the last chunk takes the rest.
 fuzz_target!(|data: &[u8]| {
-    let Some((&max_frame, rest)) = data.split_first() else { return };
-    let Some((&n, rest)) = rest.split_first() else { return };
+    let Some((&max_frame, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&n, rest)) = rest.split_first() else {
+        return;
+    };
     let n = usize::from(n & 0x0f).min(rest.len());
     let (lens, wire) = rest.split_at(n);
     let dec = FrameDecoder::new(u32::from(max_frame));
@@ -51,7 +55,12 @@ fn run(dec: &FrameDecoder, chunks: &[&[u8]]) -> Outcome {
                     assert_eq!(buf, before, "decode consumed bytes without a frame");
                     break;
                 }
-                Err(e) => return Outcome { frames, end: Err(e.to_string()) },
+                Err(e) => {
+                    return Outcome {
+                        frames,
+                        end: Err(e.to_string()),
+                    }
+                }
             }
         }
     }
@@ -64,9 +73,17 @@ fn run(dec: &FrameDecoder, chunks: &[&[u8]]) -> Outcome {
             }
             Ok(None) => {
                 assert!(buf.is_empty(), "clean end of input with bytes left over");
-                return Outcome { frames, end: Ok(()) };
+                return Outcome {
+                    frames,
+                    end: Ok(()),
+                };
             }
-            Err(e) => return Outcome { frames, end: Err(e.to_string()) },
+            Err(e) => {
+                return Outcome {
+                    frames,
+                    end: Err(e.to_string()),
+                }
+            }
         }
     }
 }
@@ -74,13 +91,21 @@ fn run(dec: &FrameDecoder, chunks: &[&[u8]]) -> Outcome {
 /// Checks a decoded frame against the bytes it came from and that it re-encodes to itself.
 fn check(dec: &FrameDecoder, before: &[u8], after: &[u8], frame: &Frame) {
     let consumed = before.len() - after.len();
-    assert_eq!(&before[consumed..], after, "decode took bytes from the wrong end");
+    assert_eq!(
+        &before[consumed..],
+        after,
+        "decode took bytes from the wrong end"
+    );
     assert!(consumed >= HEADER_LEN);
 
     let mut wire = BytesMut::new();
     frame.encode(&mut wire);
     assert_eq!(wire.len(), frame.encoded_len());
-    assert_eq!(wire.len(), consumed, "re-encoded frame has a different length");
+    assert_eq!(
+        wire.len(),
+        consumed,
+        "re-encoded frame has a different length"
+    );
     // Kind, flags, length and payload are canonical; session frames drop their stream id.
     assert_eq!(wire[..2], before[..2]);
     assert_eq!(wire[6..], before[6..consumed]);
@@ -93,6 +118,10 @@ fn check(dec: &FrameDecoder, before: &[u8], after: &[u8], frame: &Frame) {
     }
 
     let again = dec.decode(&mut wire).expect("re-encoded frame must decode");
-    assert_eq!(again.as_ref(), Some(frame), "re-encoded frame decodes differently");
+    assert_eq!(
+        again.as_ref(),
+        Some(frame),
+        "re-encoded frame decodes differently"
+    );
     assert!(wire.is_empty(), "re-encoded frame left bytes behind");
 }

@@ -105,6 +105,24 @@ impl Session {
                 };
                 self.send(&reply);
             }
+            (
+                ClientMessage::SetSchemes {
+                    req,
+                    tunnel_id,
+                    bind_tls,
+                },
+                Some(_),
+            ) => {
+                let reply = match self.set_schemes(tunnel_id, bind_tls) {
+                    Ok(urls) => ServerMessage::Bound {
+                        req,
+                        tunnel_id,
+                        urls,
+                    },
+                    Err(message) => ServerMessage::BindFailed { req, message },
+                };
+                self.send(&reply);
+            }
             (ClientMessage::Unbind { tunnel_id }, Some(client)) => {
                 let client = client.clone();
                 if let Some(b) = self.tunnels.remove(&tunnel_id) {
@@ -140,17 +158,7 @@ impl Session {
                         "hostname {host} is already in use by another session"
                     ));
                 }
-                let mut urls = Vec::new();
-                if t.bind_tls != BindTls::Http {
-                    if let Some(u) = self.state.url("https", &host) {
-                        urls.push(u);
-                    }
-                }
-                if t.bind_tls != BindTls::Https {
-                    if let Some(u) = self.state.url("http", &host) {
-                        urls.push(u);
-                    }
-                }
+                let urls = self.urls(&host, t.bind_tls);
                 if urls.is_empty() {
                     self.state.router.remove(&host, tunnel_id);
                     return Err("this relay has no listener for the requested scheme".into());
@@ -181,6 +189,34 @@ impl Session {
             }
             TunnelProto::Tls => Err("tls tunnels are not supported by this relay yet".into()),
         }
+    }
+
+    fn set_schemes(&mut self, tunnel_id: u64, bind_tls: BindTls) -> Result<Vec<String>, String> {
+        let b = self.tunnels.get(&tunnel_id).ok_or("unknown tunnel")?;
+        let Some(LeaseKey::Host(host)) = b.keys.first() else {
+            return Err("only http tunnels have schemes".into());
+        };
+        let route = self
+            .state
+            .router
+            .lookup(host)
+            .filter(|r| r.tunnel_id == tunnel_id)
+            .ok_or("tunnel is not routed")?;
+        let mut updated = (*route).clone();
+        updated.bind_tls = bind_tls;
+        self.state.router.insert(host, updated);
+        Ok(self.urls(host, bind_tls))
+    }
+
+    fn urls(&self, host: &str, bind_tls: BindTls) -> Vec<String> {
+        let mut urls = Vec::new();
+        if bind_tls != BindTls::Http {
+            urls.extend(self.state.url("https", host));
+        }
+        if bind_tls != BindTls::Https {
+            urls.extend(self.state.url("http", host));
+        }
+        urls
     }
 
     fn unroute(&self, tunnel_id: u64, b: &Bound) {

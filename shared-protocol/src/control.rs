@@ -80,6 +80,15 @@ pub enum ClientMessage {
         /// What to bind.
         tunnel: TunnelRequest,
     },
+    /// Change which schemes an http tunnel serves; answered like `Bind`.
+    SetSchemes {
+        /// Correlates the answer.
+        req: u64,
+        /// The relay's id of the tunnel.
+        tunnel_id: u64,
+        /// The schemes to serve from now on.
+        bind_tls: BindTls,
+    },
     /// Release a tunnel.
     Unbind {
         /// The relay's id of the tunnel.

@@ -8,7 +8,9 @@
 mod splice;
 mod stream;
 
-pub use splice::{pump_from_mux, pump_to_mux, splice, SpliceStats};
+pub use splice::{
+    pump_from_mux, pump_from_mux_observed, pump_to_mux, pump_to_mux_observed, splice, SpliceStats,
+};
 pub use stream::MuxStream;
 
 use crate::frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME};

@@ -25,6 +25,15 @@ pub struct SpliceStats {
 
 /// Copies from `rd` into the stream until EOF, then half-closes the stream.
 pub async fn pump_to_mux<R: AsyncRead + Unpin>(rd: &mut R, stream: &MuxStream) -> io::Result<u64> {
+    pump_to_mux_observed(rd, stream, |_| {}).await
+}
+
+/// Like [`pump_to_mux`], showing each chunk to `observe` before it is sent.
+pub async fn pump_to_mux_observed<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    stream: &MuxStream,
+    mut observe: impl FnMut(&[u8]),
+) -> io::Result<u64> {
     let mut buf = BytesMut::new();
     let mut want = MIN_READ;
     let mut total = 0u64;
@@ -42,6 +51,7 @@ pub async fn pump_to_mux<R: AsyncRead + Unpin>(rd: &mut R, stream: &MuxStream) -
             MIN_READ
         };
         total += n as u64;
+        observe(&buf);
         stream.send(buf.split().freeze()).await?;
     }
 }
@@ -51,9 +61,19 @@ pub async fn pump_from_mux<W: AsyncWrite + Unpin>(
     stream: &MuxStream,
     wr: &mut W,
 ) -> io::Result<u64> {
+    pump_from_mux_observed(stream, wr, |_| {}).await
+}
+
+/// Like [`pump_from_mux`], showing each chunk to `observe` before it is written.
+pub async fn pump_from_mux_observed<W: AsyncWrite + Unpin>(
+    stream: &MuxStream,
+    wr: &mut W,
+    mut observe: impl FnMut(&[u8]),
+) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = stream.recv_shared().await? {
         total += chunk.len() as u64;
+        observe(&chunk);
         wr.write_all(&chunk).await?;
     }
     wr.shutdown().await?;

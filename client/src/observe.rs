@@ -1,0 +1,362 @@
+//! Watches an HTTP/1.x byte stream go by without changing it: finds each message's head
+//! and where its body ends, so the agent can time exchanges (and later capture them).
+//! Sans-IO: feed it chunks, it returns events. When it cannot follow (an upgrade, a head
+//! it cannot parse), it goes quiet rather than guess, and the bytes flow on untouched.
+
+/// Largest head the observer buffers before giving up on a stream.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A parsed head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Request method (requests) or empty.
+    pub method: String,
+    /// Request target (requests) or empty.
+    pub path: String,
+    /// Status code (responses) or 0.
+    pub status: u16,
+    /// Header lines as (name, value).
+    pub headers: Vec<(String, String)>,
+    /// The head's raw bytes.
+    pub raw: Vec<u8>,
+}
+
+/// What the observer saw in a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete head.
+    Head(Head),
+    /// Body bytes of the current message (a range of the fed chunk).
+    Body(std::ops::Range<usize>),
+    /// The current message ended.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Body {
+    Length(u64),
+    ChunkSize(Vec<u8>),
+    ChunkData(u64),
+    ChunkCrlf(u8),
+    Trailers(Vec<u8>),
+    UntilClose,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Head(Vec<u8>),
+    Body(Body),
+    Opaque,
+}
+
+/// Which side of the exchange a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Visitor to upstream.
+    Request,
+    /// Upstream to visitor.
+    Response,
+}
+
+/// Follows one direction of an HTTP/1.x connection.
+#[derive(Debug)]
+pub struct Observer {
+    side: Side,
+    state: State,
+    /// Methods of requests whose responses are still to come (HEAD has no body).
+    pending_methods: std::collections::VecDeque<String>,
+}
+
+impl Observer {
+    /// An observer for one side.
+    pub fn new(side: Side) -> Self {
+        Observer {
+            side,
+            state: State::Head(Vec::new()),
+            pending_methods: Default::default(),
+        }
+    }
+
+    /// Tells a response observer the method of a request it will answer.
+    pub fn expect_response_to(&mut self, method: &str) {
+        self.pending_methods.push_back(method.to_string());
+    }
+
+    /// Whether the observer gave up following this stream.
+    pub fn is_opaque(&self) -> bool {
+        self.state == State::Opaque
+    }
+
+    /// The stream ended; a body delimited by the close ends here.
+    pub fn finish(&mut self) -> Option<Event> {
+        if self.state == State::Body(Body::UntilClose) {
+            self.state = State::Opaque;
+            return Some(Event::End);
+        }
+        None
+    }
+
+    /// Consumes a chunk and reports what it contained.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < chunk.len() {
+            match &mut self.state {
+                State::Opaque => break,
+                State::Head(buf) => {
+                    let take = chunk.len() - i;
+                    let before = buf.len();
+                    buf.extend_from_slice(&chunk[i..]);
+                    match find_head_end(buf) {
+                        Some(end) => {
+                            let raw: Vec<u8> = buf[..end].to_vec();
+                            i += end - before;
+                            self.on_head(raw, &mut out);
+                        }
+                        None if buf.len() > MAX_HEAD => self.state = State::Opaque,
+                        None => i += take,
+                    }
+                }
+                State::Body(body) => {
+                    let rest = &chunk[i..];
+                    match body {
+                        Body::Length(n) => {
+                            let k = (rest.len() as u64).min(*n) as usize;
+                            out.push(Event::Body(i..i + k));
+                            *n -= k as u64;
+                            i += k;
+                            if *n == 0 {
+                                self.end(&mut out);
+                            }
+                        }
+                        Body::UntilClose => {
+                            out.push(Event::Body(i..chunk.len()));
+                            i = chunk.len();
+                        }
+                        Body::ChunkSize(line) => {
+                            line.push(rest[0]);
+                            i += 1;
+                            if line.ends_with(b"\r\n") {
+                                let text =
+                                    String::from_utf8_lossy(&line[..line.len() - 2]).to_string();
+                                let size = text.split(';').next().unwrap_or("").trim();
+                                match u64::from_str_radix(size, 16) {
+                                    Ok(0) => *body = Body::Trailers(Vec::new()),
+                                    Ok(n) => *body = Body::ChunkData(n),
+                                    Err(_) => self.state = State::Opaque,
+                                }
+                            } else if line.len() > 4096 {
+                                self.state = State::Opaque;
+                            }
+                        }
+                        Body::ChunkData(n) => {
+                            let k = (rest.len() as u64).min(*n) as usize;
+                            out.push(Event::Body(i..i + k));
+                            *n -= k as u64;
+                            i += k;
+                            if *n == 0 {
+                                *body = Body::ChunkCrlf(2);
+                            }
+                        }
+                        Body::ChunkCrlf(left) => {
+                            i += 1;
+                            *left -= 1;
+                            if *left == 0 {
+                                *body = Body::ChunkSize(Vec::new());
+                            }
+                        }
+                        Body::Trailers(t) => {
+                            t.push(rest[0]);
+                            i += 1;
+                            if t.ends_with(b"\r\n") {
+                                if t.len() == 2 {
+                                    self.end(&mut out);
+                                } else {
+                                    t.clear();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn end(&mut self, out: &mut Vec<Event>) {
+        out.push(Event::End);
+        self.state = State::Head(Vec::new());
+    }
+
+    fn on_head(&mut self, raw: Vec<u8>, out: &mut Vec<Event>) {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let (method, path, status, parsed) = match self.side {
+            Side::Request => {
+                let mut r = httparse::Request::new(&mut headers);
+                match r.parse(&raw) {
+                    Ok(httparse::Status::Complete(_)) => (
+                        r.method.unwrap_or("").to_string(),
+                        r.path.unwrap_or("").to_string(),
+                        0,
+                        r.headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).to_string(),
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => {
+                        self.state = State::Opaque;
+                        return;
+                    }
+                }
+            }
+            Side::Response => {
+                let mut r = httparse::Response::new(&mut headers);
+                match r.parse(&raw) {
+                    Ok(httparse::Status::Complete(_)) => (
+                        String::new(),
+                        String::new(),
+                        r.code.unwrap_or(0),
+                        r.headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).to_string(),
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => {
+                        self.state = State::Opaque;
+                        return;
+                    }
+                }
+            }
+        };
+        let get = |n: &str| {
+            parsed
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.trim().to_ascii_lowercase())
+        };
+        let chunked = get("transfer-encoding").is_some_and(|v| v.ends_with("chunked"));
+        let length = get("content-length").and_then(|v| v.parse::<u64>().ok());
+        let upgrade = get("upgrade").is_some();
+        let head = Head {
+            method: method.clone(),
+            path,
+            status,
+            headers: parsed,
+            raw,
+        };
+        out.push(Event::Head(head));
+        let body = match self.side {
+            Side::Request => {
+                if upgrade {
+                    self.state = State::Opaque;
+                    return;
+                }
+                if chunked {
+                    Some(Body::ChunkSize(Vec::new()))
+                } else {
+                    length.filter(|n| *n > 0).map(Body::Length)
+                }
+            }
+            Side::Response => {
+                if (100..200).contains(&status) {
+                    if status == 101 {
+                        self.state = State::Opaque;
+                    } else {
+                        // An interim response: the real one follows for the same request.
+                        self.state = State::Head(Vec::new());
+                    }
+                    return;
+                }
+                let req_method = self.pending_methods.pop_front().unwrap_or_default();
+                if req_method == "HEAD" || status == 204 || status == 304 {
+                    None
+                } else if chunked {
+                    Some(Body::ChunkSize(Vec::new()))
+                } else if let Some(n) = length {
+                    (n > 0).then_some(Body::Length(n))
+                } else {
+                    Some(Body::UntilClose)
+                }
+            }
+        };
+        match body {
+            Some(b) => self.state = State::Body(b),
+            None => self.end(out),
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads_and_ends(o: &mut Observer, chunks: &[&[u8]]) -> (Vec<String>, usize, usize) {
+        let (mut heads, mut ends, mut body) = (Vec::new(), 0, 0);
+        for c in chunks {
+            for e in o.feed(c) {
+                match e {
+                    Event::Head(h) => heads.push(if h.status > 0 {
+                        h.status.to_string()
+                    } else {
+                        format!("{} {}", h.method, h.path)
+                    }),
+                    Event::Body(r) => body += r.len(),
+                    Event::End => ends += 1,
+                }
+            }
+        }
+        (heads, ends, body)
+    }
+
+    #[test]
+    fn pipelined_requests_split_anywhere() {
+        let all = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n";
+        for split in 0..all.len() {
+            let mut o = Observer::new(Side::Request);
+            let (heads, ends, body) = heads_and_ends(&mut o, &[&all[..split], &all[split..]]);
+            assert_eq!(heads, ["POST /a", "GET /b", "POST /c"], "split {split}");
+            assert_eq!((ends, body), (3, 6));
+        }
+    }
+
+    #[test]
+    fn responses_know_head_and_interim_and_close_delimited() {
+        let mut o = Observer::new(Side::Response);
+        o.expect_response_to("HEAD");
+        o.expect_response_to("GET");
+        o.expect_response_to("GET");
+        let (heads, ends, body) = heads_and_ends(
+            &mut o,
+            &[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\nuntil close"],
+        );
+        assert_eq!(heads, ["200", "100", "204", "200"]);
+        assert_eq!(ends, 2);
+        assert_eq!(body, 11);
+        assert_eq!(o.finish(), Some(Event::End));
+    }
+
+    #[test]
+    fn upgrade_and_garbage_go_opaque() {
+        let mut o = Observer::new(Side::Response);
+        o.expect_response_to("GET");
+        o.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello");
+        assert!(o.is_opaque());
+        let mut o = Observer::new(Side::Request);
+        o.feed(b"\x16\x03\x01 not http\r\n\r\n");
+        assert!(o.is_opaque());
+    }
+}

@@ -1,0 +1,1060 @@
+//! Outbound proxies between the agent and its relay: ngrok v2's `http_proxy` (HTTP CONNECT)
+//! and `socks5_proxy` settings, and the usual proxy environment variables.
+//!
+//! Proxy URLs:
+//! - `http://[user[:password]@]host[:port][/]`; a URL without a scheme is taken as `http://`,
+//!   as curl and Go do for environment variables. The port defaults to 80.
+//! - `https://…` is refused: speaking TLS to the proxy itself is not supported, and sending
+//!   CONNECT (and the credentials) in the clear to a proxy the user believes is reached over
+//!   TLS would silently downgrade it.
+//! - `socks5://[user[:password]@]host[:port][/]` (or `socks5h://`); the port defaults to 1080.
+//!   The proxy always resolves the relay's name.
+//!
+//! User and password are percent-decoded.
+
+use std::io;
+use std::net::IpAddr;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest CONNECT response head accepted; real proxies send well under 1 KiB.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// An outbound proxy the agent reaches its relay through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    /// An HTTP proxy, asked to tunnel with `CONNECT`.
+    Http {
+        /// Proxy host name or IP address (no brackets).
+        host: String,
+        /// Proxy port.
+        port: u16,
+        /// User and password for `Proxy-Authorization: Basic`.
+        auth: Option<(String, String)>,
+    },
+    /// A SOCKS5 proxy (RFC 1928).
+    Socks5 {
+        /// Proxy host name or IP address (no brackets).
+        host: String,
+        /// Proxy port.
+        port: u16,
+        /// User and password for RFC 1929 authentication.
+        auth: Option<(String, String)>,
+    },
+}
+
+impl Proxy {
+    /// Parses ngrok v2's `http_proxy` value (`http://user:pass@host:port`; `https://` is refused).
+    pub fn parse_http(s: &str) -> Result<Proxy, String> {
+        let u = parse_url(s).map_err(|e| format!("invalid http_proxy {s:?}: {e}"))?;
+        match u.scheme.as_deref() {
+            None | Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "invalid http_proxy {s:?}: https:// proxies (TLS to the proxy) are not \
+                     supported; use http:// for a proxy that takes plain CONNECT"
+                ))
+            }
+            Some("socks5" | "socks5h") => {
+                return Err(format!(
+                    "invalid http_proxy {s:?}: this is a SOCKS5 proxy; set socks5_proxy instead"
+                ))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "invalid http_proxy {s:?}: unsupported scheme {other:?}, want http://"
+                ))
+            }
+        }
+        if let Some((user, _)) = &u.auth {
+            if user.contains(':') {
+                // Basic auth joins user and password with ':', so the proxy would split wrongly.
+                return Err(format!(
+                    "invalid http_proxy {s:?}: the user name must not contain ':'"
+                ));
+            }
+        }
+        Ok(Proxy::Http {
+            host: u.host,
+            port: u.port.unwrap_or(80),
+            auth: u.auth,
+        })
+    }
+
+    /// Parses `socks5_proxy` (`socks5://user:pass@host:port`).
+    pub fn parse_socks5(s: &str) -> Result<Proxy, String> {
+        let u = parse_url(s).map_err(|e| format!("invalid socks5_proxy {s:?}: {e}"))?;
+        match u.scheme.as_deref() {
+            Some("socks5" | "socks5h") => {}
+            None => {
+                return Err(format!(
+                    "invalid socks5_proxy {s:?}: want socks5://host:port"
+                ))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "invalid socks5_proxy {s:?}: unsupported scheme {other:?}, want socks5://"
+                ))
+            }
+        }
+        if let Some((user, pass)) = &u.auth {
+            // RFC 1929 carries each in a length byte, and a zero-length user name is invalid.
+            if user.is_empty() || user.len() > 255 || pass.len() > 255 {
+                return Err(format!(
+                    "invalid socks5_proxy {s:?}: user name must be 1-255 bytes and password \
+                     at most 255 bytes"
+                ));
+            }
+        }
+        Ok(Proxy::Socks5 {
+            host: u.host,
+            port: u.port.unwrap_or(1080),
+            auth: u.auth,
+        })
+    }
+
+    /// The proxy's `host:port`, bracketing IPv6 addresses.
+    pub fn addr(&self) -> String {
+        let (Proxy::Http { host, port, .. } | Proxy::Socks5 { host, port, .. }) = self;
+        join_host_port(host, *port)
+    }
+}
+
+/// Chooses the proxy: explicit config first (http_proxy, then socks5_proxy), else the proxy
+/// environment variables, honouring `no_proxy`/`NO_PROXY` for `target_host`.
+///
+/// Environment proxies are never used for loopback relays (`localhost`, 127.0.0.0/8, ::1),
+/// as Go's and curl's clients also refuse, because a proxy elsewhere cannot reach them; this
+/// keeps the in-process relay working for users who export a proxy. Explicit settings always
+/// apply. `no_proxy` entries are comma or space separated: `*` matches every host, `.suffix`
+/// matches hosts below `suffix`, and any other name matches that host and hosts below it (the
+/// curl and Go convention); ports on entries are ignored and IP literals match exactly.
+pub fn choose(
+    http_proxy: Option<&str>,
+    socks5_proxy: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    target_host: &str,
+) -> Result<Option<Proxy>, String> {
+    fn set(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    if let Some(v) = set(http_proxy) {
+        return Proxy::parse_http(v).map(Some);
+    }
+    if let Some(v) = set(socks5_proxy) {
+        return Proxy::parse_socks5(v).map(Some);
+    }
+    let from_env = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"]
+        .into_iter()
+        .find_map(|name| {
+            let v = env(name)?;
+            let v = v.trim();
+            (!v.is_empty()).then(|| (name, v.to_string()))
+        });
+    let Some((name, value)) = from_env else {
+        return Ok(None);
+    };
+    let host = normalize_host(target_host);
+    if is_loopback(&host) {
+        return Ok(None);
+    }
+    let no_proxy = env("no_proxy")
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| env("NO_PROXY"))
+        .unwrap_or_default();
+    if bypasses(&no_proxy, &host) {
+        return Ok(None);
+    }
+    let scheme = value.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let parsed = match scheme.as_deref() {
+        Some("socks5" | "socks5h") => Proxy::parse_socks5(&value),
+        _ => Proxy::parse_http(&value),
+    };
+    parsed
+        .map(Some)
+        .map_err(|e| format!("environment variable {name}: {e}"))
+}
+
+/// Opens a TCP connection to `target` ("host:port") directly or through `proxy`.
+///
+/// HTTP proxies get `CONNECT` (with `Proxy-Authorization: Basic` when credentials are set);
+/// SOCKS5 proxies get no-auth or username/password authentication and the target by name,
+/// so the proxy resolves it. Errors name the hop that failed. The caller bounds the time.
+pub async fn dial(proxy: Option<&Proxy>, target: &str) -> io::Result<TcpStream> {
+    let (host, port) = split_target(target)?;
+    let Some(proxy) = proxy else {
+        return TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("dial tcp {target}: {e}")));
+    };
+    let paddr = proxy.addr();
+    let (Proxy::Http {
+        host: ph, port: pp, ..
+    }
+    | Proxy::Socks5 {
+        host: ph, port: pp, ..
+    }) = proxy;
+    let mut stream = TcpStream::connect((ph.as_str(), *pp))
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("dial proxy {paddr}: {e}")))?;
+    match proxy {
+        Proxy::Http { auth, .. } => {
+            http_connect(&mut stream, &paddr, target, auth.as_ref()).await?;
+        }
+        Proxy::Socks5 { auth, .. } => {
+            socks5_connect(&mut stream, &paddr, &host, port, target, auth.as_ref()).await?;
+        }
+    }
+    Ok(stream)
+}
+
+/// Asks an HTTP proxy to tunnel to `target`, leaving the stream at the first tunnelled byte.
+async fn http_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    paddr: &str,
+    target: &str,
+    auth: Option<&(String, String)>,
+) -> io::Result<()> {
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some((user, pass)) = auth {
+        let token = base64(format!("{user}:{pass}").as_bytes());
+        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    }
+    req.push_str("\r\n");
+    let hop = |e: io::Error| io::Error::new(e.kind(), format!("proxy {paddr}: {e}"));
+    s.write_all(req.as_bytes()).await.map_err(hop)?;
+    s.flush().await.map_err(hop)?;
+
+    // Byte by byte, because whatever follows the blank line belongs to the relay's TLS.
+    let mut head = Vec::with_capacity(256);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
+        if head.len() >= MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("proxy {paddr}: CONNECT response head exceeds {MAX_HEAD} bytes"),
+            ));
+        }
+        match s.read(&mut b).await.map_err(hop)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "proxy {paddr} closed the connection before answering CONNECT {target}"
+                    ),
+                ))
+            }
+            _ => head.push(b[0]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status_line = text.lines().next().unwrap_or("").trim();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().and_then(|c| c.parse::<u16>().ok());
+    let reason = parts.next().unwrap_or("").trim();
+    let code = match code {
+        Some(c) if version.starts_with("HTTP/") && (100..600).contains(&c) => c,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "proxy {paddr} sent a malformed reply to CONNECT {target}: {:?}",
+                    truncate(status_line, 80)
+                ),
+            ))
+        }
+    };
+    if (200..300).contains(&code) {
+        return Ok(());
+    }
+    // tinyproxy, among others, answers a CONNECT that fails authentication with 401.
+    let (kind, hint) = match (code, auth) {
+        (401 | 407, Some(_)) => (
+            io::ErrorKind::PermissionDenied,
+            " (the proxy rejected the user and password in the proxy URL)",
+        ),
+        (401 | 407, None) => (
+            io::ErrorKind::PermissionDenied,
+            " (the proxy wants a user and password: put them in the proxy URL)",
+        ),
+        _ => (io::ErrorKind::ConnectionRefused, ""),
+    };
+    Err(io::Error::new(
+        kind,
+        format!(
+            "proxy {paddr} refused CONNECT {target}: {code} {}{hint}",
+            truncate(reason, 120)
+        ),
+    ))
+}
+
+/// Runs the SOCKS5 handshake (RFC 1928, RFC 1929) up to an established connection.
+async fn socks5_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    paddr: &str,
+    host: &str,
+    port: u16,
+    target: &str,
+    auth: Option<&(String, String)>,
+) -> io::Result<()> {
+    let hop = |e: io::Error| {
+        let kind = e.kind();
+        let msg = if kind == io::ErrorKind::UnexpectedEof {
+            format!("SOCKS5 proxy {paddr} closed the connection during the handshake")
+        } else {
+            format!("SOCKS5 proxy {paddr}: {e}")
+        };
+        io::Error::new(kind, msg)
+    };
+    let fail = |kind: io::ErrorKind, msg: String| io::Error::new(kind, msg);
+
+    // Offering no-auth as well lets a proxy that does not need the credentials skip them.
+    let greeting: &[u8] = if auth.is_some() {
+        &[5, 2, 0, 2]
+    } else {
+        &[5, 1, 0]
+    };
+    s.write_all(greeting).await.map_err(hop)?;
+    let mut reply = [0u8; 2];
+    s.read_exact(&mut reply).await.map_err(hop)?;
+    if reply[0] != 5 {
+        return Err(fail(
+            io::ErrorKind::InvalidData,
+            format!(
+                "proxy {paddr} is not a SOCKS5 proxy (greeting reply version {})",
+                reply[0]
+            ),
+        ));
+    }
+    match (reply[1], auth) {
+        (0, _) => {}
+        (2, Some((user, pass))) => {
+            let mut m = Vec::with_capacity(3 + user.len() + pass.len());
+            m.push(1);
+            m.push(user.len() as u8);
+            m.extend_from_slice(user.as_bytes());
+            m.push(pass.len() as u8);
+            m.extend_from_slice(pass.as_bytes());
+            s.write_all(&m).await.map_err(hop)?;
+            let mut r = [0u8; 2];
+            s.read_exact(&mut r).await.map_err(hop)?;
+            if r[1] != 0 {
+                return Err(fail(
+                    io::ErrorKind::PermissionDenied,
+                    format!("SOCKS5 proxy {paddr} rejected the user and password in the proxy URL"),
+                ));
+            }
+        }
+        (0xff, None) => {
+            return Err(fail(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "SOCKS5 proxy {paddr} requires authentication: put a user and password \
+                     in the proxy URL"
+                ),
+            ))
+        }
+        (0xff, Some(_)) => {
+            return Err(fail(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "SOCKS5 proxy {paddr} accepts neither no authentication nor \
+                     user/password authentication"
+                ),
+            ))
+        }
+        (m, _) => {
+            return Err(fail(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "SOCKS5 proxy {paddr} chose authentication method {m}, which was not offered"
+                ),
+            ))
+        }
+    }
+
+    let mut req = vec![5, 1, 0];
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => {
+            req.push(1);
+            req.extend_from_slice(&ip.octets());
+        }
+        Ok(IpAddr::V6(ip)) => {
+            req.push(4);
+            req.extend_from_slice(&ip.octets());
+        }
+        Err(_) => {
+            if host.is_empty() || host.len() > 255 {
+                return Err(fail(
+                    io::ErrorKind::InvalidInput,
+                    format!("cannot reach {target} over SOCKS5: host name must be 1-255 bytes"),
+                ));
+            }
+            req.push(3);
+            req.push(host.len() as u8);
+            req.extend_from_slice(host.as_bytes());
+        }
+    }
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).await.map_err(hop)?;
+
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).await.map_err(hop)?;
+    if head[0] != 5 {
+        return Err(fail(
+            io::ErrorKind::InvalidData,
+            format!(
+                "SOCKS5 proxy {paddr} sent a malformed reply (version {})",
+                head[0]
+            ),
+        ));
+    }
+    if head[1] != 0 {
+        let (kind, why) = match head[1] {
+            1 => (io::ErrorKind::Other, "general SOCKS server failure"),
+            2 => (
+                io::ErrorKind::PermissionDenied,
+                "connection not allowed by ruleset",
+            ),
+            3 => (io::ErrorKind::Other, "network unreachable"),
+            4 => (io::ErrorKind::Other, "host unreachable"),
+            5 => (io::ErrorKind::ConnectionRefused, "connection refused"),
+            6 => (io::ErrorKind::TimedOut, "TTL expired"),
+            7 => (io::ErrorKind::Unsupported, "command not supported"),
+            8 => (io::ErrorKind::Unsupported, "address type not supported"),
+            _ => (io::ErrorKind::Other, "unknown failure"),
+        };
+        return Err(fail(
+            kind,
+            format!(
+                "SOCKS5 proxy {paddr} could not connect to {target}: {why} (reply {})",
+                head[1]
+            ),
+        ));
+    }
+    // The bound address is of no use here, but must be consumed to reach the tunnelled bytes.
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut len = [0u8; 1];
+            s.read_exact(&mut len).await.map_err(hop)?;
+            len[0] as usize + 2
+        }
+        t => {
+            return Err(fail(
+                io::ErrorKind::InvalidData,
+                format!("SOCKS5 proxy {paddr} sent an unknown address type {t}"),
+            ))
+        }
+    };
+    let mut skip = [0u8; 257];
+    s.read_exact(&mut skip[..rest]).await.map_err(hop)?;
+    Ok(())
+}
+
+/// A proxy URL taken apart.
+#[derive(Debug)]
+struct Url {
+    scheme: Option<String>,
+    auth: Option<(String, String)>,
+    host: String,
+    port: Option<u16>,
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("contains spaces or control characters".into());
+    }
+    let (scheme, rest) = match s.split_once("://") {
+        Some((sc, rest)) => (Some(sc.to_ascii_lowercase()), rest),
+        None => (None, s),
+    };
+    let authority = match rest.find(['/', '?', '#']) {
+        Some(i) => {
+            if &rest[i..] != "/" {
+                return Err(format!("unexpected path or query {:?}", &rest[i..]));
+            }
+            &rest[..i]
+        }
+        None => rest,
+    };
+    // The last '@' separates, since a password may contain an unescaped '@'.
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let auth = match userinfo {
+        None => None,
+        Some(u) => {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            let user = percent_decode(user).map_err(|e| format!("user name: {e}"))?;
+            let pass = percent_decode(pass).map_err(|e| format!("password: {e}"))?;
+            Some((user, pass))
+        }
+    };
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (h, after) = inner
+            .split_once(']')
+            .ok_or("unclosed '[' in IPv6 address")?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("invalid IPv6 address {h:?}"))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after IPv6 address")?),
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err("missing host".into());
+    }
+    if !hostport.starts_with('[') && host.contains([':', '[', ']', '@', '%']) {
+        return Err(format!("invalid host {host:?}"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(format!("invalid port {p:?}: want 1-65535")),
+        },
+    };
+    Ok(Url {
+        scheme,
+        auth,
+        host,
+        port,
+    })
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|_| b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+                .ok_or_else(|| format!("bad percent escape at byte {i}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "percent escapes do not decode to UTF-8".to_string())
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | ((b as u32) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Splits "host:port", rejecting anything that could smuggle extra lines into a CONNECT.
+fn split_target(target: &str) -> io::Result<(String, u16)> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid address {target:?}: {why}"),
+        )
+    };
+    if target.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(bad("contains spaces or control characters"));
+    }
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| bad("want host:port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("port must be 0-65535"))?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']').ok_or_else(|| bad("unclosed '['"))?,
+        None if host.contains(':') => return Err(bad("IPv6 addresses need [brackets]")),
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn normalize_host(h: &str) -> String {
+    h.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `no_proxy` exempts `host` (already normalised).
+fn bypasses(no_proxy: &str, host: &str) -> bool {
+    let host_ip = host.parse::<IpAddr>().ok();
+    no_proxy
+        .split([',', ' ', '\t'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = strip_entry_port(entry);
+            if let Ok(ip) = entry.parse::<IpAddr>() {
+                return host_ip == Some(ip);
+            }
+            let entry = entry.trim_end_matches('.').to_ascii_lowercase();
+            let entry = entry
+                .strip_prefix("*.")
+                .map_or(entry.as_str(), |_| &entry[1..]);
+            if entry.is_empty() || host_ip.is_some() {
+                return false;
+            }
+            match entry.strip_prefix('.') {
+                Some(_) => host.ends_with(entry),
+                None => host == entry || host.ends_with(&format!(".{entry}")),
+            }
+        })
+}
+
+fn strip_entry_port(e: &str) -> &str {
+    if let Some(inner) = e.strip_prefix('[') {
+        return inner.split(']').next().unwrap_or(inner);
+    }
+    match e.rsplit_once(':') {
+        // A bare IPv6 address has several colons and no port.
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => e,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use tokio::net::TcpListener;
+
+    fn http(host: &str, port: u16, auth: Option<(&str, &str)>) -> Proxy {
+        Proxy::Http {
+            host: host.into(),
+            port,
+            auth: auth.map(|(u, p)| (u.into(), p.into())),
+        }
+    }
+
+    fn socks(host: &str, port: u16, auth: Option<(&str, &str)>) -> Proxy {
+        Proxy::Socks5 {
+            host: host.into(),
+            port,
+            auth: auth.map(|(u, p)| (u.into(), p.into())),
+        }
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o, "{i:?}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b%3Ac%2f").unwrap(), "a@b:c/");
+        assert_eq!(percent_decode("%C3%A9").unwrap(), "é");
+        assert!(percent_decode("%4").is_err());
+        assert!(percent_decode("%zz").is_err());
+        assert!(percent_decode("%+1").is_err());
+        assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn parses_http_proxies() {
+        assert_eq!(
+            Proxy::parse_http("http://user:pass@proxy.example:3128").unwrap(),
+            http("proxy.example", 3128, Some(("user", "pass")))
+        );
+        assert_eq!(
+            Proxy::parse_http("HTTP://proxy:8080/").unwrap(),
+            http("proxy", 8080, None)
+        );
+        assert_eq!(Proxy::parse_http("proxy").unwrap(), http("proxy", 80, None));
+        assert_eq!(
+            Proxy::parse_http("10.0.0.1:3128").unwrap(),
+            http("10.0.0.1", 3128, None)
+        );
+        assert_eq!(
+            Proxy::parse_http("http://[::1]:3128").unwrap(),
+            http("::1", 3128, None)
+        );
+        assert_eq!(
+            Proxy::parse_http("http://us%40r:p%3Ass@w@h:1").unwrap(),
+            http("h", 1, Some(("us@r", "p:ss@w")))
+        );
+        assert_eq!(
+            Proxy::parse_http("http://user@h:1").unwrap(),
+            http("h", 1, Some(("user", "")))
+        );
+    }
+
+    #[test]
+    fn http_proxy_errors_name_the_problem() {
+        let err = |s: &str| Proxy::parse_http(s).unwrap_err();
+        assert!(
+            err("https://p:3128").contains("https:// proxies"),
+            "{}",
+            err("https://p:3128")
+        );
+        assert!(err("socks5://p:1080").contains("set socks5_proxy"));
+        assert!(err("ftp://p:21").contains("unsupported scheme \"ftp\""));
+        assert!(err("http://p:0").contains("invalid port \"0\""));
+        assert!(err("http://p:99999").contains("invalid port"));
+        assert!(err("http://p:").contains("invalid port"));
+        assert!(err("http://:3128").contains("missing host"));
+        assert!(err("http://p:1/path").contains("unexpected path"));
+        assert!(err("http://a%2:b@p:1").contains("user name: bad percent escape"));
+        assert!(err("http://a%3Ab:c@p:1").contains("must not contain ':'"));
+        assert!(err("http://[::1:1").contains("unclosed"));
+        assert!(err("http://p q:1").contains("spaces"));
+        assert!(err("").contains("empty"));
+    }
+
+    #[test]
+    fn parses_socks5_proxies() {
+        assert_eq!(
+            Proxy::parse_socks5("socks5://u:p@127.0.0.1:1080").unwrap(),
+            socks("127.0.0.1", 1080, Some(("u", "p")))
+        );
+        assert_eq!(
+            Proxy::parse_socks5("socks5h://gw").unwrap(),
+            socks("gw", 1080, None)
+        );
+        let err = |s: &str| Proxy::parse_socks5(s).unwrap_err();
+        assert!(err("gw:1080").contains("want socks5://"));
+        assert!(err("http://gw:1080").contains("want socks5://"));
+        assert!(err("socks5://:p@gw").contains("1-255"));
+        let long = "x".repeat(256);
+        assert!(err(&format!("socks5://u:{long}@gw")).contains("at most 255"));
+    }
+
+    #[test]
+    fn proxy_addr_brackets_ipv6() {
+        assert_eq!(http("::1", 3128, None).addr(), "[::1]:3128");
+        assert_eq!(socks("gw", 1080, None).addr(), "gw:1080");
+    }
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn explicit_settings_win_over_environment() {
+        let env = env_of(&[("https_proxy", "http://envproxy:1")]);
+        assert_eq!(
+            choose(Some("http://a:1"), Some("socks5://b:2"), &env, "relay").unwrap(),
+            Some(http("a", 1, None))
+        );
+        assert_eq!(
+            choose(None, Some("socks5://b:2"), &env, "relay").unwrap(),
+            Some(socks("b", 2, None))
+        );
+        assert_eq!(
+            choose(Some(""), Some("socks5://b:2"), &env, "relay").unwrap(),
+            Some(socks("b", 2, None))
+        );
+        // no_proxy and loopback only govern the environment's proxies.
+        let env = env_of(&[("no_proxy", "*")]);
+        assert_eq!(
+            choose(Some("http://a:1"), None, &env, "localhost").unwrap(),
+            Some(http("a", 1, None))
+        );
+        assert!(choose(Some("https://a:1"), None, &env, "relay")
+            .unwrap_err()
+            .contains("https://"));
+    }
+
+    #[test]
+    fn environment_precedence() {
+        let all = [
+            ("https_proxy", "http://one:1"),
+            ("HTTPS_PROXY", "http://two:2"),
+            ("http_proxy", "http://three:3"),
+            ("HTTP_PROXY", "http://four:4"),
+        ];
+        for skip in 0..4 {
+            let env = env_of(&all[skip..]);
+            let want = Proxy::parse_http(all[skip].1).unwrap();
+            assert_eq!(choose(None, None, &env, "relay").unwrap(), Some(want));
+        }
+        let env = env_of(&[("https_proxy", " "), ("HTTP_PROXY", "four:4")]);
+        assert_eq!(
+            choose(None, None, &env, "relay").unwrap(),
+            Some(http("four", 4, None))
+        );
+        assert_eq!(choose(None, None, &env_of(&[]), "relay").unwrap(), None);
+        let env = env_of(&[("HTTPS_PROXY", "socks5://s:9")]);
+        assert_eq!(
+            choose(None, None, &env, "relay").unwrap(),
+            Some(socks("s", 9, None))
+        );
+        let env = env_of(&[("HTTPS_PROXY", "https://s:9")]);
+        let e = choose(None, None, &env, "relay").unwrap_err();
+        assert!(e.contains("HTTPS_PROXY") && e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn no_proxy_matching() {
+        let pick = |no_proxy: &str, host: &str| {
+            let env = env_of(&[("https_proxy", "http://p:1"), ("no_proxy", no_proxy)]);
+            choose(None, None, &env, host).unwrap().is_some()
+        };
+        assert!(!pick("*", "relay.example.com"));
+        assert!(!pick("relay.example.com", "relay.example.com"));
+        assert!(!pick("RELAY.example.com.", "relay.Example.com"));
+        assert!(!pick("example.com", "relay.example.com"));
+        assert!(pick("example.com", "badexample.com"));
+        assert!(!pick("other, .example.com", "relay.example.com"));
+        assert!(pick(".example.com", "example.com"));
+        assert!(!pick("*.example.com", "relay.example.com"));
+        assert!(!pick("relay.example.com:443", "relay.example.com"));
+        assert!(!pick("10.1.2.3", "10.1.2.3"));
+        assert!(pick("10.1.2.3", "10.1.2.4"));
+        assert!(!pick("[2001:db8::1]:443", "[2001:db8::1]"));
+        assert!(!pick("2001:db8::1", "2001:db8::1"));
+        assert!(pick("", "relay"));
+        assert!(pick("other", "relay"));
+
+        let env = env_of(&[("https_proxy", "http://p:1"), ("NO_PROXY", "relay")]);
+        assert_eq!(choose(None, None, &env, "relay").unwrap(), None);
+        let env = env_of(&[
+            ("https_proxy", "http://p:1"),
+            ("no_proxy", "other"),
+            ("NO_PROXY", "relay"),
+        ]);
+        assert!(choose(None, None, &env, "relay").unwrap().is_some());
+    }
+
+    #[test]
+    fn loopback_relays_skip_environment_proxies() {
+        let env = env_of(&[("HTTPS_PROXY", "http://p:1")]);
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "[::1]",
+            "a.localhost",
+        ] {
+            assert_eq!(choose(None, None, &env, host).unwrap(), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn target_splitting() {
+        assert_eq!(split_target("relay:4443").unwrap(), ("relay".into(), 4443));
+        assert_eq!(split_target("[::1]:1").unwrap(), ("::1".into(), 1));
+        assert!(split_target("relay").is_err());
+        assert!(split_target("::1:1").is_err());
+        assert!(split_target("relay:x").is_err());
+        assert!(split_target("a\r\nX: y:1").is_err());
+    }
+
+    /// A one-shot fake proxy that answers the first request head with `reply` in one write.
+    async fn fake_proxy(reply: &'static [u8]) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(reply).await.unwrap();
+            // Hold the connection open until the client has read what it wants.
+            let _ = s.read(&mut buf).await;
+            got
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn connect_leaves_bytes_after_the_head_unread() {
+        let (addr, task) =
+            fake_proxy(b"HTTP/1.1 200 Connection established\r\nX: y\r\n\r\nTLS!").await;
+        let (h, p) = split_target(&addr).unwrap();
+        let proxy = http(&h, p, Some(("user", "pass")));
+        let mut s = dial(Some(&proxy), "relay.example:4443").await.unwrap();
+        let mut first = [0u8; 4];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"TLS!");
+        drop(s);
+        let req = String::from_utf8(task.await.unwrap()).unwrap();
+        assert!(
+            req.starts_with("CONNECT relay.example:4443 HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(req.contains("\r\nHost: relay.example:4443\r\n"), "{req}");
+        assert!(
+            req.contains("\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n"),
+            "{req}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_refusal_is_reported_with_status() {
+        let (addr, _task) =
+            fake_proxy(b"HTTP/1.0 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let (h, p) = split_target(&addr).unwrap();
+        let e = dial(Some(&http(&h, p, None)), "relay:4443")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "proxy {addr} refused CONNECT relay:4443: 407 Proxy Authentication Required"
+            )),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_garbage_and_endless_heads() {
+        let (addr, _t) = fake_proxy(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+        let (h, p) = split_target(&addr).unwrap();
+        let e = dial(Some(&http(&h, p, None)), "r:1").await.unwrap_err();
+        assert!(e.to_string().contains("malformed reply"), "{e}");
+
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.write_all(&big).await;
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        let e = dial(Some(&http("127.0.0.1", addr.port(), None)), "r:1")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_proxy_names_the_proxy_hop() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = dial(Some(&socks("127.0.0.1", port, None)), "relay:4443")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("dial proxy 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn socks5_sends_the_name_for_the_proxy_to_resolve() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut g = [0u8; 4];
+            s.read_exact(&mut g).await.unwrap();
+            assert_eq!(g, [5, 2, 0, 2]);
+            s.write_all(&[5, 2]).await.unwrap();
+            let mut a = [0u8; 1 + 1 + 1 + 1 + 1];
+            s.read_exact(&mut a).await.unwrap();
+            assert_eq!(a, [1, 1, b'u', 1, b'p']);
+            s.write_all(&[1, 0]).await.unwrap();
+            let mut r = vec![0u8; 4 + 1 + "relay.example".len() + 2];
+            s.read_exact(&mut r).await.unwrap();
+            // Reply with a domain-typed bound address and tunnelled bytes in the same write.
+            s.write_all(&[5, 0, 0, 3, 2, b'b', b'n', 0, 1, b'h', b'i'])
+                .await
+                .unwrap();
+            let _ = s.read(&mut [0u8; 1]).await;
+            r
+        });
+        let mut s = dial(
+            Some(&socks("127.0.0.1", port, Some(("u", "p")))),
+            "relay.example:4443",
+        )
+        .await
+        .unwrap();
+        let mut hi = [0u8; 2];
+        s.read_exact(&mut hi).await.unwrap();
+        assert_eq!(&hi, b"hi");
+        drop(s);
+        let r = task.await.unwrap();
+        let mut want = vec![5, 1, 0, 3, 13];
+        want.extend_from_slice(b"relay.example");
+        want.extend_from_slice(&4443u16.to_be_bytes());
+        assert_eq!(r, want);
+    }
+}

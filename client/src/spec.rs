@@ -1,0 +1,151 @@
+//! Turning configuration entries, command-line flags and API bodies into tunnel specs,
+//! with the same checks and the same error messages for all three.
+
+use crate::addr;
+use crate::config::{Proto, Scalar, TunnelConfig};
+use crate::tunnel::{parse_bind_tls, TunnelSpec};
+use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+
+fn proto(p: Proto) -> TunnelProto {
+    match p {
+        Proto::Http => TunnelProto::Http,
+        Proto::Tcp => TunnelProto::Tcp,
+        Proto::Tls => TunnelProto::Tls,
+    }
+}
+
+/// Parses `user:password` basic-auth credentials.
+pub fn check_auth(a: &str) -> Result<(), String> {
+    match a.split_once(':') {
+        Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(()),
+        _ => Err("invalid auth: want \"user:password\"".into()),
+    }
+}
+
+/// Builds and checks a tunnel from a config entry named `name`.
+pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
+    let p = proto(t.proto.ok_or("missing proto (http, tcp or tls)")?);
+    let raw_addr = t.addr.as_ref().ok_or("missing addr")?.to_string();
+    if raw_addr.starts_with("file://") {
+        return Err(format!(
+            "addr {raw_addr:?}: file:// tunnels are not supported yet"
+        ));
+    }
+    let local = addr::parse(p, &raw_addr)?;
+    let bind_tls = match &t.bind_tls {
+        None => BindTls::Both,
+        Some(Scalar::Bool(true)) => BindTls::Https,
+        Some(Scalar::Bool(false)) => BindTls::Http,
+        Some(v) => parse_bind_tls(&v.to_string())?,
+    };
+    if let Some(a) = &t.auth {
+        check_auth(a)?;
+    }
+    if let Some(s) = &t.subdomain {
+        burrow_relay::state::validate_label(s)?;
+    }
+    if let Some(h) = &t.hostname {
+        let bare = h.strip_prefix("*.").unwrap_or(h);
+        burrow_relay::state::validate_hostname(bare)?;
+    }
+    if p != TunnelProto::Http {
+        for (set, key) in [
+            (t.auth.is_some(), "auth"),
+            (t.host_header.is_some(), "host_header"),
+            (t.bind_tls.is_some(), "bind_tls"),
+            (t.inspect.is_some(), "inspect"),
+        ] {
+            if set {
+                return Err(format!("{key} applies to http tunnels only"));
+            }
+        }
+    }
+    if p == TunnelProto::Tcp && (t.subdomain.is_some() || t.hostname.is_some()) {
+        return Err(
+            "subdomain and hostname apply to http and tls tunnels; tcp uses remote_addr".into(),
+        );
+    }
+    if p != TunnelProto::Tls && (t.crt.is_some() || t.key.is_some() || t.client_cas.is_some()) {
+        return Err("crt, key and client_cas apply to tls tunnels only".into());
+    }
+    if t.crt.is_some() != t.key.is_some() {
+        return Err("crt and key go together".into());
+    }
+    let remote_port = match &t.remote_addr {
+        Some(r) if p == TunnelProto::Tcp => Some(parse_remote_addr(r)?),
+        Some(_) => return Err("remote_addr applies to tcp tunnels only".into()),
+        None => None,
+    };
+    if let Some(h) = &t.host_header {
+        if h.is_empty() || h.contains(['\r', '\n']) {
+            return Err(format!("invalid host_header {h:?}"));
+        }
+    }
+    let mut spec = TunnelSpec::new(
+        name,
+        TunnelRequest {
+            proto: p,
+            subdomain: t.subdomain.clone(),
+            hostname: t.hostname.clone(),
+            remote_port,
+            bind_tls,
+            auth: t.auth.clone(),
+        },
+        local,
+    );
+    spec.inspect = t.inspect.unwrap_or(true);
+    spec.host_header = t.host_header.clone();
+    spec.metadata = t.metadata.clone();
+    Ok(spec)
+}
+
+/// Parses `-remote-addr` / `remote_addr`: `host:port` (or a bare port).
+pub fn parse_remote_addr(r: &str) -> Result<u16, String> {
+    let p = r.rsplit(':').next().unwrap_or(r);
+    p.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid remote_addr {r:?}: want HOST:PORT with a port 1-65535"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(proto: Proto, addr: &str) -> TunnelConfig {
+        TunnelConfig {
+            proto: Some(proto),
+            addr: Some(Scalar::Str(addr.into())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn good_and_bad_entries() {
+        let s = from_config("web", &t(Proto::Http, "8080")).unwrap();
+        assert_eq!(s.local.display(), "http://localhost:8080");
+        let mut c = t(Proto::Tcp, "22");
+        c.remote_addr = Some("localhost:20022".into());
+        assert_eq!(
+            from_config("ssh", &c).unwrap().request.remote_port,
+            Some(20022)
+        );
+        let mut c = t(Proto::Http, "80");
+        c.auth = Some("nocolon".into());
+        assert!(from_config("x", &c).unwrap_err().contains("user:password"));
+        let mut c = t(Proto::Tcp, "22");
+        c.subdomain = Some("a".into());
+        assert!(from_config("x", &c)
+            .unwrap_err()
+            .contains("tcp uses remote_addr"));
+        let mut c = t(Proto::Tls, "443");
+        c.crt = Some("a.pem".into());
+        assert!(from_config("x", &c).unwrap_err().contains("go together"));
+        let mut c = t(Proto::Http, "80");
+        c.bind_tls = Some(Scalar::Str("sometimes".into()));
+        assert!(from_config("x", &c).unwrap_err().contains("bind-tls"));
+        assert!(from_config("x", &t(Proto::Http, "file:///srv"))
+            .unwrap_err()
+            .contains("not supported yet"));
+    }
+}

@@ -1,0 +1,413 @@
+//! The local REST API of a real `burrow start --none` process, driven with curl as the
+//! ngrok v2 wrappers drive it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    child: Child,
+    api: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    _dir: TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    let d = std::env::temp_dir().join(format!("burrow-api-{}-{}", std::process::id(), rand_u32()));
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(config: &str) -> Agent {
+    let dir = temp_dir();
+    let path = dir.0.join("burrow.yml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
+        .args([
+            "start",
+            "--none",
+            "--log",
+            "stdout",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut agent = Agent {
+        child,
+        api: String::new(),
+        lines,
+        _dir: dir,
+    };
+    let mut seen = [false; 3];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.iter().any(|s| !s) {
+        let l = agent
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("start-up lines");
+        if l.contains("msg=\"starting web service\"") {
+            seen[0] = true;
+            let addr = l.split(" addr=").nth(1).unwrap().split(' ').next().unwrap();
+            agent.api = format!("http://{addr}");
+        }
+        seen[1] |= l.contains("msg=\"tunnel session started\"");
+        seen[2] |= l.contains("msg=\"client session established\"");
+    }
+    agent
+}
+
+/// (status, body) of a curl request.
+fn call(method: &str, url: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+        url,
+    ]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    c.args(extra);
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn upstream() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nupstream",
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn tunnels_are_created_listed_fetched_through_and_deleted() {
+    let web = free_port();
+    let agent = start(&format!(
+        "web_addr: 127.0.0.1:{web}\ntunnels:\n  unused:\n    proto: http\n    addr: 1\n"
+    ));
+    assert_eq!(agent.api, format!("http://127.0.0.1:{web}"));
+    let (code, body) = call("GET", &format!("{}/api/tunnels", agent.api), None, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(
+        json(&body)["tunnels"].as_array().unwrap().len(),
+        0,
+        "start --none starts nothing"
+    );
+
+    let port = upstream();
+    let (code, body) = call(
+        "POST",
+        &format!("{}/api/tunnels", agent.api),
+        Some(&format!(
+            r#"{{"name":"web","addr":{port},"proto":"http","ignored_option":1}}"#
+        )),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    let t = json(&body);
+    assert_eq!(t["name"], "web");
+    assert_eq!(t["proto"], "https");
+    assert_eq!(t["uri"], "/api/tunnels/web");
+    assert_eq!(t["config"]["addr"], format!("http://localhost:{port}"));
+    assert_eq!(t["config"]["inspect"], true);
+    for k in [
+        "count", "gauge", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99",
+    ] {
+        assert!(t["metrics"]["conns"].get(k).is_some(), "conns.{k}");
+    }
+    for k in [
+        "count", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99",
+    ] {
+        assert!(t["metrics"]["http"].get(k).is_some(), "http.{k}");
+    }
+
+    // The twin, both spellings of its name.
+    let (code, body) = call(
+        "GET",
+        &format!("{}/api/tunnels/web%20%28http%29", agent.api),
+        None,
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let twin = json(&body);
+    assert_eq!(twin["proto"], "http");
+    assert_eq!(twin["uri"], "/api/tunnels/web%20%28http%29");
+    let (code, _) = call(
+        "GET",
+        &format!("{}/api/tunnels/web%20(http)", agent.api),
+        None,
+        &[],
+    );
+    assert_eq!(code, 200);
+
+    // Traffic through the twin shows in its metrics.
+    let public = twin["public_url"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let (code, body) = call("GET", &public, None, &[]);
+        assert_eq!((code, body.as_str()), (200, "upstream"));
+    }
+    let (_, body) = call(
+        "GET",
+        &format!("{}/api/tunnels/web%20%28http%29", agent.api),
+        None,
+        &[],
+    );
+    let m = &json(&body)["metrics"];
+    assert_eq!(m["conns"]["count"], 3, "{m}");
+    assert_eq!(m["http"]["count"], 3, "{m}");
+    assert!(m["http"]["p50"].as_f64().unwrap() > 0.0, "{m}");
+
+    let (code, body) = call("GET", &format!("{}/api/tunnels", agent.api), None, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["tunnels"].as_array().unwrap().len(), 2);
+
+    // Deleting the http twin leaves the https one, and the http URL stops routing.
+    let (code, body) = call(
+        "DELETE",
+        &format!("{}/api/tunnels/web%20%28http%29", agent.api),
+        Some("{}"),
+        &[],
+    );
+    assert_eq!((code, body.as_str()), (204, ""));
+    let (code, _) = call("GET", &public, None, &[]);
+    assert_eq!(code, 404);
+    let (_, body) = call("GET", &format!("{}/api/tunnels", agent.api), None, &[]);
+    let list = json(&body);
+    assert_eq!(list["tunnels"].as_array().unwrap().len(), 1);
+    assert_eq!(list["tunnels"][0]["name"], "web");
+    let (code, _) = call(
+        "DELETE",
+        &format!("{}/api/tunnels/web", agent.api),
+        None,
+        &[],
+    );
+    assert_eq!(code, 204);
+    let (code, body) = call(
+        "DELETE",
+        &format!("{}/api/tunnels/web", agent.api),
+        None,
+        &[],
+    );
+    assert_eq!(code, 404);
+    assert!(json(&body)["msg"].as_str().unwrap().contains("not found"));
+
+    // tcp
+    let (code, body) = call(
+        "POST",
+        &format!("{}/api/tunnels", agent.api),
+        Some(r#"{"name":"ssh","addr":"22","proto":"tcp"}"#),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    let t = json(&body);
+    assert!(
+        t["public_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("tcp://localhost:"),
+        "{t}"
+    );
+    assert_eq!(t["config"]["addr"], "localhost:22");
+}
+
+#[test]
+fn bad_requests_get_clear_json_errors() {
+    let agent = start("{}\n");
+    let api = &agent.api;
+    let post = |b: &str| call("POST", &format!("{api}/api/tunnels"), Some(b), &[]);
+    let cases: &[(&str, u16, &str)] = &[
+        (
+            r#"{"name":"x","addr":"80","proto":"gopher"}"#,
+            400,
+            "invalid tunnel configuration",
+        ),
+        (r#"{"name":"x","addr":"80"}"#, 400, "missing field proto"),
+        (r#"{"addr":"80","proto":"http"}"#, 400, "missing field name"),
+        (r#"{"name":"x","proto":"http"}"#, 400, "missing field addr"),
+        (
+            r#"{"name":"x","addr":"99999","proto":"http"}"#,
+            400,
+            "out of range",
+        ),
+        (
+            r#"{"name":"x","addr":"80","proto":"http","inspect":"maybe"}"#,
+            400,
+            "invalid field inspect",
+        ),
+        ("not json", 400, "invalid JSON body"),
+        ("[1,2]", 400, "JSON object"),
+    ];
+    for (body, status, want) in cases {
+        let (code, text) = post(body);
+        assert_eq!(code, *status, "{body}: {text}");
+        let v = json(&text);
+        assert_eq!(v["status_code"], *status);
+        let all = format!("{} {}", v["msg"], v["details"]["err"]);
+        assert!(all.contains(want), "{body}: {all}");
+        assert!(v.get("error_code").is_some());
+    }
+    let (code, text) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        None,
+        &["-d", "name=x&addr=80&proto=http"],
+    );
+    assert_eq!(code, 415, "{text}");
+    // Name taken.
+    let port = upstream();
+    let b = format!(r#"{{"name":"dup","addr":"{port}","proto":"http","bind_tls":false}}"#);
+    assert_eq!(post(&b).0, 201);
+    let (code, text) = post(&b);
+    assert_eq!(code, 409, "{text}");
+    // A failed bind is reported with the relay's reason.
+    let (code, text) = post(&format!(
+        r#"{{"name":"bad","addr":"{port}","proto":"tls"}}"#
+    ));
+    assert_eq!(code, 502, "{text}");
+    let v = json(&text);
+    assert_eq!(v["msg"], "failed to start tunnel");
+    assert!(v["details"]["err"].as_str().unwrap().contains("tls"), "{v}");
+    let (code, _) = call("GET", &format!("{api}/api/tunnels/nope"), None, &[]);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn foreign_hosts_and_cross_site_requests_are_refused() {
+    let agent = start("{}\n");
+    let url = format!("{}/api/tunnels", agent.api);
+    let (code, body) = call("GET", &url, None, &["-H", "Host: evil.example"]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("DNS rebinding"));
+    let (code, _) = call("GET", &url, None, &["-H", "Origin: http://evil.example"]);
+    assert_eq!(code, 403);
+    let (code, _) = call("GET", &url, None, &["-H", "Sec-Fetch-Site: cross-site"]);
+    assert_eq!(code, 403);
+    let port = agent.api.rsplit(':').next().unwrap();
+    let (code, _) = call(
+        "GET",
+        &url,
+        None,
+        &["-H", &format!("Host: localhost:{port}")],
+    );
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn prometheus_metrics() {
+    let agent = start("{}\n");
+    let port = upstream();
+    let (code, _) = call(
+        "POST",
+        &format!("{}/api/tunnels", agent.api),
+        Some(&format!(
+            r#"{{"name":"m","addr":"{port}","proto":"http","schemes":["http"]}}"#
+        )),
+        &[],
+    );
+    assert_eq!(code, 201);
+    let (_, body) = call("GET", &format!("{}/api/tunnels/m", agent.api), None, &[]);
+    let url = json(&body)["public_url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("http://"));
+    call("GET", &url, None, &[]);
+    let (code, text) = call("GET", &format!("{}/metrics", agent.api), None, &[]);
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("burrow_connections_total{tunnel=\"m\",scheme=\"http\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE burrow_http_response_duration_seconds summary"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = temp_dir();
+    let path = dir.0.join("c.yml");
+    std::fs::write(&path, format!("web_addr: 127.0.0.1:{port}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow"))
+        .args([
+            "start",
+            "--none",
+            "--log",
+            "stdout",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("lvl=eror"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "err=\"listen tcp 127.0.0.1:{port}: bind: address already in use\""
+        )),
+        "{stdout}"
+    );
+}
