@@ -84,6 +84,8 @@ pub struct TunnelOpts {
     pub remote_port: Option<u16>,
     /// Schemes.
     pub bind_tls: BindTls,
+    /// Basic-auth credentials `user:password`.
+    pub auth: Option<String>,
 }
 
 impl TunnelOpts {
@@ -95,6 +97,7 @@ impl TunnelOpts {
             subdomain: None,
             remote_port: None,
             bind_tls: BindTls::Both,
+            auth: None,
         }
     }
 
@@ -150,7 +153,7 @@ impl TestAgent {
                 hostname: None,
                 remote_port: opts.remote_port,
                 bind_tls: opts.bind_tls,
-                auth: None,
+                auth: opts.auth,
             },
             burrow::addr::parse(opts.proto, &opts.addr)?,
         );

@@ -18,6 +18,8 @@ pub struct Route {
     pub session_id: u64,
     /// The agent identity behind the session; a reconnect of it may take the route over.
     pub client_id: String,
+    /// The `Authorization` header visitors must send, when the tunnel has basic auth.
+    pub auth: Option<String>,
 }
 
 impl Route {

@@ -152,6 +152,7 @@ impl Session {
                     bind_tls: t.bind_tls,
                     session_id: self.id,
                     client_id: client.to_string(),
+                    auth: t.auth.as_deref().map(crate::http::auth::expected_header),
                 };
                 if !self.state.router.insert(&host, route) {
                     return Err(format!(
@@ -174,6 +175,7 @@ impl Session {
                     bind_tls: BindTls::Both,
                     session_id: self.id,
                     client_id: client.to_string(),
+                    auth: None,
                 };
                 self.state.router.insert_port(port, route);
                 self.tunnels.insert(

@@ -58,6 +58,19 @@ where
             return answer(&mut wr, 404, &msg).await;
         }
     };
+    if let Some(expected) = &route.auth {
+        if !super::auth::authorized(&first.headers, expected) {
+            info!(%peer, host = %first.host, "refused request without valid credentials");
+            let page = pages::page_with_headers(
+                401,
+                "401 Unauthorized: this tunnel requires a user name and password.",
+                "WWW-Authenticate: Basic realm=\"burrow\"\r\n",
+            );
+            let _ = wr.write_all(&page).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
     let meta = StreamMeta {
         tunnel_id: route.tunnel_id,
         remote_addr: peer.to_string(),
@@ -72,7 +85,7 @@ where
         }
     };
     let ip = peer.ip().to_string();
-    let up = forward_requests(input, &stream, first, &ip, scheme, limits);
+    let up = forward_requests(input, &stream, first, &ip, scheme, limits, route.auth.as_deref());
     let down = pump_from_mux(&stream, &mut wr);
     tokio::pin!(up, down);
     tokio::select! {
@@ -93,6 +106,7 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     ip: &str,
     scheme: &str,
     limits: &Limits,
+    auth: Option<&str>,
 ) -> Result<(), InputError> {
     // The connection stays bound to the tunnel of its first request.
     let bound_host = first.host.clone();
@@ -130,12 +144,17 @@ async fn forward_requests<R: AsyncRead + Unpin>(
                 })?
         };
         match next.await {
-            Ok(h) if h.host == bound_host => head = h,
-            Ok(h) => {
+            Ok(h) if h.host != bound_host => {
                 info!(host = %h.host, "request for another host on a kept-alive connection");
                 stream.finish()?;
                 return Ok(());
             }
+            Ok(h) if auth.is_some_and(|a| !super::auth::authorized(&h.headers, a)) => {
+                info!(host = %h.host, "refused kept-alive request without valid credentials");
+                stream.finish()?;
+                return Ok(());
+            }
+            Ok(h) => head = h,
             Err(InputError::Closed) => {
                 stream.finish()?;
                 return Ok(());
