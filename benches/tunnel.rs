@@ -333,6 +333,7 @@ fn agent_main(args: &[String]) -> Result<()> {
                     eprintln!("agent: {msg}");
                     std::process::exit(1);
                 }
+                burrow::AgentEvent::Online | burrow::AgentEvent::Reconnecting(_) => {}
             }),
         )
     });

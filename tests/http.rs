@@ -298,14 +298,24 @@ async fn basic_auth_is_enforced_at_the_relay() {
     let url = format!("{}/hello", agent.http_url());
     let before = up.hits.load(std::sync::atomic::Ordering::Relaxed);
     let (body, err, _) = curl(&["-i", &url]).await;
-    assert!(body.starts_with("HTTP/1.1 401 Unauthorized"), "{body} {err}");
-    assert!(body.contains("WWW-Authenticate: Basic realm=\"burrow\""), "{body}");
+    assert!(
+        body.starts_with("HTTP/1.1 401 Unauthorized"),
+        "{body} {err}"
+    );
+    assert!(
+        body.contains("WWW-Authenticate: Basic realm=\"burrow\""),
+        "{body}"
+    );
     assert!(body.contains("401 Unauthorized"));
     let (body, _, _) = curl(&["-i", "-X", "OPTIONS", &url]).await;
     assert!(body.starts_with("HTTP/1.1 401"), "{body}");
     let (body, _, _) = curl(&["-i", "-u", "alice:wrong", &url]).await;
     assert!(body.starts_with("HTTP/1.1 401"), "{body}");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), before, "nothing reached the upstream");
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "nothing reached the upstream"
+    );
     let (body, _, ok) = curl(&["-u", "alice:s3cret pass", &url]).await;
     assert!(ok);
     assert_eq!(body, "hello");

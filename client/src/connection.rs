@@ -1,7 +1,7 @@
 //! One stream from the relay: dial the local server and splice, or answer 502. Counts the
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
-use crate::metrics::{Counters, Key, MetricsHub};
+use crate::metrics::{Counters, Key, MetricsHub, Recent};
 use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
 use burrow_protocol::control::{StreamMeta, TunnelProto};
@@ -21,10 +21,11 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 struct Exchanges {
     requests: Observer,
     responses: Observer,
-    started: VecDeque<Instant>,
+    started: VecDeque<(Instant, String, String)>,
     key: Key,
     counters: Arc<Counters>,
     hub: MetricsHub,
+    status: u16,
 }
 
 impl Exchanges {
@@ -32,7 +33,7 @@ impl Exchanges {
         for ev in self.requests.feed(chunk) {
             if let Event::Head(h) = ev {
                 self.responses.expect_response_to(&h.method);
-                self.started.push_back(Instant::now());
+                self.started.push_back((Instant::now(), h.method, h.path));
             }
         }
     }
@@ -40,16 +41,28 @@ impl Exchanges {
     fn on_response(&mut self, chunk: &[u8]) {
         for ev in self.responses.feed(chunk) {
             let done = match ev {
-                Event::Head(h) => h.status == 101,
+                Event::Head(h) if h.status >= 200 => {
+                    self.status = h.status;
+                    h.status == 101
+                }
+                Event::Head(_) | Event::Body(_) => false,
                 Event::End => true,
-                Event::Body(_) => false,
             };
             if done {
-                if let Some(t) = self.started.pop_front() {
-                    self.counters.http.fetch_add(1, Ordering::Relaxed);
-                    self.hub.http_done(self.key.clone(), t.elapsed());
-                }
+                self.done();
             }
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some((t, method, path)) = self.started.pop_front() {
+            self.counters.http.fetch_add(1, Ordering::Relaxed);
+            self.hub.http_done(self.key.clone(), t.elapsed());
+            self.hub.remember(Recent {
+                method,
+                path,
+                status: self.status,
+            });
         }
     }
 }
@@ -91,6 +104,7 @@ async fn run(
             key: key.clone(),
             counters: counters.clone(),
             hub: hub.clone(),
+            status: 0,
         })
     });
     let result = tokio::try_join!(
@@ -108,10 +122,7 @@ async fn run(
     if let Some(x) = &exchanges {
         let mut x = x.lock().unwrap_or_else(|e| e.into_inner());
         if x.responses.finish().is_some() {
-            if let Some(t) = x.started.pop_front() {
-                x.counters.http.fetch_add(1, Ordering::Relaxed);
-                x.hub.http_done(x.key.clone(), t.elapsed());
-            }
+            x.done();
         }
     }
     match result {

@@ -109,6 +109,7 @@ pub fn session_config(
         token,
         client_id: new_client_id(),
         max_backoff: Duration::from_secs(10),
+        proxy: None,
     })
 }
 
@@ -457,7 +458,16 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
         let session = match &settings.server {
             Some(server) => {
                 let tls = client_tls(settings.root_cas.as_deref(), None)?;
-                session_config(server, tls, settings.authtoken.clone())?
+                let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
+                let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
+                cfg.proxy = proxy::choose(
+                    settings.http_proxy.as_deref(),
+                    settings.socks5_proxy.as_deref(),
+                    &|k| std::env::var(k).ok(),
+                    host,
+                )
+                .map_err(anyhow::Error::msg)?;
+                cfg
             }
             None => {
                 let relay = embedded::start().await?;
@@ -468,34 +478,86 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 session_config(&server, tls, settings.authtoken.clone())?
             }
         };
+        use std::cell::RefCell;
+        use std::io::IsTerminal;
+        use std::rc::Rc;
+        let show_console = console
+            && match settings.console_ui {
+                ConsoleUi::True => true,
+                ConsoleUi::False => false,
+                ConsoleUi::IfTty => std::io::stdout().is_terminal(),
+            };
+        let view = Rc::new(RefCell::new(console::ConsoleState {
+            version: VERSION.into(),
+            region: settings.region.clone(),
+            ..Default::default()
+        }));
+        let screen: Rc<RefCell<Option<console::Console>>> = Rc::new(RefCell::new(None));
+        if show_console {
+            let color = console::ColorMode::parse(&settings.console_ui_color)
+                .unwrap_or(console::ColorMode::Transparent);
+            *screen.borrow_mut() = Some(console::Console::start(color)?);
+        }
+        let (v, scr) = (view.clone(), screen.clone());
         let print: Box<dyn Fn(AgentEvent)> = Box::new(move |ev| match ev {
             AgentEvent::Forwarding { spec, url } => {
-                if console {
+                v.borrow_mut()
+                    .forwarding
+                    .push((url.clone(), spec.local.display()));
+                if console && scr.borrow().is_none() {
                     println!("Forwarding  {url} -> {}", spec.local.display());
                 }
             }
+            AgentEvent::Online => v.borrow_mut().status = console::SessionStatus::Online,
+            AgentEvent::Reconnecting(why) => {
+                v.borrow_mut().status = console::SessionStatus::Reconnecting(why)
+            }
             AgentEvent::Fatal(msg) => {
+                if let Some(mut c) = scr.borrow_mut().take() {
+                    c.restore();
+                }
                 eprintln!("ERROR: {msg}");
                 // Give log readers the error line before the process goes.
                 std::thread::sleep(Duration::from_millis(500));
                 System::current().stop_with_code(1);
             }
-            _ => {}
         });
         let hub = metrics::MetricsHub::start();
         let sup = start_with_metrics(session, tunnels, hub.clone(), print);
         if let Some(listener) = web {
             let addr = listener.local_addr()?;
+            view.borrow_mut().web_interface = Some(format!("http://{addr}"));
             let server = api::serve(
                 listener,
                 api::ApiState {
                     supervisor: sup.clone(),
-                    hub,
+                    hub: hub.clone(),
                     addr,
                 },
             )?;
             actix_rt::spawn(server);
             tracing::info!(obj = "web", addr = %addr, "starting web service");
+        }
+        if screen.borrow().is_some() {
+            let (view, screen, hub) = (view.clone(), screen.clone(), hub.clone());
+            actix_rt::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let (conns, requests) = console_stats(&hub).await;
+                    {
+                        let mut v = view.borrow_mut();
+                        v.conns = conns;
+                        v.requests = requests;
+                    }
+                    match screen.borrow_mut().as_mut() {
+                        Some(c) => {
+                            let _ = c.draw(&view.borrow());
+                        }
+                        None => return,
+                    }
+                }
+            });
         }
         // Signals are registered before anything is announced, so none is missed.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -504,6 +566,9 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+            }
+            if let Some(mut c) = screen.borrow_mut().take() {
+                c.restore();
             }
             // Exit within a second even if the relay is slow to take the goodbye.
             std::thread::spawn(|| {
@@ -516,4 +581,32 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
     });
     setup?;
     Ok(sys.run_with_code()?)
+}
+
+/// The console's statistics from the metrics (all tunnels together).
+async fn console_stats(
+    hub: &metrics::MetricsHub,
+) -> (console::ConnStats, Vec<console::RequestLine>) {
+    let snaps = hub.snapshot().await;
+    let mut c = console::ConnStats::default();
+    for m in snaps.values() {
+        c.ttl += m.conns.count;
+        c.opn += m.conns.gauge.unwrap_or(0);
+        c.rt1 += m.conns.rate1;
+        c.rt5 += m.conns.rate5;
+        // The slowest tunnel's percentiles, in seconds.
+        c.p50 = c.p50.max(m.conns.p50 / 1e9);
+        c.p90 = c.p90.max(m.conns.p90 / 1e9);
+    }
+    let requests = hub
+        .recent()
+        .into_iter()
+        .map(|r| console::RequestLine {
+            method: r.method,
+            path: r.path,
+            status_code: Some(r.status),
+            status_text: burrow_relay::http::pages::reason(r.status).to_string(),
+        })
+        .collect();
+    (c, requests)
 }

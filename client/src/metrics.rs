@@ -146,11 +146,26 @@ fn snapshot(s: &Series, count: u64, gauge: Option<u64>) -> Snapshot {
     }
 }
 
+/// Most recent HTTP exchanges kept for the console.
+const RECENT: usize = 64;
+
+/// One finished HTTP exchange, for the console's request list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recent {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Status code.
+    pub status: u16,
+}
+
 /// The shared handle: counters by key, and the actor for durations.
 #[derive(Clone)]
 pub struct MetricsHub {
     counters: Arc<DashMap<Key, Arc<Counters>>>,
     actor: Addr<Metrics>,
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Recent>>>,
 }
 
 impl MetricsHub {
@@ -163,7 +178,28 @@ impl MetricsHub {
             http: HashMap::new(),
         }
         .start();
-        MetricsHub { counters, actor }
+        MetricsHub {
+            counters,
+            actor,
+            recent: Default::default(),
+        }
+    }
+
+    /// Remembers a finished exchange for the console (newest first).
+    pub fn remember(&self, r: Recent) {
+        let mut q = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_front(r);
+        q.truncate(RECENT);
+    }
+
+    /// The most recent exchanges, newest first.
+    pub fn recent(&self) -> Vec<Recent> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The counters for `key`, created on first use.

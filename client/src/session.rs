@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::{info, warn};
 
@@ -32,6 +31,8 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Ceiling of the reconnect back-off.
     pub max_backoff: Duration,
+    /// Outbound proxy to reach the relay through, if any.
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 /// Why a dial failed.
@@ -57,7 +58,7 @@ async fn dial(
     let t = |e: String| Transient(e);
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
-        TcpStream::connect(&cfg.server_addr),
+        crate::proxy::dial(cfg.proxy.as_ref(), &cfg.server_addr),
     )
     .await
     .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?

@@ -31,13 +31,15 @@ fn demo_path() -> PathBuf {
 
 /// A private tmux server, so the test neither sees nor disturbs the user's sessions.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"])
             .args(args)
             .env_remove("TMUX")
             .output()
@@ -72,9 +74,12 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .env_remove("TMUX")
             .output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -86,7 +91,7 @@ fn console_draws_and_gives_the_terminal_back() {
     }
     let demo = demo_path();
     let tmux = Tmux {
-        socket: format!("burrow-console-test-{}", std::process::id()),
+        socket: std::env::temp_dir().join(format!("burrow-console-{}.sock", std::process::id())),
     };
     // The shell outlives the demo so the screen it left behind can be inspected; a dead
     // pane would not do, as tmux paints its own notice over it.

@@ -70,8 +70,9 @@ impl RelayHandle {
             );
         }
         let _ = self.closing.send(true);
-        // Let sessions say goodbye before the workers stop.
+        // Let sessions say goodbye (and start their leases' grace) before the workers stop.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        self.state.registry.flush();
         self.state.pool.stop();
         info!("relay stopped");
     }

@@ -32,9 +32,26 @@ struct Lease {
 #[derive(Debug)]
 pub struct Registry {
     tokens: Vec<String>,
-    leases: Mutex<HashMap<String, Lease>>,
+    leases: std::sync::Arc<Mutex<HashMap<String, Lease>>>,
     path: Option<PathBuf>,
     grace: Duration,
+    /// Wakes the writer thread; saving happens off the callers' threads, coalesced.
+    dirty: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Writes the lease map to `path` (temporary file, then rename).
+fn save(path: &std::path::Path, leases: &HashMap<String, Lease>) {
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&tmp, serde_json::to_vec(leases).unwrap_or_default())?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(err) = write() {
+        tracing::warn!(%err, path = %path.display(), "cannot save leases");
+    }
 }
 
 fn now_secs() -> u64 {
@@ -70,14 +87,40 @@ impl Registry {
         for l in leases.values_mut() {
             l.expires = Some(l.expires.map_or(until, |e| e.max(until)));
         }
+        let leases = std::sync::Arc::new(Mutex::new(leases));
+        let dirty = path.clone().map(|p| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let shared = leases.clone();
+            std::thread::Builder::new()
+                .name("burrowd-leases".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        // Coalesce a burst of changes (1,000 binds) into one write.
+                        std::thread::sleep(Duration::from_millis(50));
+                        while rx.try_recv().is_ok() {}
+                        let snapshot = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        save(&p, &snapshot);
+                    }
+                })
+                .expect("spawn lease writer");
+            tx
+        });
         let reg = Registry {
             tokens,
-            leases: Mutex::new(leases),
+            leases,
             path,
             grace,
+            dirty,
         };
-        reg.persist(&reg.lock());
+        reg.flush();
         reg
+    }
+
+    /// Writes the leases now (at shutdown, so a restart finds them).
+    pub fn flush(&self) {
+        if let Some(p) = &self.path {
+            save(p, &self.lock());
+        }
     }
 
     /// Whether the relay asks for tokens at all.
@@ -102,18 +145,9 @@ impl Registry {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn persist(&self, leases: &HashMap<String, Lease>) {
-        let Some(path) = &self.path else { return };
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&tmp, serde_json::to_vec(leases).unwrap_or_default())?;
-            std::fs::rename(&tmp, path)
-        };
-        if let Err(err) = write() {
-            tracing::warn!(%err, path = %path.display(), "cannot save leases");
+    fn persist(&self, _leases: &HashMap<String, Lease>) {
+        if let Some(tx) = &self.dirty {
+            let _ = tx.send(());
         }
     }
 
@@ -171,6 +205,12 @@ impl Registry {
             leases.remove(&k);
             self.persist(&leases);
         }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

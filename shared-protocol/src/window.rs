@@ -2,15 +2,16 @@
 //!
 //! Sans-IO: the mux feeds it received and consumed byte counts plus the session's RTT and
 //! sends whatever window increments it returns. A window starts small so idle streams cost
-//! little; it doubles whenever the reader drains half of it in under two round trips,
+//! little; it doubles whenever the reader drains a quarter of it in under one round trip,
 //! i.e. whenever the window, not the reader, is what limits the stream.
 
 use std::time::{Duration, Instant};
 
 /// Window every stream starts with; both sides assume it without negotiation.
 pub const INITIAL_WINDOW: u32 = 256 * 1024;
-/// Default ceiling for auto-tuning: enough for ~1.3 Gbit/s at 100 ms RTT.
-pub const DEFAULT_MAX_WINDOW: u32 = 16 * 1024 * 1024;
+/// Default ceiling for auto-tuning: enough for ~5 Gbit/s at 100 ms RTT. Only a reader
+/// that keeps up grows its window, so a slow one never holds this much.
+pub const DEFAULT_MAX_WINDOW: u32 = 64 * 1024 * 1024;
 
 /// The receiving side of one stream's flow control.
 #[derive(Debug, Clone)]
@@ -58,12 +59,16 @@ impl RecvWindow {
     /// Accounts for `len` bytes handed to the reader; returns an increment to send, if any.
     pub fn on_consumed(&mut self, len: usize, now: Instant, rtt: Duration) -> Option<u32> {
         self.unacked = self.unacked.saturating_add(len as u32);
-        let epoch = *self.epoch.get_or_insert(now);
-        if self.unacked < self.window / 2 {
+        // The first grant has no earlier one to time against, so it never grows.
+        let epoch = self.epoch;
+        self.epoch.get_or_insert(now);
+        // Granting every quarter window keeps at least three quarters in flight.
+        if self.unacked < self.window / 4 {
             return None;
         }
         let mut increment = self.unacked;
-        if self.window < self.max && !rtt.is_zero() && now.duration_since(epoch) < rtt * 2 {
+        let fast = epoch.is_some_and(|e| now.duration_since(e) < rtt);
+        if self.window < self.max && !rtt.is_zero() && fast {
             let grown = (self.window.saturating_mul(2)).min(self.max);
             increment += grown - self.window;
             self.window = grown;
@@ -109,7 +114,7 @@ mod tests {
         let now = Instant::now();
         let mut granted = INITIAL_WINDOW as u64;
         for _ in 0..200 {
-            let chunk = (w.size() / 2) as usize;
+            let chunk = (w.size() / 4) as usize;
             assert!(w.on_received(chunk));
             if let Some(inc) = w.on_consumed(chunk, now + Duration::from_millis(1), rtt) {
                 granted += inc as u64;

@@ -5,6 +5,20 @@ use bytes::Bytes;
 /// The reason phrase for the statuses Burrow answers itself.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        504 => "Gateway Timeout",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -14,7 +28,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
-        _ => "Error",
+        _ => "",
     }
 }
 

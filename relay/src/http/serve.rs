@@ -85,7 +85,15 @@ where
         }
     };
     let ip = peer.ip().to_string();
-    let up = forward_requests(input, &stream, first, &ip, scheme, limits, route.auth.as_deref());
+    let up = forward_requests(
+        input,
+        &stream,
+        first,
+        &ip,
+        scheme,
+        limits,
+        route.auth.as_deref(),
+    );
     let down = pump_from_mux(&stream, &mut wr);
     tokio::pin!(up, down);
     tokio::select! {

@@ -436,6 +436,9 @@ fn handle(
             fin,
             payload,
         } => {
+            // Copy out of the read buffer so it stays uniquely owned and is reused in
+            // place; holding slices of it would force a fresh allocation per read.
+            let payload = Bytes::copy_from_slice(&payload);
             // Data for a stream we already dropped is late, not wrong: we reset it.
             let Some(st) = lookup(stream) else {
                 return Ok(true);
