@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs the real clients and servers the
+# tests drive (curl, tmux, tinyproxy, microsocks, pyngrok in a virtualenv), then runs
+# cargo test. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+for tool in curl tmux tinyproxy microsocks; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+venv=target/pyngrok-venv
+if ! "$venv/bin/python" -c 'import pyngrok' >/dev/null 2>&1; then
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'pyngrok>=7.5,<7.6'
+fi
+export BURROW_PYNGROK_PYTHON="$PWD/$venv/bin/python"
+
+cargo test --workspace "$@"
