@@ -297,3 +297,92 @@ fn scratch_dirs_are_removed() {
     drop(p);
     assert!(!Path::new(&dir).exists());
 }
+
+/// Runs the agent binary against an in-process relay with `proxy_line` in its config;
+/// returns the agent's first stdout lines once it forwards, or its warnings if it cannot.
+async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    burrow_relay::install_crypto();
+    let dir = scratch_dir("agent");
+    let mut cfg = burrow_relay::RelayConfig::loopback();
+    cfg.state_dir = Some(dir.join("relay"));
+    let relay = burrow_relay::start(cfg).await.unwrap();
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_port = upstream.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in upstream.incoming().map_while(Result::ok) {
+            let mut b = [0u8; 2048];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nproxied");
+        }
+    });
+    let conf = dir.join("burrow.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "server_addr: 127.0.0.1:{}\nroot_cas: {}\nweb_addr: false\n{proxy_line}\n",
+            relay.control_addr.port(),
+            dir.join("relay/ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
+            .args(["http", &up_port.to_string(), "-bind-tls=false", "-log", "stdout", "-config", conf.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let done = if expect_up { l.contains("msg=\"started tunnel\"") } else { l.contains("lvl=warn") };
+            seen.push(l);
+            if done {
+                break;
+            }
+        }
+        if expect_up {
+            let url = seen.last().unwrap().split(" url=").nth(1).unwrap().to_string();
+            let out = Command::new("curl").args(["-sS", "--max-time", "10", &url]).output().unwrap();
+            seen.push(format!("body={}", String::from_utf8_lossy(&out.stdout)));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    lines
+}
+
+#[actix_rt::test]
+async fn the_agent_reaches_its_relay_through_an_http_proxy() {
+    let proxy = tinyproxy(Some(("agent", "pw")));
+    let lines = agent_through(&format!("http_proxy: http://agent:pw@127.0.0.1:{}", proxy.port), true).await;
+    assert_eq!(lines.last().map(String::as_str), Some("body=proxied"), "{lines:#?}");
+    let log = std::fs::read_to_string(proxy.dir.join("output.log")).unwrap_or_default();
+    assert!(log.contains("CONNECT"), "the proxy saw no CONNECT:\n{log}");
+    let lines = agent_through(&format!("http_proxy: http://agent:wrong@127.0.0.1:{}", proxy.port), false).await;
+    let warn = lines.last().unwrap();
+    assert!(warn.contains("failed to reconnect session") && warn.contains("refused CONNECT"), "{lines:#?}");
+}
+
+#[actix_rt::test]
+async fn the_agent_reaches_its_relay_through_a_socks5_proxy() {
+    let proxy = microsocks(Some(("agent", "pw")));
+    let lines = agent_through(&format!("socks5_proxy: socks5://agent:pw@127.0.0.1:{}", proxy.port), true).await;
+    assert_eq!(lines.last().map(String::as_str), Some("body=proxied"), "{lines:#?}");
+    let lines = agent_through(&format!("socks5_proxy: socks5://agent:nope@127.0.0.1:{}", proxy.port), false).await;
+    let warn = lines.last().unwrap();
+    assert!(warn.contains("failed to reconnect session") && warn.contains("rejected the user and password"), "{lines:#?}");
+}
