@@ -108,7 +108,7 @@ pub fn session_config(
         tls,
         token,
         client_id: new_client_id(),
-        max_backoff: Duration::from_secs(10),
+        max_backoff: Duration::from_secs(5),
         proxy: None,
     })
 }
@@ -171,6 +171,8 @@ pub struct Settings {
     pub log: String,
     /// Minimum level.
     pub log_level: tracing::Level,
+    /// Line format.
+    pub log_format: logfmt::Format,
     /// Console UI mode.
     pub console_ui: ConsoleUi,
     /// `transparent` or `black`.
@@ -233,12 +235,14 @@ impl Settings {
             .or(cfg.log_level.as_deref())
             .unwrap_or("info");
         let log_level = parse_level(level).map_err(anyhow::Error::msg)?;
-        if let Some(f) = flags.log_format.as_deref() {
-            anyhow::ensure!(
-                matches!(f, "logfmt" | "term" | "json"),
-                "invalid -log-format {f:?}: want logfmt, json or term"
-            );
-        }
+        let log_format = logfmt::Format::parse(
+            flags
+                .log_format
+                .as_deref()
+                .or(cfg.log_format.as_deref())
+                .unwrap_or("logfmt"),
+        )
+        .map_err(anyhow::Error::msg)?;
         let console_ui = match &cfg.console_ui {
             Some(v) => config::parse_console_ui(v).map_err(anyhow::Error::msg)?,
             None => ConsoleUi::IfTty,
@@ -250,6 +254,7 @@ impl Settings {
             web_addr,
             log,
             log_level,
+            log_format,
             console_ui,
             console_ui_color: cfg
                 .console_ui_color
@@ -324,7 +329,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<bool> {
         .with_target("burrow_relay", level)
         .with_target("burrow_protocol", level);
     tracing_subscriber::registry()
-        .with(logfmt::LogfmtLayer::new(sink).with_filter(filter))
+        .with(logfmt::LogfmtLayer::with_format(sink, settings.log_format).with_filter(filter))
         .init();
     Ok(settings.log != "stdout")
 }

@@ -68,7 +68,7 @@ fn level(l: &Level) -> &'static str {
 #[derive(Default)]
 struct Fields {
     msg: String,
-    rest: String,
+    rest: Vec<(&'static str, String)>,
 }
 
 impl Visit for Fields {
@@ -76,8 +76,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.rest
-                .push_str(&format!(" {}={}", field.name(), quote(value)));
+            self.rest.push((field.name(), value.to_string()));
         }
     }
 
@@ -86,16 +85,85 @@ impl Visit for Fields {
     }
 }
 
-/// Writes each event as one logfmt line to the sink, flushed at once.
+/// ngrok's `log_format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `t=... lvl=... msg=... key=value`.
+    Logfmt,
+    /// One JSON object per line with the same keys.
+    Json,
+    /// For people: time, level, message, then the fields.
+    Term,
+}
+
+impl Format {
+    /// Parses `logfmt`, `json` or `term`.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "logfmt" => Ok(Format::Logfmt),
+            "json" => Ok(Format::Json),
+            "term" => Ok(Format::Term),
+            other => Err(format!(
+                "invalid log_format {other:?}: want logfmt, json or term"
+            )),
+        }
+    }
+}
+
+/// Writes each event as one line to the sink, flushed at once.
 pub struct LogfmtLayer {
     sink: Arc<Mutex<Box<dyn Write + Send>>>,
+    format: Format,
 }
 
 impl LogfmtLayer {
-    /// A layer writing to `sink`.
+    /// A logfmt layer writing to `sink`.
     pub fn new(sink: Box<dyn Write + Send>) -> Self {
+        Self::with_format(sink, Format::Logfmt)
+    }
+
+    /// A layer writing `format` lines to `sink`.
+    pub fn with_format(sink: Box<dyn Write + Send>, format: Format) -> Self {
         LogfmtLayer {
             sink: Arc::new(Mutex::new(sink)),
+            format,
+        }
+    }
+}
+
+/// Formats one line (with its newline).
+pub fn line(
+    format: Format,
+    now: SystemTime,
+    lvl: &str,
+    msg: &str,
+    fields: &[(&str, String)],
+) -> String {
+    match format {
+        Format::Logfmt => {
+            let mut out = format!("t={} lvl={lvl} msg={}", timestamp(now), quote(msg));
+            for (k, v) in fields {
+                out.push_str(&format!(" {k}={}", quote(v)));
+            }
+            out + "\n"
+        }
+        Format::Json => {
+            let mut map = serde_json::Map::new();
+            map.insert("t".into(), timestamp(now).into());
+            map.insert("lvl".into(), lvl.into());
+            map.insert("msg".into(), msg.into());
+            for (k, v) in fields {
+                map.insert((*k).into(), v.clone().into());
+            }
+            serde_json::Value::Object(map).to_string() + "\n"
+        }
+        Format::Term => {
+            let t = timestamp(now);
+            let mut out = format!("{} {:<4} {msg:<40}", &t[11..19], lvl.to_uppercase());
+            for (k, v) in fields {
+                out.push_str(&format!(" {k}={}", quote(v)));
+            }
+            out + "\n"
         }
     }
 }
@@ -104,12 +172,15 @@ impl<S: Subscriber> Layer<S> for LogfmtLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
-        let line = format!(
-            "t={} lvl={} msg={}{}\n",
-            timestamp(SystemTime::now()),
+        let line = line(
+            self.format,
+            SystemTime::now(),
             level(event.metadata().level()),
-            quote(&f.msg),
-            f.rest
+            &f.msg,
+            &f.rest
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>(),
         );
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
         let _ = sink.write_all(line.as_bytes());
@@ -128,6 +199,24 @@ mod tests {
         assert_eq!(quote("two words"), "\"two words\"");
         assert_eq!(quote("a\"b\\c=d"), "\"a\\\"b\\\\c=d\"");
         assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn three_formats() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_136_214_245);
+        let f = [
+            ("obj", "web".to_string()),
+            ("addr", "127.0.0.1:4040".to_string()),
+        ];
+        assert_eq!(
+            line(Format::Logfmt, t, "info", "starting web service", &f),
+            "t=2006-01-02T15:04:05+0000 lvl=info msg=\"starting web service\" obj=web addr=127.0.0.1:4040\n"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&line(Format::Json, t, "info", "m \"q\"", &f)).unwrap();
+        assert_eq!(j["msg"], "m \"q\"");
+        assert_eq!(j["addr"], "127.0.0.1:4040");
+        assert!(line(Format::Term, t, "warn", "hello", &f).starts_with("15:04:05 WARN hello"));
     }
 
     #[test]

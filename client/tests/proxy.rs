@@ -314,7 +314,9 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
         for mut s in upstream.incoming().map_while(Result::ok) {
             let mut b = [0u8; 2048];
             let _ = s.read(&mut b);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nproxied");
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nproxied",
+            );
         }
     });
     let conf = dir.join("burrow.yml");
@@ -329,7 +331,15 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
     .unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
-            .args(["http", &up_port.to_string(), "-bind-tls=false", "-log", "stdout", "-config", conf.to_str().unwrap()])
+            .args([
+                "http",
+                &up_port.to_string(),
+                "-bind-tls=false",
+                "-log",
+                "stdout",
+                "-config",
+                conf.to_str().unwrap(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -344,15 +354,28 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            let done = if expect_up { l.contains("msg=\"started tunnel\"") } else { l.contains("lvl=warn") };
+            let done = if expect_up {
+                l.contains("msg=\"started tunnel\"")
+            } else {
+                l.contains("lvl=warn")
+            };
             seen.push(l);
             if done {
                 break;
             }
         }
         if expect_up {
-            let url = seen.last().unwrap().split(" url=").nth(1).unwrap().to_string();
-            let out = Command::new("curl").args(["-sS", "--max-time", "10", &url]).output().unwrap();
+            let url = seen
+                .last()
+                .unwrap()
+                .split(" url=")
+                .nth(1)
+                .unwrap()
+                .to_string();
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "10", &url])
+                .output()
+                .unwrap();
             seen.push(format!("body={}", String::from_utf8_lossy(&out.stdout)));
         }
         let _ = child.kill();
@@ -368,21 +391,52 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
 #[actix_rt::test]
 async fn the_agent_reaches_its_relay_through_an_http_proxy() {
     let proxy = tinyproxy(Some(("agent", "pw")));
-    let lines = agent_through(&format!("http_proxy: http://agent:pw@127.0.0.1:{}", proxy.port), true).await;
-    assert_eq!(lines.last().map(String::as_str), Some("body=proxied"), "{lines:#?}");
+    let lines = agent_through(
+        &format!("http_proxy: http://agent:pw@127.0.0.1:{}", proxy.port),
+        true,
+    )
+    .await;
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("body=proxied"),
+        "{lines:#?}"
+    );
     let log = std::fs::read_to_string(proxy.dir.join("output.log")).unwrap_or_default();
     assert!(log.contains("CONNECT"), "the proxy saw no CONNECT:\n{log}");
-    let lines = agent_through(&format!("http_proxy: http://agent:wrong@127.0.0.1:{}", proxy.port), false).await;
+    let lines = agent_through(
+        &format!("http_proxy: http://agent:wrong@127.0.0.1:{}", proxy.port),
+        false,
+    )
+    .await;
     let warn = lines.last().unwrap();
-    assert!(warn.contains("failed to reconnect session") && warn.contains("refused CONNECT"), "{lines:#?}");
+    assert!(
+        warn.contains("failed to reconnect session") && warn.contains("refused CONNECT"),
+        "{lines:#?}"
+    );
 }
 
 #[actix_rt::test]
 async fn the_agent_reaches_its_relay_through_a_socks5_proxy() {
     let proxy = microsocks(Some(("agent", "pw")));
-    let lines = agent_through(&format!("socks5_proxy: socks5://agent:pw@127.0.0.1:{}", proxy.port), true).await;
-    assert_eq!(lines.last().map(String::as_str), Some("body=proxied"), "{lines:#?}");
-    let lines = agent_through(&format!("socks5_proxy: socks5://agent:nope@127.0.0.1:{}", proxy.port), false).await;
+    let lines = agent_through(
+        &format!("socks5_proxy: socks5://agent:pw@127.0.0.1:{}", proxy.port),
+        true,
+    )
+    .await;
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("body=proxied"),
+        "{lines:#?}"
+    );
+    let lines = agent_through(
+        &format!("socks5_proxy: socks5://agent:nope@127.0.0.1:{}", proxy.port),
+        false,
+    )
+    .await;
     let warn = lines.last().unwrap();
-    assert!(warn.contains("failed to reconnect session") && warn.contains("rejected the user and password"), "{lines:#?}");
+    assert!(
+        warn.contains("failed to reconnect session")
+            && warn.contains("rejected the user and password"),
+        "{lines:#?}"
+    );
 }

@@ -13,7 +13,10 @@ fn pyngrok_drives_burrow_as_an_ngrok_v2_agent() {
         );
         local.to_string()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/pyngrok/drive_pyngrok.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/pyngrok/drive_pyngrok.py"
+    );
     let out = Command::new(python)
         .args([script, env!("CARGO_BIN_EXE_burrow")])
         .output()
@@ -21,6 +24,9 @@ fn pyngrok_drives_burrow_as_an_ngrok_v2_agent() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "pyngrok run failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "pyngrok run failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
