@@ -1,99 +1,45 @@
 //! The local REST API of a real `burrow start --none` process, driven with curl as the
 //! ngrok v2 wrappers drive it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{free_port, spawn, Running, Scratch};
+use std::process::Command;
 
 struct Agent {
-    child: Child,
     api: String,
-    lines: std::sync::mpsc::Receiver<String>,
-    _dir: TempDir,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> TempDir {
-    let d = std::env::temp_dir().join(format!("burrow-api-{}-{}", std::process::id(), rand_u32()));
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
-
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    _run: Running,
+    _dir: Scratch,
 }
 
 fn start(config: &str) -> Agent {
-    let dir = temp_dir();
-    let path = dir.0.join("burrow.yml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
-        .args([
-            "start",
-            "--none",
-            "--log",
-            "stdout",
-            "--config",
-            path.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut agent = Agent {
-        child,
-        api: String::new(),
-        lines,
-        _dir: dir,
-    };
+    let dir = Scratch::new("api");
+    let path = dir.file("burrow.yml", config);
+    let run = spawn(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let mut api = String::new();
     let mut seen = [false; 3];
-    let deadline = Instant::now() + Duration::from_secs(15);
     while seen.iter().any(|s| !s) {
-        let l = agent
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("start-up lines");
+        let l = run.line_matching(|_| true);
         if l.contains("msg=\"starting web service\"") {
             seen[0] = true;
             let addr = l.split(" addr=").nth(1).unwrap().split(' ').next().unwrap();
-            agent.api = format!("http://{addr}");
+            api = format!("http://{addr}");
         }
         seen[1] |= l.contains("msg=\"tunnel session started\"");
         seen[2] |= l.contains("msg=\"client session established\"");
     }
-    agent
+    Agent {
+        api,
+        _run: run,
+        _dir: dir,
+    }
 }
 
 /// (status, body) of a curl request.
@@ -124,21 +70,7 @@ fn json(s: &str) -> serde_json::Value {
 }
 
 fn upstream() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf);
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nupstream",
-                );
-            });
-        }
-    });
-    port
+    common::http_server("200 OK", "upstream")
 }
 
 #[test]
@@ -387,9 +319,8 @@ fn prometheus_metrics() {
 fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
-    let dir = temp_dir();
-    let path = dir.0.join("c.yml");
-    std::fs::write(&path, format!("web_addr: 127.0.0.1:{port}\n")).unwrap();
+    let dir = Scratch::new("busy");
+    let path = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{port}\n"));
     let out = Command::new(env!("CARGO_BIN_EXE_burrow"))
         .args([
             "start",

@@ -1,6 +1,8 @@
 //! The real agent's console in a real terminal (tmux): live status, forwarding rows,
 //! requests appearing as they happen, and a clean terminal after Ctrl-C.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -57,19 +59,12 @@ fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
             );
         }
     });
-    let web = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("burrow-console-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.yml");
-    std::fs::write(
-        &cfg,
-        format!("web_addr: 127.0.0.1:{web}\nconsole_ui: true\n"),
-    )
-    .unwrap();
+    let web = common::free_port();
+    let dir = common::Scratch::new("console");
+    let cfg = dir.file(
+        "c.yml",
+        &format!("web_addr: 127.0.0.1:{web}\nconsole_ui: true\n"),
+    );
     let tmux = Tmux(format!("burrow-test-{}", std::process::id()));
     let cmd = format!(
         "{} http {port} -config {}; echo agent-exited-$?; sleep 30",
@@ -126,5 +121,5 @@ fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
         !screen.contains("Session Status"),
         "console not cleared:\n{screen}"
     );
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }

@@ -3,7 +3,10 @@
 //! Both run as child processes on loopback ports of their own; the Debian packages
 //! `tinyproxy` and `microsocks` must be installed.
 
+mod common;
+
 use burrow::proxy::{dial, Proxy};
+use common::{free_port, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,14 +17,13 @@ use tokio::net::TcpListener;
 struct ProxyProcess {
     child: Child,
     port: u16,
-    dir: PathBuf,
+    dir: Scratch,
 }
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -38,29 +40,8 @@ fn find_binary(name: &str, package: &str) -> PathBuf {
         })
 }
 
-fn scratch_dir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "burrow-proxy-test-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A port that was free a moment ago; neither proxy can be told to pick its own.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(mut cmd: Command, name: &str, port: u16, dir: PathBuf) -> ProxyProcess {
-    let log = dir.join("output.log");
+fn start(mut cmd: Command, name: &str, port: u16, dir: Scratch) -> ProxyProcess {
+    let log = dir.0.join("output.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = cmd
         .stdin(Stdio::null())
@@ -92,18 +73,18 @@ fn start(mut cmd: Command, name: &str, port: u16, dir: PathBuf) -> ProxyProcess 
 
 fn tinyproxy(basic_auth: Option<(&str, &str)>) -> ProxyProcess {
     let bin = find_binary("tinyproxy", "tinyproxy");
-    let dir = scratch_dir("tinyproxy");
+    let dir = Scratch::new("tinyproxy");
     let port = free_port();
     // No ConnectPort lines: tinyproxy then allows CONNECT to any port.
     let mut conf = format!(
         "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 16\nAllow 127.0.0.1\nLogLevel Info\n\
          PidFile \"{}\"\n",
-        dir.join("tinyproxy.pid").display()
+        dir.0.join("tinyproxy.pid").display()
     );
     if let Some((user, pass)) = basic_auth {
         conf.push_str(&format!("BasicAuth {user} {pass}\n"));
     }
-    let conf_path = dir.join("tinyproxy.conf");
+    let conf_path = dir.0.join("tinyproxy.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut cmd = Command::new(bin);
     cmd.arg("-d").arg("-c").arg(&conf_path);
@@ -112,7 +93,7 @@ fn tinyproxy(basic_auth: Option<(&str, &str)>) -> ProxyProcess {
 
 fn microsocks(auth: Option<(&str, &str)>) -> ProxyProcess {
     let bin = find_binary("microsocks", "microsocks");
-    let dir = scratch_dir("microsocks");
+    let dir = Scratch::new("microsocks");
     let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
@@ -293,7 +274,7 @@ async fn socks5_to_a_dead_target_says_so() {
 #[test]
 fn scratch_dirs_are_removed() {
     let p = microsocks(None);
-    let dir: PathBuf = p.dir.clone();
+    let dir: PathBuf = p.dir.0.clone();
     drop(p);
     assert!(!Path::new(&dir).exists());
 }
@@ -303,9 +284,9 @@ fn scratch_dirs_are_removed() {
 async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     burrow_relay::install_crypto();
-    let dir = scratch_dir("agent");
+    let dir = Scratch::new("agent");
     let mut cfg = burrow_relay::RelayConfig::loopback();
-    cfg.state_dir = Some(dir.join("relay"));
+    cfg.state_dir = Some(dir.0.join("relay"));
     let relay = burrow_relay::start(cfg).await.unwrap();
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up_port = upstream.local_addr().unwrap().port();
@@ -319,13 +300,13 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
             );
         }
     });
-    let conf = dir.join("burrow.yml");
+    let conf = dir.0.join("burrow.yml");
     std::fs::write(
         &conf,
         format!(
             "server_addr: 127.0.0.1:{}\nroot_cas: {}\nweb_addr: false\n{proxy_line}\n",
             relay.control_addr.port(),
-            dir.join("relay/ca.pem").display()
+            dir.0.join("relay/ca.pem").display()
         ),
     )
     .unwrap();
@@ -384,7 +365,7 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
     })
     .await
     .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     lines
 }
 
@@ -401,7 +382,7 @@ async fn the_agent_reaches_its_relay_through_an_http_proxy() {
         Some("body=proxied"),
         "{lines:#?}"
     );
-    let log = std::fs::read_to_string(proxy.dir.join("output.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(proxy.dir.0.join("output.log")).unwrap_or_default();
     assert!(log.contains("CONNECT"), "the proxy saw no CONNECT:\n{log}");
     let lines = agent_through(
         &format!("http_proxy: http://agent:wrong@127.0.0.1:{}", proxy.port),

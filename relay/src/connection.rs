@@ -54,7 +54,9 @@ pub struct ArbiterPool {
 impl ArbiterPool {
     /// Starts `n` worker arbiters (one per core when `n` is 0).
     pub fn new(n: usize) -> Self {
-        let from_env = std::env::var("BURROW_WORKERS").ok().and_then(|v| v.parse().ok());
+        let from_env = std::env::var("BURROW_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok());
         let n = match (n, from_env) {
             (_, Some(e)) if e > 0 => e,
             (0, _) => std::thread::available_parallelism().map_or(2, |n| n.get()),

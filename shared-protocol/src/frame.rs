@@ -233,7 +233,10 @@ fn parse(kind: u8, flags: u8, stream: u32, mut p: Bytes) -> Result<Frame, Protoc
     }
     let session_frame = matches!(kind, KIND_CONTROL | KIND_PING | KIND_PONG | KIND_GOAWAY);
     if session_frame && stream != 0 {
-        return Err(malformed("frame", format!("session frame on stream {stream}")));
+        return Err(malformed(
+            "frame",
+            format!("session frame on stream {stream}"),
+        ));
     }
     Ok(match kind {
         KIND_CONTROL => Frame::Control(p),
@@ -366,7 +369,10 @@ mod tests {
             (&[KIND_DATA, 0, 0, 0, 0, 0, 0, 0, 0, 0], "stream id 0"),
             (&[KIND_WINDOW, 0, 0, 0, 0, 1, 0, 0, 0, 1, 5], "expected 4"),
             (&[KIND_PING, 2, 0, 0, 0, 0, 0, 0, 0, 0], "unknown flags"),
-            (&[KIND_PING, 0, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "session frame on stream 7"),
+            (
+                &[KIND_PING, 0, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+                "session frame on stream 7",
+            ),
         ];
         for (bytes, want) in cases {
             let err = dec.decode(&mut BytesMut::from(*bytes)).unwrap_err();
