@@ -87,10 +87,16 @@ mod tests {
         let c = spec("c", "83", BindTls::Both);
         let a_https = spec("a", "80", BindTls::Https);
         assert_eq!(
-            diff(&set(&[]), &set(&[a.clone()])),
+            diff(&set(&[]), &set(std::slice::from_ref(&a))),
             vec![Change::Add(a.clone())]
         );
-        assert_eq!(diff(&set(&[a.clone()]), &set(&[a.clone()])), vec![]);
+        assert_eq!(
+            diff(
+                &set(std::slice::from_ref(&a)),
+                &set(std::slice::from_ref(&a))
+            ),
+            vec![]
+        );
         assert_eq!(
             diff(
                 &set(&[a.clone(), b.clone()]),
