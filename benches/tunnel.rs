@@ -3,6 +3,12 @@
 //! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
 //! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,bulk,rtt,memory` picks
 //! phases. Everything runs on 127.0.0.1.
+//!
+//! The upstream servers (the 1 KiB HTTP server and the raw sink, source and echo) run in a
+//! child process of their own, this binary re-executed with `--burrow-bench-upstream`, on a
+//! one-thread runtime. The direct and the tunnelled figures are taken against that same
+//! process, so a direct request crosses the same process boundary and loopback sockets as
+//! the last hop of a tunnelled one; the load generator stays in this process.
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
@@ -21,6 +27,8 @@ use tokio::time::timeout;
 
 /// First argument that turns this binary into an agent holding many tunnels.
 const AGENT_ARG: &str = "--burrow-bench-agent";
+/// First argument that turns this binary into the upstream servers.
+const UPSTREAM_ARG: &str = "--burrow-bench-upstream";
 /// Size of every upstream HTTP response body.
 const BODY_LEN: usize = 1024;
 /// One-way delay of the delay line (50 ms round trip).
@@ -92,6 +100,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(AGENT_ARG) {
         return agent_main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(UPSTREAM_ARG) {
+        return upstream_main();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -343,8 +354,54 @@ fn agent_main(args: &[String]) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Upstream servers
+// Upstream servers (this binary, re-executed)
 // ---------------------------------------------------------------------------------------
+
+/// Serves the upstream HTTP and raw servers until killed or orphaned; prints
+/// `UPSTREAM HTTP_ADDR RAW_ADDR` once both listen.
+///
+/// One thread, running both the I/O driver and every connection: the servers only answer a
+/// canned 1 KiB response or move bytes, which one core does faster than the tunnel can carry
+/// them, and on a small machine a wider runtime would take CPU from the load generator,
+/// the relay and the agent. The direct and the tunnelled runs share this process, so
+/// whatever it costs is paid on both sides of each ratio.
+fn upstream_main() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let parent = std::os::unix::process::parent_id();
+        let http = serve(serve_http).await?;
+        let raw = serve(serve_raw).await?;
+        println!("UPSTREAM {http} {raw}");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        // Exit with the benchmark even if it dies without killing us.
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    })
+}
+
+/// The upstream process and its two listening addresses.
+struct Upstream {
+    proc: Proc,
+    http: SocketAddr,
+    raw: SocketAddr,
+}
+
+async fn start_upstream() -> Result<Upstream> {
+    let exe = std::env::current_exe()?;
+    let mut proc = Proc::spawn(Command::new(exe).arg(UPSTREAM_ARG))?;
+    let (http, raw) = proc
+        .wait_for("the upstream addresses", |l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("UPSTREAM")).then_some(())?;
+            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+        })
+        .await?;
+    Ok(Upstream { proc, http, raw })
+}
 
 /// Accepts connections on a fresh loopback port and serves each with `serve`.
 async fn serve<F, Fut>(serve: F) -> Result<SocketAddr>
@@ -433,18 +490,40 @@ async fn serve_raw(mut stream: TcpStream) -> std::io::Result<()> {
 // Delay line
 // ---------------------------------------------------------------------------------------
 
-/// A TCP proxy to `target` that holds every chunk `ONE_WAY` in each direction, in order.
-async fn delay_line(target: SocketAddr) -> Result<SocketAddr> {
-    serve(move |a: TcpStream| async move {
-        let b = TcpStream::connect(target).await?;
-        b.set_nodelay(true)?;
-        let (ar, aw) = a.into_split();
-        let (br, bw) = b.into_split();
-        tokio::spawn(delay_pipe(ar, bw));
-        tokio::spawn(delay_pipe(br, aw));
-        Ok(())
-    })
-    .await
+/// A TCP proxy that holds every chunk `ONE_WAY` in each direction, in order. Each new
+/// connection goes to the target current when it arrives.
+struct DelayLine {
+    addr: SocketAddr,
+    target: Arc<std::sync::Mutex<SocketAddr>>,
+}
+
+impl DelayLine {
+    async fn start(target: SocketAddr) -> Result<Self> {
+        let target = Arc::new(std::sync::Mutex::new(target));
+        let current = target.clone();
+        let addr = serve(move |a: TcpStream| {
+            let to = *current.lock().unwrap();
+            delay_conn(a, to)
+        })
+        .await?;
+        Ok(DelayLine { addr, target })
+    }
+
+    /// Sends later connections to `target`; open ones keep theirs.
+    fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+}
+
+/// Connects to `target` and delays both directions between it and `a`.
+async fn delay_conn(a: TcpStream, target: SocketAddr) -> std::io::Result<()> {
+    let b = TcpStream::connect(target).await?;
+    b.set_nodelay(true)?;
+    let (ar, aw) = a.into_split();
+    let (br, bw) = b.into_split();
+    tokio::spawn(delay_pipe(ar, bw));
+    tokio::spawn(delay_pipe(br, aw));
+    Ok(())
 }
 
 /// One direction of the delay line; memory is bounded by `DELAY_BUDGET`.
@@ -773,8 +852,8 @@ async fn bench() -> Result<()> {
     eprintln!("using {}", bins.display());
     let mut table = Table::default();
     let load_before = load_average();
-    let http_up = serve(serve_http).await?;
-    let raw_up = serve(serve_raw).await?;
+    let mut upstream = start_upstream().await?;
+    let (http_up, raw_up) = (upstream.http, upstream.raw);
 
     let relay = start_relay(&bins, "main").await?;
     if plan.runs("http") || plan.runs("single") {
@@ -807,6 +886,15 @@ async fn bench() -> Result<()> {
     if plan.runs("memory") {
         memory_phases(&plan, &mut table, &bins, http_up, raw_up).await;
     }
+    if !matches!(upstream.proc.child.try_wait(), Ok(None)) {
+        bail!("the upstream process exited during the run");
+    }
+    table.notes.push(
+        "upstream servers: one child process on a one-thread runtime, the same for the direct \
+         and the tunnelled runs; the load generator runs in the benchmark process"
+            .into(),
+    );
+    drop(upstream);
     table.notes.push(format!(
         "1-minute load average {load_before} at start, {} at end, on {} CPUs \
          (ratios are only meaningful on an otherwise idle machine)",
@@ -951,8 +1039,8 @@ async fn memory_phases(
     }
 }
 
-/// Bulk upload through a tunnel whose agent reaches the relay over the delay line,
-/// and through the delay line alone.
+/// Bulk upload through the delay line straight to the upstream sink, then through a tunnel
+/// whose agent reaches the relay over that same delay line and forwards to the same sink.
 async fn rtt_phase(
     bins: &Path,
     relay: &Relay,
@@ -960,10 +1048,10 @@ async fn rtt_phase(
     plan: &Plan,
 ) -> Result<(f64, f64)> {
     let limit = plan.rtt_time + Duration::from_secs(120);
-    let plain_line = delay_line(raw_up).await?;
-    let direct = bounded(limit, bulk_up(plain_line, plan.rtt_bytes, plan.rtt_time)).await?;
-    let control_line = delay_line(relay.control).await?;
-    let agent = start_agent(bins, "tcp", raw_up.port(), control_line, &relay.ca).await?;
+    let line = DelayLine::start(raw_up).await?;
+    let direct = bounded(limit, bulk_up(line.addr, plan.rtt_bytes, plan.rtt_time)).await?;
+    line.retarget(relay.control);
+    let agent = start_agent(bins, "tcp", raw_up.port(), line.addr, &relay.ca).await?;
     let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
     let tunnel = bounded(limit, bulk_up(public, plan.rtt_bytes, plan.rtt_time)).await?;
     Ok((tunnel, direct))
