@@ -79,7 +79,7 @@ fn tunnel_json(v: &TunnelView, m: Option<&TunnelMetrics>) -> Value {
     conns["gauge"] = json!(m.conns.gauge.unwrap_or(0));
     json!({
         "name": v.name,
-        "ID": format!("{:x}", fxhash(&v.name)),
+        "ID": format!("{:016x}", fxhash(&v.name)),
         "uri": format!("/api/tunnels/{}", encode_name(&v.name)),
         "public_url": v.public_url,
         "proto": v.proto,

@@ -147,8 +147,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
         }
         let value = match inline {
             Some(v) => v,
+            // `-subdomain -config x` is a forgotten value, not a subdomain named "-config".
             None => it
                 .next()
+                .filter(|v| !v.starts_with('-') || v.len() == 1)
                 .ok_or_else(|| err(format!("flag -{name} needs a value")))?,
         };
         let slot = match name.as_str() {
@@ -193,6 +195,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
             ),
             Some("start") => {
                 let names: Vec<String> = pos.by_ref().collect();
+                if flags.all && flags.none {
+                    return Err(err("start takes --all or --none, not both".into()));
+                }
+                if !names.is_empty() && (flags.all || flags.none) {
+                    return Err(err("start takes tunnel names or --all or --none".into()));
+                }
                 if names.is_empty() && !flags.all && !flags.none {
                     return Err(err(
                         "start needs tunnel names from the configuration, --all or --none".into(),
@@ -254,8 +262,8 @@ FLAGS (one or two dashes; -flag value or -flag=value):
   -server HOST:PORT   the relay's agent address (default: an embedded relay)
   -root-cas PATH      PEM file of CAs to trust for the relay, or host (system roots)
   -log TARGET         stdout, stderr, false (default) or a file path
-  -log-level LEVEL    dbug, info, warn, eror (default info)
-  -log-format FORMAT  logfmt (default)
+  -log-level LEVEL    debug, info, warn, error, crit (default info)
+  -log-format FORMAT  logfmt (default), json or term
   -region REGION      accepted for compatibility
   -inspect=BOOL       capture http requests for the inspector (default true)
   -config PATH        configuration file (repeatable; later files win); default
@@ -306,5 +314,8 @@ mod tests {
         assert!(e("frobnicate").starts_with("unknown command \"frobnicate\""));
         assert!(e("http 80 -inspect=maybe").contains("-inspect"));
         assert!(e("http 80 81").contains("unexpected argument \"81\""));
+        assert!(e("http 80 -subdomain -config x.yml").starts_with("flag -subdomain needs a value"));
+        assert!(e("start --all --none").contains("not both"));
+        assert!(e("start web --all").contains("names or --all"));
     }
 }

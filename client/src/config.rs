@@ -41,8 +41,7 @@ impl StringOrFalse {
 }
 
 /// A value that may be a string, number or boolean (`addr: 8080`, `bind_tls: true`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scalar {
     /// A boolean.
     Bool(bool),
@@ -50,6 +49,34 @@ pub enum Scalar {
     Int(i64),
     /// A string.
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, a number or true/false")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v).map(Scalar::Int).map_err(E::custom)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl std::fmt::Display for Scalar {
@@ -199,11 +226,19 @@ pub fn parse_text(path: &Path, text: String) -> Result<Loaded, ConfigError> {
         Some(l) => format!("{} line {} column {}", path.display(), l.line(), l.column()),
         None => path.display().to_string(),
     };
+    // serde_yaml's message ends with "at line L column C"; the file and place lead instead.
+    let msg = |e: &serde_yaml::Error| {
+        let m = e.to_string();
+        match m.rfind(" at line ") {
+            Some(i) if e.location().is_some() => m[..i].to_string(),
+            _ => m,
+        }
+    };
     let value: Value = if text.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {
         serde_yaml::from_str(&text)
-            .map_err(|e| ConfigError(format!("invalid config file {}: {e}", at(&e))))?
+            .map_err(|e| ConfigError(format!("invalid config file {}: {}", at(&e), msg(&e))))?
     };
     if !matches!(value, Value::Mapping(_)) {
         return Err(ConfigError(format!(
@@ -214,7 +249,7 @@ pub fn parse_text(path: &Path, text: String) -> Result<Loaded, ConfigError> {
     // Deserialise from the text, not the value, so errors carry line and column.
     if !text.trim().is_empty() {
         serde_yaml::from_str::<Config>(&text)
-            .map_err(|e| ConfigError(format!("invalid config file {}: {e}", at(&e))))?;
+            .map_err(|e| ConfigError(format!("invalid config file {}: {}", at(&e), msg(&e))))?;
     }
     Ok(Loaded {
         path: path.to_path_buf(),
@@ -245,7 +280,10 @@ pub fn merge_all(files: &[Loaded]) -> Result<Config, ConfigError> {
     for f in files {
         merge(&mut merged, f.value.clone());
     }
-    let cfg: Config = serde_yaml::from_value(merged)
+    // Through text, so the merge is read exactly as each file was.
+    let text = serde_yaml::to_string(&merged)
+        .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
+    let cfg: Config = serde_yaml::from_str(&text)
         .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
     validate(&cfg, files)?;
     Ok(cfg)
@@ -346,7 +384,17 @@ pub fn save_authtoken(path: &Path, token: &str) -> Result<(), ConfigError> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(fail)?;
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        // The file holds a secret.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        opts.open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(fail)?;
+    }
     std::fs::rename(&tmp, path).map_err(fail)
 }
 

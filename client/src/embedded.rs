@@ -7,6 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 /// Starts the embedded relay.
 pub async fn start() -> anyhow::Result<RelayHandle> {
     let mut cfg = RelayConfig::loopback();
+    // Nobody but this process can reach it, so being open is the point, not a risk.
+    cfg.warn_open = false;
     let lo = |p| SocketAddr::from((Ipv4Addr::LOCALHOST, p));
     // Fixed ports make URLs easy to remember; fall back to any port when they are taken.
     cfg.http_addr = Some(if free(8000) { lo(8000) } else { lo(0) });

@@ -140,7 +140,7 @@ pub fn parse_level(l: &str) -> Result<tracing::Level, String> {
         "warn" | "warning" => Ok(tracing::Level::WARN),
         "eror" | "error" | "crit" => Ok(tracing::Level::ERROR),
         other => Err(format!(
-            "invalid log_level {other:?}: want debug, info, warn, error or crit"
+            "invalid log level {other:?}: want debug (dbug), info, warn, error (eror) or crit"
         )),
     }
 }
@@ -282,9 +282,6 @@ fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelS
         Command::Tls(a) => (Proto::Tls, a),
         _ => anyhow::bail!("not a tunnel command"),
     };
-    if let Some(b) = &flags.bind_tls {
-        tunnel::parse_bind_tls(b).map_err(anyhow::Error::msg)?;
-    }
     if let Some(r) = &flags.remote_addr {
         spec::parse_remote_addr(r)
             .map_err(|e| anyhow::anyhow!("{}", e.replace("remote_addr", "-remote-addr")))?;
@@ -304,8 +301,12 @@ fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelS
         remote_addr: flags.remote_addr.clone(),
         metadata: None,
     };
-    spec::from_config("command_line", &t)
-        .map_err(|e| anyhow::anyhow!("{}", e.replace("bind-tls", "-bind-tls")))
+    spec::from_config("command_line", &t).map_err(|e| {
+        let e = e
+            .replace("bind_tls", "-bind-tls")
+            .replace("invalid auth", "invalid -auth");
+        anyhow::anyhow!("{e}\nTry 'burrow help' for usage.")
+    })
 }
 
 /// Where log lines go; returns whether stdout is free for the console.
@@ -390,7 +391,8 @@ fn save_token(flags: &Flags, token: &str) -> i32 {
     };
     match config::save_authtoken(&path, token) {
         Ok(()) => {
-            println!("Authtoken saved to configuration file: {}", path.display());
+            let shown = std::fs::canonicalize(&path).unwrap_or(path);
+            println!("Authtoken saved to configuration file: {}", shown.display());
             0
         }
         Err(e) => {
@@ -504,17 +506,28 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             *screen.borrow_mut() = Some(console::Console::start(color)?);
         }
         let (v, scr) = (view.clone(), screen.clone());
+        let quiet = matches!(settings.log.as_str(), "false" | "");
         let print: Box<dyn Fn(AgentEvent)> = Box::new(move |ev| match ev {
             AgentEvent::Forwarding { spec, url } => {
+                let first = v.borrow().forwarding.is_empty();
                 v.borrow_mut()
                     .forwarding
                     .push((url.clone(), spec.local.display()));
                 if console && scr.borrow().is_none() {
+                    if first {
+                        if let Some(web) = &v.borrow().web_interface {
+                            println!("Web Interface  {web}");
+                        }
+                    }
                     println!("Forwarding  {url} -> {}", spec.local.display());
                 }
             }
             AgentEvent::Online => v.borrow_mut().status = console::SessionStatus::Online,
             AgentEvent::Reconnecting(why) => {
+                // With neither logs nor a console, say why nothing is happening.
+                if quiet && scr.borrow().is_none() {
+                    eprintln!("WARN: relay unreachable, retrying: {why}");
+                }
                 v.borrow_mut().status = console::SessionStatus::Reconnecting(why)
             }
             AgentEvent::Fatal(msg) => {

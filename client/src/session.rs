@@ -62,11 +62,21 @@ async fn dial(
     )
     .await
     .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
-    .map_err(|e| t(format!("dial tcp {}: {e}", cfg.server_addr)))?;
+    .map_err(|e| t(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let mut tls = TlsConnector::from(cfg.tls.clone())
-        .connect(cfg.server_name.clone(), tcp)
+    // Something that is not a relay may accept the TCP connection and then say nothing.
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(10),
+        TlsConnector::from(cfg.tls.clone()).connect(cfg.server_name.clone(), tcp),
+    );
+    let mut tls = handshake
         .await
+        .map_err(|_| {
+            t(format!(
+                "TLS handshake with relay {}: no answer in 10s (is it the relay's agent port?)",
+                cfg.server_addr
+            ))
+        })?
         .map_err(|e| {
             if e.to_string().contains("certificate") {
                 Fatal(format!(
@@ -77,10 +87,18 @@ async fn dial(
                 t(format!("TLS handshake with relay {}: {e}", cfg.server_addr))
             }
         })?;
-    preamble::exchange(&mut tls).await.map_err(|e| match e {
-        burrow_protocol::ProtocolError::VersionMismatch { .. } => Fatal(e.to_string()),
-        e => t(e.to_string()),
-    })?;
+    tokio::time::timeout(Duration::from_secs(10), preamble::exchange(&mut tls))
+        .await
+        .map_err(|_| {
+            t(format!(
+                "relay {} did not answer the protocol greeting",
+                cfg.server_addr
+            ))
+        })?
+        .map_err(|e| match e {
+            burrow_protocol::ProtocolError::VersionMismatch { .. } => Fatal(e.to_string()),
+            e => t(e.to_string()),
+        })?;
     let (mux, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
     let auth = ClientMessage::Auth {
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -159,6 +177,7 @@ impl Session {
                     Err(DialError::Fatal(msg)) => act.sup.do_send(SessionFatal(msg)),
                     Err(DialError::Transient(msg)) => {
                         warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
+                        act.sup.do_send(SessionDown(msg));
                         act.retry(ctx);
                     }
                 }),

@@ -143,7 +143,7 @@ mod tests {
         assert!(from_config("x", &c).unwrap_err().contains("go together"));
         let mut c = t(Proto::Http, "80");
         c.bind_tls = Some(Scalar::Str("sometimes".into()));
-        assert!(from_config("x", &c).unwrap_err().contains("bind-tls"));
+        assert!(from_config("x", &c).unwrap_err().contains("bind_tls"));
         assert!(from_config("x", &t(Proto::Http, "file:///srv"))
             .unwrap_err()
             .contains("not supported yet"));

@@ -169,10 +169,12 @@ impl Supervisor {
                         if let (Some(b), Some(s)) = (&r.bound, &self.session) {
                             s.do_send(Unbind(b.tunnel_id));
                         }
-                        for (_, scheme) in &r.twins {
+                        for (api_name, scheme) in &r.twins {
                             self.hub.forget(&(name.clone(), scheme.clone()));
+                            if r.bound.is_some() {
+                                info!(obj = "tunnels", name = %api_name, "stopped tunnel");
+                            }
                         }
-                        info!(obj = "tunnels", name = %name, "stopped tunnel");
                     }
                 }
                 Change::SetSchemes(name, bind_tls) => {
@@ -194,10 +196,11 @@ impl Supervisor {
         names.sort();
         for n in names {
             let r = &self.running[n];
-            let Some(b) = &r.bound else { continue };
+            // While reconnecting, a tunnel keeps the URLs it will get back.
+            let urls = r.bound.as_ref().map_or(&r.first_urls, |b| &b.urls);
             for (api_name, scheme) in &r.twins {
                 let prefix = format!("{scheme}://");
-                if let Some(url) = b.urls.iter().find(|u| u.starts_with(&prefix)) {
+                if let Some(url) = urls.iter().find(|u| u.starts_with(&prefix)) {
                     out.push(TunnelView {
                         name: api_name.clone(),
                         spec: r.spec.clone(),
@@ -319,8 +322,16 @@ impl Handler<TunnelUp> for Supervisor {
         } else if !up.urls.iter().all(|u| r.first_urls.contains(u)) {
             warn!(obj = "tunnels", name = %up.name, old = ?r.first_urls, new = ?up.urls, "tunnel came back on different URLs");
         }
-        for url in &up.urls {
-            info!(obj = "tunnels", name = %up.name, addr = %r.spec.local.display(), url = %url, "started tunnel");
+        let was: Vec<String> = r.bound.as_ref().map(|b| b.urls.clone()).unwrap_or_default();
+        for (api_name, scheme) in &r.twins {
+            let prefix = format!("{scheme}://");
+            if let Some(url) = up
+                .urls
+                .iter()
+                .find(|u| u.starts_with(&prefix) && !was.contains(u))
+            {
+                info!(obj = "tunnels", name = %api_name, addr = %r.spec.local.display(), url = %url, "started tunnel");
+            }
         }
         r.failures = 0;
         r.bound = Some(Bound {
@@ -420,7 +431,8 @@ impl Handler<RemoveTunnel> for Supervisor {
             return Err(SupervisorError::NotFound(api_name));
         };
         let r = self.running.get_mut(&name).expect("found above");
-        let (_, scheme) = r.twins.remove(i);
+        let (removed, scheme) = r.twins.remove(i);
+        info!(obj = "tunnels", name = %removed, "stopped tunnel");
         self.hub.forget(&(name.clone(), scheme));
         let mut new = self.desired.clone();
         if r.twins.is_empty() {

@@ -47,7 +47,7 @@ pub fn parse_bind_tls(v: &str) -> Result<BindTls, String> {
         "both" => Ok(BindTls::Both),
         "true" | "https" => Ok(BindTls::Https),
         "false" | "http" => Ok(BindTls::Http),
-        _ => Err(format!("invalid -bind-tls {v:?}: want both, true or false")),
+        _ => Err(format!("invalid bind_tls {v:?}: want both, true or false")),
     }
 }
 

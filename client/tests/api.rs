@@ -253,6 +253,22 @@ fn bad_requests_get_clear_json_errors() {
     assert_eq!(post(&b).0, 201);
     let (code, text) = post(&b);
     assert_eq!(code, 409, "{text}");
+    // One agent cannot hold the same public name twice.
+    let (code, text) = post(&format!(
+        r#"{{"name":"first","addr":"{port}","proto":"http","subdomain":"twice"}}"#
+    ));
+    assert_eq!(code, 201, "{text}");
+    let (code, text) = post(&format!(
+        r#"{{"name":"second","addr":"{port}","proto":"http","subdomain":"twice"}}"#
+    ));
+    assert_eq!(code, 502, "{text}");
+    assert!(
+        json(&text)["details"]["err"]
+            .as_str()
+            .unwrap()
+            .contains("already in use"),
+        "{text}"
+    );
     // A failed bind is reported with the relay's reason.
     let (code, text) = post(&format!(
         r#"{{"name":"bad","addr":"{port}","proto":"tls"}}"#

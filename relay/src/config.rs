@@ -46,9 +46,9 @@ impl std::str::FromStr for PortRange {
     fn from_str(s: &str) -> Result<Self, String> {
         let (a, b) = s.split_once('-').unwrap_or((s, s));
         let parse = |x: &str| {
-            x.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("invalid port range {s:?}: expected START-END"))
+            x.trim().parse::<u16>().map_err(|_| {
+                format!("invalid port range {s:?}: expected START-END with ports 1-65535")
+            })
         };
         let (start, end) = (parse(a)?, parse(b)?);
         if start > end || (start == 0) != (end == 0) {
@@ -94,6 +94,8 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// Worker threads for connections (0: one per core).
     pub workers: usize,
+    /// Whether to warn when no tokens are configured (not for the agent's own relay).
+    pub warn_open: bool,
 }
 
 impl RelayConfig {
@@ -114,6 +116,7 @@ impl RelayConfig {
             drain_grace: Duration::from_secs(10),
             limits: Limits::default(),
             workers: 0,
+            warn_open: true,
         }
     }
 }

@@ -96,7 +96,7 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     let (stopping_tx, stopping) = watch::channel(false);
     let (closing_tx, closing) = watch::channel(false);
     let pool = ArbiterPool::new(cfg.workers);
-    if cfg.tokens.is_empty() {
+    if cfg.tokens.is_empty() && cfg.warn_open {
         warn!("no auth tokens configured: this is an open relay, any agent may bind tunnels");
     }
     let state = Arc::new(RelayState::new(

@@ -29,6 +29,7 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --max-head BYTES         largest request head (default 32768)
   --head-timeout SECS      time for a request head to arrive (default 10)
   --log-level LEVEL        error, warn, info, debug (default info)
+  --version                print the version
   --help                   this text
 ";
 
@@ -71,6 +72,10 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (flag.to_string(), None),
         };
+        if name == "version" {
+            println!("burrowd version {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
         if name == "help" || name == "h" {
             print!("{HELP}");
             std::process::exit(0);

@@ -47,7 +47,11 @@ impl Router {
         match self.hosts.entry(host.to_string()) {
             Entry::Occupied(mut e) => {
                 let old = e.get();
-                if old.client_id != route.client_id && !old.mux.is_closed() {
+                // A reconnecting agent (same identity, new session) takes its name back;
+                // anyone else, including the same session binding it twice, is refused.
+                let live = !old.mux.is_closed();
+                if live && (old.client_id != route.client_id || old.session_id == route.session_id)
+                {
                     return false;
                 }
                 e.insert(Arc::new(route));
@@ -57,6 +61,17 @@ impl Router {
             }
         }
         true
+    }
+
+    /// Replaces the route of `host` if it still belongs to the same tunnel.
+    pub fn update(&self, host: &str, route: Route) -> bool {
+        match self.hosts.get_mut(host) {
+            Some(mut r) if r.tunnel_id == route.tunnel_id => {
+                *r = Arc::new(route);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Removes `host` if it still belongs to `tunnel_id`.

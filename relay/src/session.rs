@@ -168,6 +168,14 @@ impl Session {
                 Ok((tunnel_id, urls))
             }
             TunnelProto::Tcp => {
+                if let Some(p) = t.remote_port {
+                    if let Some(r) = self.state.router.lookup_port(p) {
+                        if !r.mux.is_closed() && (r.client_id != client || r.session_id == self.id)
+                        {
+                            return Err(format!("port {p} is already in use by another tunnel"));
+                        }
+                    }
+                }
                 let port = tcp::bind_port(&self.state, t.remote_port, client, self.id)?;
                 let route = Route {
                     tunnel_id,
@@ -206,7 +214,9 @@ impl Session {
             .ok_or("tunnel is not routed")?;
         let mut updated = (*route).clone();
         updated.bind_tls = bind_tls;
-        self.state.router.insert(host, updated);
+        if !self.state.router.update(host, updated) {
+            return Err("tunnel is not routed".into());
+        }
         Ok(self.urls(host, bind_tls))
     }
 

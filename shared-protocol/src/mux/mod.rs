@@ -226,10 +226,16 @@ impl MuxHandle {
         // The writer drains what is queued before it sees the close signal.
         let shared = self.shared.clone();
         let reason = reason.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            shared.shut(&reason);
-        });
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    shared.shut(&reason);
+                });
+            }
+            // The runtime is already gone (process exit): nothing is left to drain.
+            Err(_) => shared.shut(&reason),
+        }
     }
 
     /// Whether the session has ended.
