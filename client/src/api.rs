@@ -313,6 +313,10 @@ async fn metrics_text(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
+    if req.path().starts_with("/api/tunnels") {
+        let msg = format!("method {} not allowed on {}", req.method(), req.path());
+        return error(405, 108, &msg, "method not allowed");
+    }
     error(
         404,
         106,

@@ -189,54 +189,9 @@ impl Observer {
     }
 
     fn on_head(&mut self, raw: Vec<u8>, out: &mut Vec<Event>) {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let (method, path, status, parsed) = match self.side {
-            Side::Request => {
-                let mut r = httparse::Request::new(&mut headers);
-                match r.parse(&raw) {
-                    Ok(httparse::Status::Complete(_)) => (
-                        r.method.unwrap_or("").to_string(),
-                        r.path.unwrap_or("").to_string(),
-                        0,
-                        r.headers
-                            .iter()
-                            .map(|h| {
-                                (
-                                    h.name.to_string(),
-                                    String::from_utf8_lossy(h.value).to_string(),
-                                )
-                            })
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => {
-                        self.state = State::Opaque;
-                        return;
-                    }
-                }
-            }
-            Side::Response => {
-                let mut r = httparse::Response::new(&mut headers);
-                match r.parse(&raw) {
-                    Ok(httparse::Status::Complete(_)) => (
-                        String::new(),
-                        String::new(),
-                        r.code.unwrap_or(0),
-                        r.headers
-                            .iter()
-                            .map(|h| {
-                                (
-                                    h.name.to_string(),
-                                    String::from_utf8_lossy(h.value).to_string(),
-                                )
-                            })
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => {
-                        self.state = State::Opaque;
-                        return;
-                    }
-                }
-            }
+        let Some((method, path, status, parsed)) = parse_head(self.side, &raw) else {
+            self.state = State::Opaque;
+            return;
         };
         let get = |n: &str| {
             parsed
@@ -292,6 +247,49 @@ impl Observer {
         match body {
             Some(b) => self.state = State::Body(b),
             None => self.end(out),
+        }
+    }
+}
+
+type Parsed = (String, String, u16, Vec<(String, String)>);
+
+/// Method, path, status and headers of a complete head, or `None` if it is not HTTP.
+fn parse_head(side: Side, raw: &[u8]) -> Option<Parsed> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let owned = |hs: &[httparse::Header<'_>]| {
+        hs.iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    match side {
+        Side::Request => {
+            let mut r = httparse::Request::new(&mut headers);
+            match r.parse(raw) {
+                Ok(httparse::Status::Complete(_)) => Some((
+                    r.method.unwrap_or("").to_string(),
+                    r.path.unwrap_or("").to_string(),
+                    0,
+                    owned(r.headers),
+                )),
+                _ => None,
+            }
+        }
+        Side::Response => {
+            let mut r = httparse::Response::new(&mut headers);
+            match r.parse(raw) {
+                Ok(httparse::Status::Complete(_)) => Some((
+                    String::new(),
+                    String::new(),
+                    r.code.unwrap_or(0),
+                    owned(r.headers),
+                )),
+                _ => None,
+            }
         }
     }
 }

@@ -277,6 +277,8 @@ fn bad_requests_get_clear_json_errors() {
     let v = json(&text);
     assert_eq!(v["msg"], "failed to start tunnel");
     assert!(v["details"]["err"].as_str().unwrap().contains("tls"), "{v}");
+    let (code, _) = call("PUT", &format!("{api}/api/tunnels/x"), Some("{}"), &[]);
+    assert_eq!(code, 405);
     let (code, _) = call("GET", &format!("{api}/api/tunnels/nope"), None, &[]);
     assert_eq!(code, 404);
 }

@@ -189,5 +189,7 @@ fn run() -> anyhow::Result<()> {
         relay.shutdown().await;
         anyhow::Ok(())
     })?;
-    Ok(())
+    // Everything is drained and the leases are saved; tearing down the idle worker
+    // threads one by one would only make supervisors wait.
+    std::process::exit(0)
 }
