@@ -13,7 +13,15 @@ pub async fn start() -> anyhow::Result<RelayHandle> {
     // Fixed ports make URLs easy to remember; fall back to any port when they are taken.
     cfg.http_addr = Some(if free(8000) { lo(8000) } else { lo(0) });
     cfg.https_addr = Some(if free(8443) { lo(8443) } else { lo(0) });
-    burrow_relay::start(cfg).await
+    match burrow_relay::start(cfg.clone()).await {
+        Ok(r) => Ok(r),
+        // Another process took a preferred port between the check and the bind.
+        Err(_) => {
+            cfg.http_addr = Some(lo(0));
+            cfg.https_addr = Some(lo(0));
+            burrow_relay::start(cfg).await
+        }
+    }
 }
 
 fn free(port: u16) -> bool {
