@@ -305,7 +305,7 @@ async fn start_agent(
 /// Runs an agent binding `count` http tunnels; prints `READY` once all are bound.
 fn agent_main(args: &[String]) -> Result<()> {
     use burrow::tunnel::TunnelSpec;
-    use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+    use burrow_protocol::control::{TunnelProto, TunnelRequest};
     let [server, ca, port, count] = args else {
         bail!("usage: {AGENT_ARG} SERVER CA_PEM LOCAL_PORT COUNT");
     };
@@ -313,14 +313,7 @@ fn agent_main(args: &[String]) -> Result<()> {
     let local = burrow::addr::parse(TunnelProto::Http, port).map_err(anyhow::Error::msg)?;
     let specs = (0..count)
         .map(|i| {
-            let request = TunnelRequest {
-                proto: TunnelProto::Http,
-                subdomain: None,
-                hostname: None,
-                remote_port: None,
-                bind_tls: BindTls::Both,
-                auth: None,
-            };
+            let request = TunnelRequest::new(TunnelProto::Http);
             TunnelSpec::new(format!("t{i}"), request, local.clone())
         })
         .collect();

@@ -64,12 +64,8 @@ mod tests {
         Arc::new(TunnelSpec::new(
             name,
             TunnelRequest {
-                proto: TunnelProto::Http,
-                subdomain: None,
-                hostname: None,
-                remote_port: None,
                 bind_tls,
-                auth: None,
+                ..TunnelRequest::new(TunnelProto::Http)
             },
             crate::addr::parse(TunnelProto::Http, addr).unwrap(),
         ))

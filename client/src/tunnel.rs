@@ -78,14 +78,7 @@ mod tests {
 
     #[test]
     fn sticky_names() {
-        let base = TunnelRequest {
-            proto: TunnelProto::Http,
-            subdomain: None,
-            hostname: None,
-            remote_port: None,
-            bind_tls: BindTls::Both,
-            auth: None,
-        };
+        let base = TunnelRequest::new(TunnelProto::Http);
         let r = sticky(&base, &["https://ab12cd34.localhost:8443".into()]);
         assert_eq!(r.hostname.as_deref(), Some("ab12cd34.localhost"));
         let tcp = TunnelRequest {

@@ -59,6 +59,20 @@ pub struct TunnelRequest {
     pub auth: Option<String>,
 }
 
+impl TunnelRequest {
+    /// A request for `proto` with nothing asked beyond the defaults.
+    pub fn new(proto: TunnelProto) -> Self {
+        TunnelRequest {
+            proto,
+            subdomain: None,
+            hostname: None,
+            remote_port: None,
+            bind_tls: BindTls::Both,
+            auth: None,
+        }
+    }
+}
+
 /// Messages from the agent to the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
