@@ -398,6 +398,22 @@ pub fn serve(
             .route("/api/tunnels/{name:.*}", web::get().to(get_one))
             .route("/api/tunnels/{name:.*}", web::delete().to(delete_one))
             .route("/metrics", web::get().to(metrics_text))
+            .route(
+                "/api/requests/http",
+                web::get().to(crate::api_requests::list),
+            )
+            .route(
+                "/api/requests/http",
+                web::delete().to(crate::api_requests::clear),
+            )
+            .route(
+                "/api/requests/http",
+                web::post().to(crate::api_requests::replay),
+            )
+            .route(
+                "/api/requests/http/{id}",
+                web::get().to(crate::api_requests::get_one),
+            )
             .default_service(web::to(not_found))
     })
     .workers(1)

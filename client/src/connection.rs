@@ -1,6 +1,7 @@
 //! One stream from the relay: dial the local server and splice, or answer 502. Counts the
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
+use crate::inspector::{new_id, Captured, Inspector, Message};
 use crate::metrics::{Counters, Key, MetricsHub, Recent};
 use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
@@ -10,6 +11,7 @@ use burrow_relay::http::pages;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
@@ -26,26 +28,62 @@ struct Exchanges {
     counters: Arc<Counters>,
     hub: MetricsHub,
     status: u16,
+    capture: Option<Capture>,
+}
+
+/// Exchanges being captured on one connection, oldest first (requests may be pipelined).
+struct Capture {
+    inspector: Arc<Inspector>,
+    tunnel_name: String,
+    remote_addr: String,
+    local: crate::addr::LocalAddr,
+    pending: VecDeque<(SystemTime, Message, Option<Message>)>,
 }
 
 impl Exchanges {
     fn on_request(&mut self, chunk: &[u8]) {
         for ev in self.requests.feed(chunk) {
-            if let Event::Head(h) = ev {
-                self.responses.expect_response_to(&h.method);
-                self.started.push_back((Instant::now(), h.method, h.path));
+            match ev {
+                Event::Head(h) => {
+                    self.responses.expect_response_to(&h.method);
+                    self.started
+                        .push_back((Instant::now(), h.method.clone(), h.path.clone()));
+                    if let Some(c) = &mut self.capture {
+                        c.pending
+                            .push_back((SystemTime::now(), Message::new(h), None));
+                    }
+                }
+                Event::Body(r) => {
+                    if let Some((_, req, _)) =
+                        self.capture.as_mut().and_then(|c| c.pending.back_mut())
+                    {
+                        req.push_body(&chunk[r]);
+                    }
+                }
+                Event::End => {}
             }
         }
     }
 
     fn on_response(&mut self, chunk: &[u8]) {
         for ev in self.responses.feed(chunk) {
+            let front = self.capture.as_mut().and_then(|c| c.pending.front_mut());
             let done = match ev {
                 Event::Head(h) if h.status >= 200 => {
                     self.status = h.status;
-                    h.status == 101
+                    let upgrade = h.status == 101;
+                    if let Some((_, _, resp)) = front {
+                        *resp = Some(Message::new(h));
+                    }
+                    upgrade
                 }
-                Event::Head(_) | Event::Body(_) => false,
+                Event::Body(r) => {
+                    if let Some((_, _, Some(resp))) = front {
+                        resp.push_body(&chunk[r]);
+                    }
+                    false
+                }
+                Event::Head(_) => false,
                 Event::End => true,
             };
             if done {
@@ -55,6 +93,20 @@ impl Exchanges {
     }
 
     fn done(&mut self) {
+        if let Some(c) = &mut self.capture {
+            if let Some((start, request, response)) = c.pending.pop_front() {
+                c.inspector.push(Captured {
+                    id: new_id(),
+                    tunnel_name: c.tunnel_name.clone(),
+                    remote_addr: c.remote_addr.clone(),
+                    start,
+                    duration: start.elapsed().unwrap_or_default(),
+                    request,
+                    response,
+                    local: c.local.clone(),
+                });
+            }
+        }
         if let Some((t, method, path)) = self.started.pop_front() {
             self.counters.http.fetch_add(1, Ordering::Relaxed);
             self.hub.http_done(self.key.clone(), t.elapsed());
@@ -105,6 +157,22 @@ async fn run(
             counters: counters.clone(),
             hub: hub.clone(),
             status: 0,
+            capture: hub
+                .inspector
+                .clone()
+                .filter(|_| spec.inspect)
+                .map(|inspector| Capture {
+                    inspector,
+                    tunnel_name: api_name(spec, &meta.scheme),
+                    remote_addr: meta
+                        .remote_addr
+                        .rsplit_once(':')
+                        .map_or(meta.remote_addr.as_str(), |(h, _)| h)
+                        .trim_matches(['[', ']'])
+                        .to_string(),
+                    local: spec.local.clone(),
+                    pending: VecDeque::new(),
+                }),
         })
     });
     let result = tokio::try_join!(
@@ -132,6 +200,16 @@ async fn run(
         Err(e) => {
             debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended")
         }
+    }
+}
+
+/// The API name of the tunnel a visitor reached over `scheme` (`NAME` or `NAME (http)`).
+pub fn api_name(spec: &TunnelSpec, scheme: &str) -> String {
+    use burrow_protocol::control::BindTls;
+    if scheme == "http" && spec.request.bind_tls == BindTls::Both {
+        format!("{} (http)", spec.name)
+    } else {
+        spec.name.clone()
     }
 }
 

@@ -5,11 +5,13 @@
 
 pub mod addr;
 pub mod api;
+pub mod api_requests;
 pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod console;
 pub mod embedded;
+pub mod inspector;
 pub mod logfmt;
 pub mod metrics;
 pub mod observe;
@@ -540,7 +542,8 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 System::current().stop_with_code(1);
             }
         });
-        let hub = metrics::MetricsHub::start();
+        let hub = metrics::MetricsHub::start()
+            .with_inspector(inspector::Inspector::new(settings.inspect_db_size));
         let sup = start_with_metrics(session, tunnels, hub.clone(), print);
         if let Some(listener) = web {
             let addr = listener.local_addr()?;

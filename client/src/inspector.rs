@@ -1,0 +1,155 @@
+//! Captured HTTP exchanges for the local API: heads and bounded body prefixes, kept under
+//! `inspect_db_size` by evicting the oldest. Capturing copies bytes aside after they were
+//! forwarded; it never holds a stream back.
+
+use crate::addr::LocalAddr;
+use crate::observe::Head;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Default store size, as ngrok's `inspect_db_size` default.
+pub const DEFAULT_DB_SIZE: usize = 50 * 1024 * 1024;
+/// Most body bytes kept per message; the rest still flows, and the record says it was cut.
+pub const BODY_CAP: usize = 256 * 1024;
+
+/// One side of an exchange.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The head as parsed.
+    pub head: Head,
+    /// The body prefix kept.
+    pub body: Vec<u8>,
+    /// Whether the body was longer than what was kept.
+    pub truncated: bool,
+}
+
+impl Message {
+    /// A message with an empty body so far.
+    pub fn new(head: Head) -> Self {
+        Message {
+            head,
+            body: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// Keeps `bytes` of body, up to the cap.
+    pub fn push_body(&mut self, bytes: &[u8]) {
+        let room = BODY_CAP.saturating_sub(self.body.len());
+        self.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.truncated |= bytes.len() > room;
+    }
+
+    /// The head and kept body, as they crossed the wire.
+    pub fn raw(&self) -> Vec<u8> {
+        [self.head.raw.as_slice(), self.body.as_slice()].concat()
+    }
+
+    fn size(&self) -> usize {
+        self.head.raw.len() + self.body.len()
+    }
+}
+
+/// A finished exchange.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Identifier in the API.
+    pub id: String,
+    /// API name of the tunnel (`NAME` or `NAME (http)`).
+    pub tunnel_name: String,
+    /// The visitor.
+    pub remote_addr: String,
+    /// When the request began.
+    pub start: SystemTime,
+    /// Until the response ended.
+    pub duration: Duration,
+    /// The request.
+    pub request: Message,
+    /// The response, if one came.
+    pub response: Option<Message>,
+    /// Where a replay goes.
+    pub local: LocalAddr,
+}
+
+#[derive(Default)]
+struct Store {
+    items: VecDeque<Arc<Captured>>,
+    bytes: usize,
+}
+
+/// The store of captured exchanges.
+pub struct Inspector {
+    store: Mutex<Store>,
+    limit: usize,
+}
+
+impl Inspector {
+    /// A store bounded by `db_size` bytes (0: the default; negative: capture nothing).
+    pub fn new(db_size: i64) -> Option<Arc<Self>> {
+        let limit = match db_size {
+            n if n < 0 => return None,
+            0 => DEFAULT_DB_SIZE,
+            n => n as usize,
+        };
+        Some(Arc::new(Inspector {
+            store: Mutex::new(Store::default()),
+            limit,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an exchange, evicting the oldest to stay under the limit.
+    pub fn push(&self, c: Captured) {
+        let size = c.request.size() + c.response.as_ref().map_or(0, Message::size) + 256;
+        let mut s = self.lock();
+        s.items.push_front(Arc::new(c));
+        s.bytes += size;
+        while s.bytes > self.limit && s.items.len() > 1 {
+            if let Some(old) = s.items.pop_back() {
+                s.bytes -=
+                    old.request.size() + old.response.as_ref().map_or(0, Message::size) + 256;
+            }
+        }
+    }
+
+    /// Newest first, at most `limit`, optionally one tunnel's.
+    pub fn list(&self, limit: usize, tunnel: Option<&str>) -> Vec<Arc<Captured>> {
+        self.lock()
+            .items
+            .iter()
+            .filter(|c| tunnel.is_none_or(|t| c.tunnel_name == t))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// One exchange by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Captured>> {
+        self.lock().items.iter().find(|c| c.id == id).cloned()
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        let mut s = self.lock();
+        s.items.clear();
+        s.bytes = 0;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+/// A fresh exchange id.
+pub fn new_id() -> String {
+    format!(
+        "ex_{:016x}{:08x}",
+        rand::random::<u64>(),
+        rand::random::<u32>()
+    )
+}

@@ -1,0 +1,156 @@
+//! Captured requests through the local API: list, fetch, replay against the upstream,
+//! clear; nothing captured with `inspect: false`.
+
+mod common;
+
+use common::{free_port, spawn, Scratch};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+        url,
+    ]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn counting_upstream() -> (u16, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in l.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            h.fetch_add(1, Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}");
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn requests_are_captured_listed_replayed_and_cleared() {
+    let web = free_port();
+    let dir = Scratch::new("inspect");
+    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n"));
+    let run = spawn(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    run.line_matching(|l| l.contains("client session established"));
+    let api = format!("http://127.0.0.1:{web}");
+    let (port, hits) = counting_upstream();
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        Some(&format!(
+            r#"{{"name":"web","addr":"{port}","proto":"http","bind_tls":false}}"#
+        )),
+    );
+    assert_eq!(code, 201, "{body}");
+    let public = json(&body)["public_url"].as_str().unwrap().to_string();
+    let (code, body) = call(
+        "POST",
+        &format!("{public}/orders?id=7"),
+        Some(r#"{"item":"tea"}"#),
+    );
+    assert_eq!((code, body.as_str()), (201, r#"{"ok":true}"#));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    let (code, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    assert_eq!(code, 200, "{body}");
+    let list = json(&body);
+    let r = &list["requests"][0];
+    assert_eq!(r["tunnel_name"], "web");
+    assert_eq!(r["remote_addr"], "127.0.0.1");
+    assert!(r["duration"].as_u64().unwrap() > 0);
+    assert_eq!(r["request"]["method"], "POST");
+    assert_eq!(r["request"]["uri"], "/orders?id=7");
+    assert_eq!(r["request"]["proto"], "HTTP/1.1");
+    assert_eq!(
+        r["request"]["headers"]["Content-Type"][0],
+        "application/json"
+    );
+    assert_eq!(r["request"]["headers"]["X-Forwarded-For"][0], "127.0.0.1");
+    assert!(r["request"]["raw"].as_str().unwrap().len() > 40);
+    assert_eq!(r["response"]["status_code"], 201);
+    assert_eq!(r["response"]["status"], "201 Created");
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(r["uri"], format!("/api/requests/http/{id}"));
+
+    let (code, body) = call("GET", &format!("{api}/api/requests/http/{id}"), None);
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["id"], id.as_str());
+    let (code, _) = call("GET", &format!("{api}/api/requests/http/nope"), None);
+    assert_eq!(code, 404);
+
+    // Replay reaches the upstream again.
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(&format!(r#"{{"id":"{id}"}}"#)),
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let (code, _) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(&format!(r#"{{"id":"{id}","tunnelName":"gone"}}"#)),
+    );
+    assert_eq!(code, 404);
+    let (code, _) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(r#"{"id":"missing"}"#),
+    );
+    assert_eq!(code, 404);
+
+    let (code, body) = call("DELETE", &format!("{api}/api/requests/http"), None);
+    assert_eq!((code, body.as_str()), (204, ""));
+    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    assert_eq!(json(&body)["requests"].as_array().unwrap().len(), 0);
+
+    // inspect: false captures nothing.
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        Some(&format!(
+            r#"{{"name":"quiet","addr":"{port}","proto":"http","bind_tls":false,"inspect":false}}"#
+        )),
+    );
+    assert_eq!(code, 201, "{body}");
+    let quiet = json(&body)["public_url"].as_str().unwrap().to_string();
+    call("GET", &quiet, None);
+    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    assert_eq!(
+        json(&body)["requests"].as_array().unwrap().len(),
+        0,
+        "{body}"
+    );
+}
