@@ -153,3 +153,58 @@ pub fn new_id() -> String {
         rand::random::<u32>()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_protocol::control::TunnelProto;
+
+    fn exchange(body: usize) -> Captured {
+        let head = Head {
+            method: "POST".into(),
+            path: "/".into(),
+            status: 0,
+            headers: vec![],
+            raw: b"POST / HTTP/1.1\r\n\r\n".to_vec(),
+        };
+        let mut request = Message::new(head);
+        request.push_body(&vec![b'x'; body]);
+        Captured {
+            id: new_id(),
+            tunnel_name: "t".into(),
+            remote_addr: "127.0.0.1".into(),
+            start: SystemTime::now(),
+            duration: Duration::from_millis(1),
+            request,
+            response: None,
+            local: crate::addr::parse(TunnelProto::Http, "80").unwrap(),
+        }
+    }
+
+    #[test]
+    fn bodies_are_capped_and_marked() {
+        let c = exchange(BODY_CAP + 10);
+        assert_eq!(c.request.body.len(), BODY_CAP);
+        assert!(c.request.truncated);
+        assert!(!exchange(10).request.truncated);
+    }
+
+    #[test]
+    fn the_store_evicts_the_oldest_to_stay_under_its_size() {
+        let i = Inspector::new(10_000).unwrap();
+        let ids: Vec<String> = (0..20)
+            .map(|_| {
+                let c = exchange(1000);
+                let id = c.id.clone();
+                i.push(c);
+                id
+            })
+            .collect();
+        assert!(i.bytes() <= 10_000, "{}", i.bytes());
+        let kept = i.list(100, None);
+        assert!(kept.len() < 20 && !kept.is_empty());
+        assert_eq!(kept[0].id, ids[19], "newest first");
+        assert!(i.get(&ids[0]).is_none(), "oldest evicted");
+        assert!(Inspector::new(-1).is_none(), "-1 turns capture off");
+    }
+}
