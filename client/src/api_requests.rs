@@ -167,10 +167,17 @@ pub async fn replay(
             );
         }
     }
+    let raw = match v.get("modify") {
+        None | Some(Value::Null) => c.request.raw(),
+        Some(m) => match modified(&c.request, m) {
+            Ok(r) => r,
+            Err(e) => return error(400, 102, &format!("invalid modify: {e}"), &e),
+        },
+    };
     let target = c.local.host_port();
     let send = async {
         let mut s = tokio::net::TcpStream::connect(&target).await?;
-        s.write_all(&c.request.raw()).await?;
+        s.write_all(&raw).await?;
         // Read the answer so the upstream finishes its work, and let it go.
         let mut sink = vec![0u8; 16 * 1024];
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut sink)).await;
@@ -190,5 +197,119 @@ pub async fn replay(
             &format!("replay to {} timed out", c.local.display()),
             "timeout",
         ),
+    }
+}
+
+/// Builds an edited copy of a captured request from `{"method", "uri", "headers", "body"}`
+/// (each optional): headers replace the captured ones when given, and the body, when given,
+/// gets a fresh `Content-Length` in place of any framing the original had.
+pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("{k} must be a string, got {other}")),
+        }
+    };
+    let token_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    let method = text("method")?.unwrap_or_else(|| orig.head.method.clone());
+    let uri = text("uri")?.unwrap_or_else(|| orig.head.path.clone());
+    if !token_ok(&method) || !token_ok(&uri) {
+        return Err("method and uri must be non-empty and without spaces".into());
+    }
+    let mut headers: Vec<(String, String)> = match m.get("headers") {
+        None | Some(Value::Null) => orig.head.headers.clone(),
+        Some(Value::Object(map)) => {
+            let mut out = Vec::new();
+            for (k, vals) in map {
+                let vals = match vals {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|v| v.as_str().map(String::from))
+                        .collect::<Option<Vec<_>>>(),
+                    Value::String(s) => Some(vec![s.clone()]),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("header {k:?} must be a string or a list of strings"))?;
+                for v in vals {
+                    out.push((k.clone(), v));
+                }
+            }
+            out
+        }
+        Some(_) => return Err("headers must be an object of name: [values]".into()),
+    };
+    for (k, v) in &headers {
+        if !token_ok(k) || k.contains(':') || v.contains(['\r', '\n']) {
+            return Err(format!("invalid header {k:?}"));
+        }
+    }
+    let body = match text("body")? {
+        Some(b) => {
+            headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("content-length")
+                    && !k.eq_ignore_ascii_case("transfer-encoding")
+            });
+            headers.push(("Content-Length".into(), b.len().to_string()));
+            b.into_bytes()
+        }
+        None => orig.body.clone(),
+    };
+    let mut out = format!("{method} {uri} HTTP/1.1\r\n");
+    for (k, v) in &headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut raw = out.into_bytes();
+    raw.extend_from_slice(&body);
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Head;
+
+    fn orig() -> Message {
+        let mut m = Message::new(Head {
+            method: "POST".into(),
+            path: "/a".into(),
+            status: 0,
+            headers: vec![
+                ("Host".into(), "x".into()),
+                ("Content-Length".into(), "2".into()),
+            ],
+            raw: b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n".to_vec(),
+        });
+        m.push_body(b"hi");
+        m
+    }
+
+    #[test]
+    fn edits_method_uri_and_body_with_fresh_framing() {
+        let raw = modified(
+            &orig(),
+            &json!({"method": "PUT", "uri": "/b", "body": "hello"}),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        let raw = modified(&orig(), &json!({"headers": {"Host": ["y"], "X-A": "1"}})).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            text.starts_with("POST /a HTTP/1.1\r\n")
+                && text.contains("Host: y\r\n")
+                && text.ends_with("\r\n\r\nhi"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refuses_injection() {
+        assert!(modified(&orig(), &json!({"uri": "/a HTTP/1.1\r\nX: y"})).is_err());
+        assert!(modified(&orig(), &json!({"headers": {"X": ["a\r\nB: c"]}})).is_err());
+        assert!(modified(&orig(), &json!({"method": 5})).is_err());
     }
 }

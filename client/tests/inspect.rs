@@ -33,21 +33,25 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
-fn counting_upstream() -> (u16, Arc<AtomicUsize>) {
+type Last = Arc<std::sync::Mutex<String>>;
+
+fn counting_upstream() -> (u16, Arc<AtomicUsize>, Last) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
+    let last: Last = Default::default();
+    let (h, seen) = (hits.clone(), last.clone());
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for mut s in l.incoming().map_while(Result::ok) {
             let mut buf = [0u8; 8192];
-            let _ = s.read(&mut buf);
+            let n = s.read(&mut buf).unwrap_or(0);
+            *seen.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
             h.fetch_add(1, Ordering::SeqCst);
             let _ = s.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}");
         }
     });
-    (port, hits)
+    (port, hits, last)
 }
 
 #[test]
@@ -65,7 +69,7 @@ fn requests_are_captured_listed_replayed_and_cleared() {
     ]);
     run.line_matching(|l| l.contains("client session established"));
     let api = format!("http://127.0.0.1:{web}");
-    let (port, hits) = counting_upstream();
+    let (port, hits, last) = counting_upstream();
     let (code, body) = call(
         "POST",
         &format!("{api}/api/tunnels"),
@@ -118,6 +122,22 @@ fn requests_are_captured_listed_replayed_and_cleared() {
     );
     assert_eq!(code, 204, "{body}");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // An edited replay: the upstream receives the edited method and body.
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(&format!(
+            r#"{{"id":"{id}","tunnel_name":"web","modify":{{"method":"PUT","body":"edited"}}}}"#
+        )),
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let seen = last.lock().unwrap().clone();
+    assert!(seen.starts_with("PUT /orders?id=7 HTTP/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains("Content-Length: 6\r\n") && seen.ends_with("\r\n\r\nedited"),
+        "{seen}"
+    );
     let (code, _) = call(
         "POST",
         &format!("{api}/api/requests/http"),
