@@ -1,7 +1,7 @@
 //! Load benchmark: traffic through a Burrow relay and agent against the same traffic sent direct.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
-//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,bulk,rtt,memory` picks
+//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,inspect,bulk,rtt,memory` picks
 //! phases. Everything runs on 127.0.0.1.
 //!
 //! The upstream servers (the 1 KiB HTTP server and the raw sink, source and echo) run in a
@@ -270,6 +270,7 @@ async fn start_agent(
     port: u16,
     server: SocketAddr,
     ca: &Path,
+    extra: &[&str],
 ) -> Result<Agent> {
     let mut proc = Proc::spawn(
         Command::new(bins.join("burrow"))
@@ -280,7 +281,8 @@ async fn start_agent(
                 &server.to_string(),
                 "-root-cas",
             ])
-            .arg(ca),
+            .arg(ca)
+            .args(extra),
     )?;
     let scheme = if proto == "tcp" { "tcp://" } else { "http://" };
     let public = proc
@@ -850,11 +852,15 @@ async fn bench() -> Result<()> {
 
     let relay = start_relay(&bins, "main").await?;
     if plan.runs("http") || plan.runs("single") {
-        let agent = start_agent(&bins, "http", http_up.port(), relay.control, &relay.ca).await?;
+        let agent =
+            start_agent(&bins, "http", http_up.port(), relay.control, &relay.ca, &[]).await?;
         http_phases(&plan, &mut table, http_up, relay.http, &agent.public).await;
     }
+    if plan.runs("inspect") {
+        inspect_phase(&plan, &mut table, &bins, &relay, http_up).await;
+    }
     if plan.runs("bulk") {
-        let agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
+        let agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca, &[]).await?;
         let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
         bulk_phase(&plan, &mut table, raw_up, public).await;
     }
@@ -971,6 +977,56 @@ async fn http_phases(
     }
 }
 
+/// Requests/s at full concurrency through a tunnel that captures every exchange for the
+/// inspector versus one started with `-inspect=false`, in the same run.
+async fn inspect_phase(plan: &Plan, table: &mut Table, bins: &Path, relay: &Relay, up: SocketAddr) {
+    let name = format!(
+        "HTTP req/s, {} conns, inspection on (direct = off)",
+        plan.conns
+    );
+    let run = async {
+        let on = start_agent(bins, "http", up.port(), relay.control, &relay.ca, &[]).await?;
+        let off = start_agent(
+            bins,
+            "http",
+            up.port(),
+            relay.control,
+            &relay.ca,
+            &["-inspect=false"],
+        )
+        .await?;
+        let limit = plan.warmup + plan.http_time + Duration::from_secs(60);
+        let t_off = bounded(
+            limit,
+            http_load(
+                relay.http,
+                &off.public,
+                plan.conns,
+                plan.warmup,
+                plan.http_time,
+            ),
+        )
+        .await?;
+        let t_on = bounded(
+            limit,
+            http_load(
+                relay.http,
+                &on.public,
+                plan.conns,
+                plan.warmup,
+                plan.http_time,
+            ),
+        )
+        .await?;
+        anyhow::Ok((t_on.rate, t_off.rate))
+    };
+    eprintln!("inspect: {} connections, on and off", plan.conns);
+    match run.await {
+        Ok((on, off)) => table.compare(&name, "req/s", on, off, Some(0.85), None),
+        Err(e) => table.failed(&name, &e),
+    }
+}
+
 /// One-stream bulk transfer each way, direct and through the tcp tunnel at `public`.
 async fn bulk_phase(plan: &Plan, table: &mut Table, direct: SocketAddr, public: SocketAddr) {
     let mib = plan.bulk_bytes >> 20;
@@ -1044,7 +1100,7 @@ async fn rtt_phase(
     let line = DelayLine::start(raw_up).await?;
     let direct = bounded(limit, bulk_up(line.addr, plan.rtt_bytes, plan.rtt_time)).await?;
     line.retarget(relay.control);
-    let agent = start_agent(bins, "tcp", raw_up.port(), line.addr, &relay.ca).await?;
+    let agent = start_agent(bins, "tcp", raw_up.port(), line.addr, &relay.ca, &[]).await?;
     let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
     let tunnel = bounded(limit, bulk_up(public, plan.rtt_bytes, plan.rtt_time)).await?;
     Ok((tunnel, direct))
@@ -1102,7 +1158,7 @@ async fn tunnels_phase(bins: &Path, http_up: SocketAddr, count: usize) -> Result
 
 async fn conns_phase(bins: &Path, raw_up: SocketAddr, count: usize) -> Result<Memory> {
     let relay = start_relay(bins, "conns").await?;
-    let agent = start_agent(bins, "tcp", raw_up.port(), relay.control, &relay.ca).await?;
+    let agent = start_agent(bins, "tcp", raw_up.port(), relay.control, &relay.ca, &[]).await?;
     let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
     let warm = open_idle(public, 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
