@@ -25,6 +25,8 @@ pub struct ApiState {
     pub hub: MetricsHub,
     /// The bound address, for Host checks and URIs.
     pub addr: SocketAddr,
+    /// Global settings shown on the status page, as (name, value); secrets already masked.
+    pub settings: Vec<(String, String)>,
 }
 
 /// An API error in ngrok's shape.
@@ -398,6 +400,8 @@ pub fn serve(
             .route("/api/tunnels/{name:.*}", web::get().to(get_one))
             .route("/api/tunnels/{name:.*}", web::delete().to(delete_one))
             .route("/metrics", web::get().to(metrics_text))
+            .route("/status", web::get().to(crate::status::page))
+            .route("/", web::get().to(crate::status::root))
             .route(
                 "/api/requests/http",
                 web::get().to(crate::api_requests::list),

@@ -22,6 +22,7 @@ pub mod supervisor;
 
 pub use supervisor::Supervisor as AgentSupervisor;
 pub mod spec;
+pub mod status;
 pub mod tunnel;
 
 use actix::prelude::*;
@@ -554,6 +555,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                     supervisor: sup.clone(),
                     hub: hub.clone(),
                     addr,
+                    settings: status::settings_rows(&settings),
                 },
             )?;
             actix_rt::spawn(server);

@@ -58,7 +58,10 @@ fn counting_upstream() -> (u16, Arc<AtomicUsize>, Last) {
 fn requests_are_captured_listed_replayed_and_cleared() {
     let web = free_port();
     let dir = Scratch::new("inspect");
-    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n"));
+    let cfg = dir.file(
+        "c.yml",
+        &format!("web_addr: 127.0.0.1:{web}\nauthtoken: sEcReT-tOkEn-123\n"),
+    );
     let run = spawn(&[
         "start",
         "--none",
@@ -106,6 +109,23 @@ fn requests_are_captured_listed_replayed_and_cleared() {
     assert_eq!(r["response"]["status_code"], 201);
     assert_eq!(r["response"]["status"], "201 Created");
     let id = r["id"].as_str().unwrap().to_string();
+
+    // The status page shows the tunnel, its metrics and the configuration, token masked.
+    let (code, page) = call("GET", &format!("{api}/status"), None);
+    assert_eq!(code, 200);
+    for want in [
+        "<h2>web</h2>",
+        public.as_str(),
+        "HTTP Requests",
+        "Connection Durations",
+        "sEcReT…",
+    ] {
+        assert!(page.contains(want), "{want} missing from the status page");
+    }
+    assert!(
+        !page.contains("sEcReT-tOkEn-123"),
+        "the whole token is on the page"
+    );
     assert_eq!(r["uri"], format!("/api/requests/http/{id}"));
 
     let (code, body) = call("GET", &format!("{api}/api/requests/http/{id}"), None);

@@ -1,0 +1,134 @@
+//! The status page (`/status`): each tunnel's configuration, the global configuration
+//! (the auth token only as a prefix) and the metrics tables, as small server-rendered HTML.
+
+use crate::api::ApiState;
+use crate::metrics::Snapshot;
+use crate::supervisor::ListTunnels;
+use crate::Settings;
+use actix_web::{web, HttpResponse};
+use burrow_relay::http::pages::escape;
+
+/// The global settings worth showing, with the auth token cut to a prefix.
+pub fn settings_rows(s: &Settings) -> Vec<(String, String)> {
+    let token = match &s.authtoken {
+        Some(t) if t.chars().count() > 6 => format!("{}…", t.chars().take(6).collect::<String>()),
+        Some(_) => "(set)".into(),
+        None => "(none)".into(),
+    };
+    let paths = s
+        .config_paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    vec![
+        ("authtoken".into(), token),
+        (
+            "server_addr".into(),
+            s.server
+                .clone()
+                .unwrap_or_else(|| "(embedded relay)".into()),
+        ),
+        ("region".into(), s.region.clone()),
+        ("inspect_db_size".into(), s.inspect_db_size.to_string()),
+        ("log".into(), s.log.clone()),
+        (
+            "configuration files".into(),
+            if paths.is_empty() {
+                "(none)".into()
+            } else {
+                paths
+            },
+        ),
+    ]
+}
+
+fn secs(ns: f64) -> String {
+    format!("{:.3}s", ns / 1e9)
+}
+
+fn rates(s: &Snapshot) -> String {
+    format!(
+        "<td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>",
+        s.rate1, s.rate5, s.rate15
+    )
+}
+
+fn quantiles(s: &Snapshot) -> String {
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        secs(s.p50),
+        secs(s.p90),
+        secs(s.p95),
+        secs(s.p99)
+    )
+}
+
+/// `/` leads to the status page until the inspector page exists.
+pub async fn root() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header(("Location", "/status"))
+        .finish()
+}
+
+/// `GET /status`.
+pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
+    let tunnels = state.supervisor.send(ListTunnels).await.unwrap_or_default();
+    let snaps = state.hub.snapshot().await;
+    let mut html = String::from(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>burrow status</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body><h1>Status</h1>",
+    );
+    for t in &tunnels {
+        let m = snaps
+            .get(&(t.spec.name.clone(), t.proto.clone()))
+            .cloned()
+            .unwrap_or_default();
+        html.push_str(&format!(
+            "<h2>{}</h2><table><tr><th>URL</th><td>{}</td></tr><tr><th>Addr</th><td>{}</td></tr>\
+             <tr><th>Inspect</th><td>{}</td></tr><tr><th>Proto</th><td>{}</td></tr></table>",
+            escape(&t.name),
+            escape(&t.public_url),
+            escape(&t.spec.local.display()),
+            t.spec.inspect,
+            escape(&t.proto)
+        ));
+        html.push_str(&format!(
+            "<h3>Connections</h3><table><tr><th>Total</th><th>Open</th><th>1m/s</th><th>5m/s</th><th>15m/s</th></tr>\
+             <tr><td>{}</td><td>{}</td>{}</tr></table>",
+            m.conns.count,
+            m.conns.gauge.unwrap_or(0),
+            rates(&m.conns)
+        ));
+        html.push_str(&format!(
+            "<h3>Connection Durations</h3><table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th></tr><tr>{}</tr></table>",
+            quantiles(&m.conns)
+        ));
+        html.push_str(&format!(
+            "<h3>HTTP Requests</h3><table><tr><th>Total</th><th>1m/s</th><th>5m/s</th><th>15m/s</th></tr>\
+             <tr><td>{}</td>{}</tr></table>",
+            m.http.count,
+            rates(&m.http)
+        ));
+        html.push_str(&format!(
+            "<h3>HTTP Response Durations</h3><table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th></tr><tr>{}</tr></table>",
+            quantiles(&m.http)
+        ));
+    }
+    if tunnels.is_empty() {
+        html.push_str("<p>No tunnels are running.</p>");
+    }
+    html.push_str("<h2>Configuration</h2><table>");
+    for (k, v) in &state.settings {
+        html.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(k),
+            escape(v)
+        ));
+    }
+    html.push_str("</table></body></html>\n");
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html)
+}
