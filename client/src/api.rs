@@ -236,31 +236,36 @@ fn body_to_config(body: &Map<String, Value>) -> Result<(String, TunnelConfig), (
     ))
 }
 
-async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) -> HttpResponse {
+/// A request body that must be a JSON object; the error response says what is wrong.
+pub fn json_object(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Map<String, Value>, Box<HttpResponse>> {
     let ctype = req
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let refuse = |status, msg: &str, err: &str| Err(Box::new(error(status, 102, msg, err)));
     if !ctype.to_ascii_lowercase().starts_with("application/json") {
-        return error(
+        let err = format!("unsupported content type {ctype:?}");
+        return refuse(
             415,
-            102,
             "request body must be JSON (Content-Type: application/json)",
-            &format!("unsupported content type {ctype:?}"),
+            &err,
         );
     }
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(400, 102, "invalid JSON body", &e.to_string()),
-    };
-    let Value::Object(map) = parsed else {
-        return error(
-            400,
-            102,
-            "invalid JSON body",
-            "the body must be a JSON object",
-        );
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => refuse(400, "invalid JSON body", "the body must be a JSON object"),
+        Err(e) => refuse(400, "invalid JSON body", &e.to_string()),
+    }
+}
+
+async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) -> HttpResponse {
+    let map = match json_object(&req, &body) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
     };
     let (name, cfg) = match body_to_config(&map) {
         Ok(x) => x,

@@ -120,22 +120,9 @@ pub async fn replay(
     body: web::Bytes,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
-    let ctype = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype.to_ascii_lowercase().starts_with("application/json") {
-        return error(
-            415,
-            102,
-            "request body must be JSON (Content-Type: application/json)",
-            "unsupported content type",
-        );
-    }
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(400, 102, "invalid JSON body", &e.to_string()),
+    let v = match crate::api::json_object(&req, &body) {
+        Ok(m) => Value::Object(m),
+        Err(resp) => return *resp,
     };
     let Some(id) = v.get("id").and_then(Value::as_str) else {
         return error(400, 102, "missing field id", "missing field id");

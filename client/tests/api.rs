@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, spawn, Running, Scratch};
+use common::{call, free_port, json, spawn, Running, Scratch};
 use std::process::Command;
 
 struct Agent {
@@ -40,33 +40,6 @@ fn start(config: &str) -> Agent {
         _run: run,
         _dir: dir,
     }
-}
-
-/// (status, body) of a curl request.
-fn call(method: &str, url: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "--max-time",
-        "20",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-        url,
-    ]);
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    c.args(extra);
-    let out = c.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 fn upstream() -> u16 {

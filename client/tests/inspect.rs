@@ -3,35 +3,9 @@
 
 mod common;
 
-use common::{free_port, spawn, Scratch};
-use std::process::Command;
+use common::{call, free_port, json, spawn, Scratch};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-fn call(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "--max-time",
-        "20",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-        url,
-    ]);
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let out = c.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 type Last = Arc<std::sync::Mutex<String>>;
 
@@ -79,6 +53,7 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         Some(&format!(
             r#"{{"name":"web","addr":"{port}","proto":"http","bind_tls":false}}"#
         )),
+        &[],
     );
     assert_eq!(code, 201, "{body}");
     let public = json(&body)["public_url"].as_str().unwrap().to_string();
@@ -86,11 +61,12 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         "POST",
         &format!("{public}/orders?id=7"),
         Some(r#"{"item":"tea"}"#),
+        &[],
     );
     assert_eq!((code, body.as_str()), (201, r#"{"ok":true}"#));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
-    let (code, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    let (code, body) = call("GET", &format!("{api}/api/requests/http"), None, &[]);
     assert_eq!(code, 200, "{body}");
     let list = json(&body);
     let r = &list["requests"][0];
@@ -111,7 +87,7 @@ fn requests_are_captured_listed_replayed_and_cleared() {
     let id = r["id"].as_str().unwrap().to_string();
 
     // The status page shows the tunnel, its metrics and the configuration, token masked.
-    let (code, page) = call("GET", &format!("{api}/status"), None);
+    let (code, page) = call("GET", &format!("{api}/status"), None, &[]);
     assert_eq!(code, 200);
     for want in [
         "<h2>web</h2>",
@@ -128,10 +104,10 @@ fn requests_are_captured_listed_replayed_and_cleared() {
     );
     assert_eq!(r["uri"], format!("/api/requests/http/{id}"));
 
-    let (code, body) = call("GET", &format!("{api}/api/requests/http/{id}"), None);
+    let (code, body) = call("GET", &format!("{api}/api/requests/http/{id}"), None, &[]);
     assert_eq!(code, 200);
     assert_eq!(json(&body)["id"], id.as_str());
-    let (code, _) = call("GET", &format!("{api}/api/requests/http/nope"), None);
+    let (code, _) = call("GET", &format!("{api}/api/requests/http/nope"), None, &[]);
     assert_eq!(code, 404);
 
     // Replay reaches the upstream again.
@@ -139,6 +115,7 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         "POST",
         &format!("{api}/api/requests/http"),
         Some(&format!(r#"{{"id":"{id}"}}"#)),
+        &[],
     );
     assert_eq!(code, 204, "{body}");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
@@ -149,6 +126,7 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         Some(&format!(
             r#"{{"id":"{id}","tunnel_name":"web","modify":{{"method":"PUT","body":"edited"}}}}"#
         )),
+        &[],
     );
     assert_eq!(code, 204, "{body}");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
@@ -162,18 +140,20 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         "POST",
         &format!("{api}/api/requests/http"),
         Some(&format!(r#"{{"id":"{id}","tunnelName":"gone"}}"#)),
+        &[],
     );
     assert_eq!(code, 404);
     let (code, _) = call(
         "POST",
         &format!("{api}/api/requests/http"),
         Some(r#"{"id":"missing"}"#),
+        &[],
     );
     assert_eq!(code, 404);
 
-    let (code, body) = call("DELETE", &format!("{api}/api/requests/http"), None);
+    let (code, body) = call("DELETE", &format!("{api}/api/requests/http"), None, &[]);
     assert_eq!((code, body.as_str()), (204, ""));
-    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None, &[]);
     assert_eq!(json(&body)["requests"].as_array().unwrap().len(), 0);
 
     // inspect: false captures nothing.
@@ -183,11 +163,12 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         Some(&format!(
             r#"{{"name":"quiet","addr":"{port}","proto":"http","bind_tls":false,"inspect":false}}"#
         )),
+        &[],
     );
     assert_eq!(code, 201, "{body}");
     let quiet = json(&body)["public_url"].as_str().unwrap().to_string();
-    call("GET", &quiet, None);
-    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None);
+    call("GET", &quiet, None, &[]);
+    let (_, body) = call("GET", &format!("{api}/api/requests/http"), None, &[]);
     assert_eq!(
         json(&body)["requests"].as_array().unwrap().len(),
         0,
