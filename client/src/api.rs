@@ -406,7 +406,15 @@ pub fn serve(
             .route("/api/tunnels/{name:.*}", web::delete().to(delete_one))
             .route("/metrics", web::get().to(metrics_text))
             .route("/status", web::get().to(crate::status::page))
-            .route("/", web::get().to(crate::status::root))
+            .route("/", web::get().to(crate::web::root))
+            .route("/inspect/http", web::get().to(crate::web::page))
+            .route("/inspect/http/", web::get().to(crate::web::page))
+            .route(
+                "/inspect/static/{name}",
+                web::get().to(crate::web::static_file),
+            )
+            .route("/inspect/events", web::get().to(crate::web::events))
+            .route("/inspect/har", web::get().to(crate::web::har))
             .route(
                 "/api/requests/http",
                 web::get().to(crate::api_requests::list),

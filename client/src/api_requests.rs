@@ -2,11 +2,11 @@
 
 use crate::api::{error, ApiState};
 use crate::inspector::{Captured, Message};
+use crate::wsframes::WsMessage;
 use actix_web::{web, HttpRequest, HttpResponse};
 use burrow_relay::http::auth::base64;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn headers(m: &Message) -> Value {
     let mut out = Map::new();
@@ -19,7 +19,8 @@ fn headers(m: &Message) -> Value {
     Value::Object(out)
 }
 
-fn proto(raw: &[u8], request: bool) -> String {
+/// The protocol word of a captured head's first line.
+pub fn proto(raw: &[u8], request: bool) -> String {
     let line = raw.split(|&b| b == b'\r').next().unwrap_or_default();
     let text = String::from_utf8_lossy(line);
     let word = if request {
@@ -36,26 +37,104 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     format!("{}Z", &s[..19])
 }
 
+/// RFC 3339 with milliseconds, for HAR.
+pub fn rfc3339_ms(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    let s = crate::logfmt::timestamp(t);
+    format!("{}.{ms:03}Z", &s[..19])
+}
+
+fn epoch_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One WebSocket message as the API shows it.
+pub fn ws_json(m: &WsMessage) -> Value {
+    json!({
+        "from": m.from.as_str(),
+        "opcode": m.opcode,
+        "at_ms": epoch_ms(m.at),
+        "size": m.size,
+        "truncated": m.truncated,
+        "compressed": m.compressed,
+        "data": base64(&m.data),
+    })
+}
+
+/// Name/value pairs of a query string or form body, percent-decoded.
+pub fn form_pairs(s: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// An exchange without its bytes: what the inspector's list and live events carry.
+pub fn summary(c: &Captured) -> Value {
+    render(c, false)
+}
+
 /// An exchange as the API shows it.
 pub fn to_json(c: &Captured) -> Value {
+    render(c, true)
+}
+
+fn render(c: &Captured, full: bool) -> Value {
     let req = &c.request;
+    let ws = c.ws.as_ref().map(|w| w.messages()).unwrap_or_default();
     let mut v = json!({
         "uri": format!("/api/requests/http/{}", c.id),
         "id": c.id,
         "tunnel_name": c.tunnel_name,
         "remote_addr": c.remote_addr,
         "start": rfc3339(c.start),
-        "duration": c.duration.as_nanos() as u64,
+        "start_ms": epoch_ms(c.start),
+        "duration": if c.pending { 0 } else { c.duration.as_nanos() as u64 },
+        "pending": c.pending,
         "request": {
             "method": req.head.method,
             "proto": proto(&req.head.raw, true),
             "headers": headers(req),
             "uri": req.head.path,
-            "raw": base64(&req.raw()),
+            "size": req.body_size,
             "truncated": req.truncated,
         },
         "response": Value::Null,
+        "websocket": ws.len(),
     });
+    if full {
+        v["request"]["raw"] = json!(base64(&req.raw()));
+        v["websocket_messages"] = ws.iter().map(|m| ws_json(m)).collect();
+    }
     if let Some(resp) = &c.response {
         let reason = burrow_relay::http::pages::reason(resp.head.status);
         v["response"] = json!({
@@ -63,9 +142,12 @@ pub fn to_json(c: &Captured) -> Value {
             "status_code": resp.head.status,
             "proto": proto(&resp.head.raw, false),
             "headers": headers(resp),
-            "raw": base64(&resp.raw()),
+            "size": resp.body_size,
             "truncated": resp.truncated,
         });
+        if full {
+            v["response"]["raw"] = json!(base64(&resp.raw()));
+        }
     }
     v
 }
@@ -161,15 +243,13 @@ pub async fn replay(
             Err(e) => return error(400, 102, &format!("invalid modify: {e}"), &e),
         },
     };
-    let target = c.local.host_port();
-    let send = async {
-        let mut s = tokio::net::TcpStream::connect(&target).await?;
-        s.write_all(&raw).await?;
-        // Read the answer so the upstream finishes its work, and let it go.
-        let mut sink = vec![0u8; 16 * 1024];
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut sink)).await;
-        std::io::Result::Ok(())
-    };
+    let send = crate::connection::replay(
+        &state.hub,
+        tunnel.unwrap_or(&c.tunnel_name),
+        &c.remote_addr,
+        &c.local,
+        &raw,
+    );
     match tokio::time::timeout(Duration::from_secs(10), send).await {
         Ok(Ok(())) => HttpResponse::NoContent().finish(),
         Ok(Err(e)) => error(
@@ -204,44 +284,48 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     if !token_ok(&method) || !token_ok(&uri) {
         return Err("method and uri must be non-empty and without spaces".into());
     }
-    let mut headers: Vec<(String, String)> = match m.get("headers") {
+    let mut headers = match m.get("headers") {
         None | Some(Value::Null) => orig.head.headers.clone(),
-        Some(Value::Object(map)) => {
-            let mut out = Vec::new();
-            for (k, vals) in map {
-                let vals = match vals {
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|v| v.as_str().map(String::from))
-                        .collect::<Option<Vec<_>>>(),
-                    Value::String(s) => Some(vec![s.clone()]),
-                    _ => None,
-                }
-                .ok_or_else(|| format!("header {k:?} must be a string or a list of strings"))?;
-                for v in vals {
-                    out.push((k.clone(), v));
-                }
-            }
-            out
-        }
-        Some(_) => return Err("headers must be an object of name: [values]".into()),
+        Some(h) => header_list("headers", h)?,
     };
-    for (k, v) in &headers {
+    let trailers = match m.get("trailers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(t) => header_list("trailers", t)?,
+    };
+    for (k, v) in headers.iter().chain(&trailers) {
         if !token_ok(k) || k.contains(':') || v.contains(['\r', '\n']) {
             return Err(format!("invalid header {k:?}"));
         }
     }
-    let body = match text("body")? {
-        Some(b) => {
-            headers.retain(|(k, _)| {
-                !k.eq_ignore_ascii_case("content-length")
-                    && !k.eq_ignore_ascii_case("transfer-encoding")
-            });
-            headers.push(("Content-Length".into(), b.len().to_string()));
-            b.into_bytes()
+    let new_body = text("body")?;
+    let reframe = new_body.is_some() || !trailers.is_empty();
+    let mut body = new_body.map_or_else(|| orig.body.clone(), String::into_bytes);
+    if reframe {
+        headers.retain(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-length")
+                && !k.eq_ignore_ascii_case("transfer-encoding")
+        });
+        if trailers.is_empty() {
+            headers.push(("Content-Length".into(), body.len().to_string()));
+        } else {
+            // Trailers need chunked framing: one chunk, then the trailer fields.
+            headers.push(("Transfer-Encoding".into(), "chunked".into()));
+            let names: Vec<&str> = trailers.iter().map(|(k, _)| k.as_str()).collect();
+            headers.push(("Trailer".into(), names.join(", ")));
+            let mut framed = Vec::new();
+            if !body.is_empty() {
+                framed.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                framed.extend_from_slice(&body);
+                framed.extend_from_slice(b"\r\n");
+            }
+            framed.extend_from_slice(b"0\r\n");
+            for (k, v) in &trailers {
+                framed.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+            framed.extend_from_slice(b"\r\n");
+            body = framed;
         }
-        None => orig.body.clone(),
-    };
+    }
     let mut out = format!("{method} {uri} HTTP/1.1\r\n");
     for (k, v) in &headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -250,6 +334,27 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     let mut raw = out.into_bytes();
     raw.extend_from_slice(&body);
     Ok(raw)
+}
+
+/// `{"Name": ["v", …] | "v"}` as (name, value) pairs.
+fn header_list(what: &str, v: &Value) -> Result<Vec<(String, String)>, String> {
+    let Value::Object(map) = v else {
+        return Err(format!("{what} must be an object of name: [values]"));
+    };
+    let mut out = Vec::new();
+    for (k, vals) in map {
+        let vals = match vals {
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>(),
+            Value::String(s) => Some(vec![s.clone()]),
+            _ => None,
+        }
+        .ok_or_else(|| format!("{what} {k:?} must be a string or a list of strings"))?;
+        out.extend(vals.into_iter().map(|v| (k.clone(), v)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -290,6 +395,35 @@ mod tests {
                 && text.contains("Host: y\r\n")
                 && text.ends_with("\r\n\r\nhi"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn trailers_make_the_body_chunked() {
+        let raw = modified(
+            &orig(),
+            &json!({"body": "hello", "trailers": {"X-Sum": "abc"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n\
+             5\r\nhello\r\n0\r\nX-Sum: abc\r\n\r\n"
+        );
+        assert!(modified(&orig(), &json!({"trailers": {"X": ["a\nb"]}})).is_err());
+        assert!(modified(&orig(), &json!({"trailers": [1]})).is_err());
+    }
+
+    #[test]
+    fn form_pairs_decode() {
+        assert_eq!(
+            form_pairs("a=1&b=x+y%21&c&%zz=%e2%82%ac"),
+            [
+                ("a".into(), "1".into()),
+                ("b".into(), "x y!".into()),
+                ("c".into(), String::new()),
+                ("%zz".into(), "€".into())
+            ]
         );
     }
 

@@ -1,10 +1,11 @@
 //! One stream from the relay: dial the local server and splice, or answer 502. Counts the
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
-use crate::inspector::{new_id, Captured, Inspector, Message};
+use crate::inspector::{new_id, Captured, Inspector, Message, WsLog};
 use crate::metrics::{Counters, Key, MetricsHub, Recent};
 use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
+use crate::wsframes::{FrameReader, From};
 use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_observed, MuxStream};
 use burrow_relay::http::pages;
@@ -28,6 +29,8 @@ struct Exchanges {
     counters: Arc<Counters>,
     hub: MetricsHub,
     status: u16,
+    /// Whether exchanges count in the metrics (a replay is not tunnel traffic).
+    count: bool,
     capture: Option<Capture>,
 }
 
@@ -37,7 +40,80 @@ struct Capture {
     tunnel_name: String,
     remote_addr: String,
     local: crate::addr::LocalAddr,
-    pending: VecDeque<(SystemTime, Message, Option<Message>)>,
+    pending: VecDeque<Pending>,
+    /// After an upgrade to WebSocket: the exchange, its message log and a frame reader for
+    /// each direction.
+    ws: Option<(String, Arc<WsLog>, FrameReader, FrameReader)>,
+}
+
+/// An exchange announced to the inspector whose response has not ended yet.
+struct Pending {
+    id: String,
+    start: SystemTime,
+    request: Message,
+    response: Option<Message>,
+}
+
+impl Capture {
+    fn record(&self, p: Pending, pending: bool, ws: Option<Arc<WsLog>>) -> Captured {
+        Captured {
+            id: p.id,
+            tunnel_name: self.tunnel_name.clone(),
+            remote_addr: self.remote_addr.clone(),
+            start: p.start,
+            duration: p.start.elapsed().unwrap_or_default(),
+            request: p.request,
+            response: p.response,
+            pending,
+            local: self.local.clone(),
+            ws,
+        }
+    }
+
+    fn begin(&mut self, head: crate::observe::Head) {
+        let p = Pending {
+            id: new_id(),
+            start: SystemTime::now(),
+            request: Message::new(head),
+            response: None,
+        };
+        let announced = Pending {
+            id: p.id.clone(),
+            start: p.start,
+            request: p.request.clone(),
+            response: None,
+        };
+        self.inspector.push(self.record(announced, true, None));
+        self.pending.push_back(p);
+    }
+
+    /// The oldest exchange ended: its final state replaces the pending one.
+    fn end(&mut self) {
+        let Some(p) = self.pending.pop_front() else {
+            return;
+        };
+        let upgraded = p.response.as_ref().is_some_and(|r| r.head.status == 101);
+        let ws = upgraded.then(|| Arc::new(WsLog::default()));
+        if let Some(log) = &ws {
+            self.ws = Some((
+                p.id.clone(),
+                log.clone(),
+                FrameReader::new(From::Client),
+                FrameReader::new(From::Server),
+            ));
+        }
+        let c = self.record(p, false, ws);
+        self.inspector.finish(c);
+    }
+
+    fn websocket(&mut self, from: From, bytes: &[u8]) {
+        if let Some((id, log, client, server)) = &mut self.ws {
+            let reader = if from == From::Client { client } else { server };
+            for m in reader.feed(bytes) {
+                self.inspector.push_ws(id, log, m);
+            }
+        }
+    }
 }
 
 impl Exchanges {
@@ -49,15 +125,17 @@ impl Exchanges {
                     self.started
                         .push_back((Instant::now(), h.method.clone(), h.path.clone()));
                     if let Some(c) = &mut self.capture {
-                        c.pending
-                            .push_back((SystemTime::now(), Message::new(h), None));
+                        c.begin(h);
                     }
                 }
                 Event::Body(r) => {
-                    if let Some((_, req, _)) =
-                        self.capture.as_mut().and_then(|c| c.pending.back_mut())
-                    {
-                        req.push_body(&chunk[r]);
+                    if let Some(p) = self.capture.as_mut().and_then(|c| c.pending.back_mut()) {
+                        p.request.push_body(&chunk[r]);
+                    }
+                }
+                Event::Rest(r) => {
+                    if let Some(c) = &mut self.capture {
+                        c.websocket(From::Client, &chunk[r]);
                     }
                 }
                 Event::End => {}
@@ -69,17 +147,27 @@ impl Exchanges {
         for ev in self.responses.feed(chunk) {
             let front = self.capture.as_mut().and_then(|c| c.pending.front_mut());
             let done = match ev {
-                Event::Head(h) if h.status >= 200 => {
+                Event::Head(h) if h.status >= 200 || h.status == 101 => {
                     self.status = h.status;
                     let upgrade = h.status == 101;
-                    if let Some((_, _, resp)) = front {
-                        *resp = Some(Message::new(h));
+                    if let Some(p) = front {
+                        p.response = Some(Message::new(h));
                     }
                     upgrade
                 }
                 Event::Body(r) => {
-                    if let Some((_, _, Some(resp))) = front {
+                    if let Some(Pending {
+                        response: Some(resp),
+                        ..
+                    }) = front
+                    {
                         resp.push_body(&chunk[r]);
+                    }
+                    false
+                }
+                Event::Rest(r) => {
+                    if let Some(c) = &mut self.capture {
+                        c.websocket(From::Server, &chunk[r]);
                     }
                     false
                 }
@@ -94,20 +182,12 @@ impl Exchanges {
 
     fn done(&mut self) {
         if let Some(c) = &mut self.capture {
-            if let Some((start, request, response)) = c.pending.pop_front() {
-                c.inspector.push(Captured {
-                    id: new_id(),
-                    tunnel_name: c.tunnel_name.clone(),
-                    remote_addr: c.remote_addr.clone(),
-                    start,
-                    duration: start.elapsed().unwrap_or_default(),
-                    request,
-                    response,
-                    local: c.local.clone(),
-                });
-            }
+            c.end();
         }
         if let Some((t, method, path)) = self.started.pop_front() {
+            if !self.count {
+                return;
+            }
             self.counters.http.fetch_add(1, Ordering::Relaxed);
             self.hub.http_done(self.key.clone(), t.elapsed());
             self.hub.remember(Recent {
@@ -157,6 +237,7 @@ async fn run(
             counters: counters.clone(),
             hub: hub.clone(),
             status: 0,
+            count: true,
             capture: hub
                 .inspector
                 .clone()
@@ -172,6 +253,7 @@ async fn run(
                         .to_string(),
                     local: spec.local.clone(),
                     pending: VecDeque::new(),
+                    ws: None,
                 }),
         })
     });
@@ -192,6 +274,12 @@ async fn run(
         if x.responses.finish().is_some() {
             x.done();
         }
+        // Exchanges the connection closed on without a (complete) response end here.
+        while x.capture.as_ref().is_some_and(|c| !c.pending.is_empty()) {
+            if let Some(c) = &mut x.capture {
+                c.end();
+            }
+        }
     }
     match result {
         Ok(stats) => {
@@ -201,6 +289,61 @@ async fn run(
             debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended")
         }
     }
+}
+
+/// Sends `raw` to `local` again and captures the new exchange under `tunnel_name`, reading
+/// the whole response so the capture is complete.
+pub async fn replay(
+    hub: &MetricsHub,
+    tunnel_name: &str,
+    remote_addr: &str,
+    local: &crate::addr::LocalAddr,
+    raw: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = TcpStream::connect(local.host_port()).await?;
+    let mut x = Exchanges {
+        requests: Observer::new(Side::Request),
+        responses: Observer::new(Side::Response),
+        started: VecDeque::new(),
+        key: (tunnel_name.to_string(), "replay".to_string()),
+        counters: Arc::default(),
+        hub: hub.clone(),
+        status: 0,
+        count: false,
+        capture: hub.inspector.clone().map(|inspector| Capture {
+            inspector,
+            tunnel_name: tunnel_name.to_string(),
+            remote_addr: remote_addr.to_string(),
+            local: local.clone(),
+            pending: VecDeque::new(),
+            ws: None,
+        }),
+    };
+    x.on_request(raw);
+    sock.write_all(raw).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = loop {
+        match sock.read(&mut buf).await {
+            Ok(0) => {
+                if x.responses.finish().is_some() {
+                    x.done();
+                }
+                break Ok(());
+            }
+            Ok(n) => x.on_response(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+        if x.started.is_empty() || x.responses.is_opaque() {
+            break Ok(());
+        }
+    };
+    while x.capture.as_ref().is_some_and(|c| !c.pending.is_empty()) {
+        if let Some(c) = &mut x.capture {
+            c.end();
+        }
+    }
+    result
 }
 
 /// The API name of the tunnel a visitor reached over `scheme` (`NAME` or `NAME (http)`).

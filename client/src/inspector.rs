@@ -4,9 +4,12 @@
 
 use crate::addr::LocalAddr;
 use crate::observe::Head;
+use crate::wsframes::WsMessage;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
 
 /// Default store size, as ngrok's `inspect_db_size` default.
 pub const DEFAULT_DB_SIZE: usize = 50 * 1024 * 1024;
@@ -18,8 +21,10 @@ pub const BODY_CAP: usize = 256 * 1024;
 pub struct Message {
     /// The head as parsed.
     pub head: Head,
-    /// The body prefix kept.
+    /// The body prefix kept (de-chunked).
     pub body: Vec<u8>,
+    /// Body bytes seen in total.
+    pub body_size: u64,
     /// Whether the body was longer than what was kept.
     pub truncated: bool,
 }
@@ -30,6 +35,7 @@ impl Message {
         Message {
             head,
             body: Vec::new(),
+            body_size: 0,
             truncated: false,
         }
     }
@@ -38,6 +44,7 @@ impl Message {
     pub fn push_body(&mut self, bytes: &[u8]) {
         let room = BODY_CAP.saturating_sub(self.body.len());
         self.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.body_size += bytes.len() as u64;
         self.truncated |= bytes.len() > room;
     }
 
@@ -47,11 +54,41 @@ impl Message {
     }
 
     fn size(&self) -> usize {
-        self.head.raw.len() + self.body.len()
+        self.head.raw.len() + self.body.len() + self.head.headers.len() * 48
     }
 }
 
-/// A finished exchange.
+/// The WebSocket messages of an upgraded exchange, appended while the connection lives.
+#[derive(Debug, Default)]
+pub struct WsLog {
+    messages: Mutex<Vec<Arc<WsMessage>>>,
+    /// Set once the exchange left the store: later messages are not kept.
+    evicted: std::sync::atomic::AtomicBool,
+}
+
+impl WsLog {
+    /// The messages so far.
+    pub fn messages(&self) -> Vec<Arc<WsMessage>> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn size(&self) -> usize {
+        let m = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|x| ws_size(x)).sum()
+    }
+}
+
+fn ws_size(m: &WsMessage) -> usize {
+    m.data.len() + 64
+}
+
+/// Most WebSocket messages kept per connection; later ones are counted only.
+pub const WS_MESSAGES_CAP: usize = 1000;
+
+/// An exchange: pending until its response ended.
 #[derive(Debug, Clone)]
 pub struct Captured {
     /// Identifier in the API.
@@ -68,8 +105,34 @@ pub struct Captured {
     pub request: Message,
     /// The response, if one came.
     pub response: Option<Message>,
+    /// Whether the response is still to come or still flowing.
+    pub pending: bool,
     /// Where a replay goes.
     pub local: LocalAddr,
+    /// WebSocket messages, when the exchange upgraded to WebSocket.
+    pub ws: Option<Arc<WsLog>>,
+}
+
+impl Captured {
+    fn size(&self) -> usize {
+        self.request.size()
+            + self.response.as_ref().map_or(0, Message::size)
+            + self.ws.as_ref().map_or(0, |w| w.size())
+            + 256
+    }
+}
+
+/// What the store tells live subscribers.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new exchange, or a newer state of one already announced (same id).
+    Request(Arc<Captured>),
+    /// A WebSocket message on an exchange.
+    Ws(String, Arc<WsMessage>),
+    /// Exchanges dropped to stay under the size limit.
+    Evict(Vec<String>),
+    /// Everything was cleared.
+    Clear,
 }
 
 #[derive(Default)]
@@ -82,6 +145,7 @@ struct Store {
 pub struct Inspector {
     store: Mutex<Store>,
     limit: usize,
+    events: broadcast::Sender<Event>,
 }
 
 impl Inspector {
@@ -95,6 +159,7 @@ impl Inspector {
         Some(Arc::new(Inspector {
             store: Mutex::new(Store::default()),
             limit,
+            events: broadcast::channel(4096).0,
         }))
     }
 
@@ -102,18 +167,91 @@ impl Inspector {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an exchange, evicting the oldest to stay under the limit.
+    /// Live events from now on; a subscriber that falls behind is told it lagged and should
+    /// take a fresh snapshot.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, e: Event) {
+        // No subscriber is the common case and not an error.
+        let _ = self.events.send(e);
+    }
+
+    /// Adds a new exchange, evicting the oldest to stay under the limit.
     pub fn push(&self, c: Captured) {
-        let size = c.request.size() + c.response.as_ref().map_or(0, Message::size) + 256;
-        let mut s = self.lock();
-        s.items.push_front(Arc::new(c));
-        s.bytes += size;
+        let c = Arc::new(c);
+        let evicted = {
+            let mut s = self.lock();
+            s.bytes += c.size();
+            s.items.push_front(c.clone());
+            self.evict(&mut s)
+        };
+        self.announce(Event::Request(c));
+        if !evicted.is_empty() {
+            self.announce(Event::Evict(evicted));
+        }
+    }
+
+    /// Replaces a pending exchange announced by `push` with its newer state; one already
+    /// evicted or cleared stays gone. Pending exchanges are recent, so the search from the
+    /// newest end is short.
+    pub fn finish(&self, c: Captured) {
+        let c = Arc::new(c);
+        let evicted = {
+            let mut s = self.lock();
+            let Some(i) = s.items.iter().position(|x| x.id == c.id) else {
+                return;
+            };
+            let old = std::mem::replace(&mut s.items[i], c.clone());
+            s.bytes = (s.bytes + c.size()).saturating_sub(old.size());
+            self.evict(&mut s)
+        };
+        self.announce(Event::Request(c));
+        if !evicted.is_empty() {
+            self.announce(Event::Evict(evicted));
+        }
+    }
+
+    fn evict(&self, s: &mut Store) -> Vec<String> {
+        let mut gone = Vec::new();
         while s.bytes > self.limit && s.items.len() > 1 {
             if let Some(old) = s.items.pop_back() {
-                s.bytes -=
-                    old.request.size() + old.response.as_ref().map_or(0, Message::size) + 256;
+                if let Some(w) = &old.ws {
+                    w.evicted.store(true, Ordering::Relaxed);
+                }
+                s.bytes = s.bytes.saturating_sub(old.size());
+                gone.push(old.id.clone());
             }
         }
+        gone
+    }
+
+    /// Records a WebSocket message on exchange `id`.
+    pub fn push_ws(&self, id: &str, log: &WsLog, m: WsMessage) {
+        if log.evicted.load(Ordering::Relaxed) {
+            return;
+        }
+        let m = Arc::new(m);
+        let kept = {
+            let mut l = log.messages.lock().unwrap_or_else(|e| e.into_inner());
+            let room = l.len() < WS_MESSAGES_CAP;
+            if room {
+                l.push(m.clone());
+            }
+            room
+        };
+        if kept {
+            let evicted = {
+                let mut s = self.lock();
+                s.bytes += ws_size(&m);
+                self.evict(&mut s)
+            };
+            if !evicted.is_empty() {
+                self.announce(Event::Evict(evicted));
+            }
+        }
+        self.announce(Event::Ws(id.to_string(), m));
     }
 
     /// Newest first, at most `limit`, optionally one tunnel's.
@@ -134,9 +272,17 @@ impl Inspector {
 
     /// Forgets everything.
     pub fn clear(&self) {
-        let mut s = self.lock();
-        s.items.clear();
-        s.bytes = 0;
+        {
+            let mut s = self.lock();
+            for c in &s.items {
+                if let Some(w) = &c.ws {
+                    w.evicted.store(true, Ordering::Relaxed);
+                }
+            }
+            s.items.clear();
+            s.bytes = 0;
+        }
+        self.announce(Event::Clear);
     }
 
     /// Bytes held now.
@@ -177,7 +323,9 @@ mod tests {
             duration: Duration::from_millis(1),
             request,
             response: None,
+            pending: false,
             local: crate::addr::parse(TunnelProto::Http, "80").unwrap(),
+            ws: None,
         }
     }
 

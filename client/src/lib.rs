@@ -24,6 +24,8 @@ pub use supervisor::Supervisor as AgentSupervisor;
 pub mod spec;
 pub mod status;
 pub mod tunnel;
+pub mod web;
+pub mod wsframes;
 
 use actix::prelude::*;
 use anyhow::Context as _;

@@ -30,6 +30,8 @@ pub enum Event {
     Body(std::ops::Range<usize>),
     /// The current message ended.
     End,
+    /// Bytes the observer no longer follows as HTTP (after an upgrade): a range of the chunk.
+    Rest(std::ops::Range<usize>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,10 @@ impl Observer {
         let mut i = 0;
         while i < chunk.len() {
             match &mut self.state {
-                State::Opaque => break,
+                State::Opaque => {
+                    out.push(Event::Rest(i..chunk.len()));
+                    break;
+                }
                 State::Head(buf) => {
                     let take = chunk.len() - i;
                     let before = buf.len();
@@ -314,6 +319,7 @@ mod tests {
                     }),
                     Event::Body(r) => body += r.len(),
                     Event::End => ends += 1,
+                    Event::Rest(_) => {}
                 }
             }
         }
@@ -351,8 +357,14 @@ mod tests {
     fn upgrade_and_garbage_go_opaque() {
         let mut o = Observer::new(Side::Response);
         o.expect_response_to("GET");
-        o.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello");
+        let events = o.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello");
         assert!(o.is_opaque());
+        assert_eq!(
+            events.last(),
+            Some(&Event::Rest(36..43)),
+            "frames after the head"
+        );
+        assert_eq!(o.feed(b"abc"), [Event::Rest(0..3)]);
         let mut o = Observer::new(Side::Request);
         o.feed(b"\x16\x03\x01 not http\r\n\r\n");
         assert!(o.is_opaque());

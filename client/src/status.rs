@@ -64,13 +64,6 @@ fn quantiles(s: &Snapshot) -> String {
     )
 }
 
-/// `/` leads to the status page until the inspector page exists.
-pub async fn root() -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header(("Location", "/status"))
-        .finish()
-}
-
 /// `GET /status`.
 pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
     let tunnels = state.supervisor.send(ListTunnels).await.unwrap_or_default();
