@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the real clients and servers the
-# tests drive (curl, tmux, tinyproxy, microsocks, chromium for the inspector's browser
+# tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium for the inspector's browser
 # tests, pyngrok in a virtualenv), then runs
 # cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for tool in curl tmux tinyproxy microsocks chromium; do
+for tool in curl tmux tinyproxy microsocks chromium openssl; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

@@ -154,6 +154,7 @@ impl TestAgent {
                 remote_port: opts.remote_port,
                 bind_tls: opts.bind_tls,
                 auth: opts.auth,
+                host_header: None,
             },
             burrow::addr::parse(opts.proto, &opts.addr)?,
         );

@@ -5,12 +5,14 @@ use burrow_protocol::control::TunnelProto;
 /// Where the agent connects for each stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAddr {
-    /// `http`, `https` or `tcp`.
+    /// `http`, `https`, `tcp` or `file`.
     pub scheme: &'static str,
     /// Host to dial.
     pub host: String,
     /// Port to dial.
     pub port: u16,
+    /// The directory the built-in file server serves (`file`).
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl LocalAddr {
@@ -25,6 +27,10 @@ impl LocalAddr {
 
     /// The normalised form ngrok shows: `http://localhost:8080` or `localhost:22`.
     pub fn display(&self) -> String {
+        if let Some(p) = &self.path {
+            let p = p.display().to_string();
+            return format!("file://{}{p}", if p.starts_with('/') { "" } else { "/" });
+        }
         match self.scheme {
             "tcp" => self.host_port(),
             s => format!("{s}://{}", self.host_port()),
@@ -49,6 +55,20 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("missing address: give a port, host:port or a URL".into());
+    }
+    if s.len() > 7 && s[..7].eq_ignore_ascii_case("file://") {
+        if proto != TunnelProto::Http {
+            return Err(format!(
+                "invalid address {s:?}: file:// fits http tunnels only"
+            ));
+        }
+        let path = crate::files::parse_file_url(s)?;
+        return Ok(LocalAddr {
+            scheme: "file",
+            host: String::new(),
+            port: 0,
+            path: Some(path),
+        });
     }
     let (scheme, rest) = match s.split_once("://") {
         Some((sch, rest)) => {
@@ -106,7 +126,12 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
         (None, TunnelProto::Http) => "http",
         (None, _) => "tcp",
     };
-    Ok(LocalAddr { scheme, host, port })
+    Ok(LocalAddr {
+        scheme,
+        host,
+        port,
+        path: None,
+    })
 }
 
 #[cfg(test)]

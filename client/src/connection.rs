@@ -2,6 +2,7 @@
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
 use crate::inspector::{new_id, Captured, Inspector, Message, WsLog};
+use crate::local::{self, Local, Termination};
 use crate::metrics::{Counters, Key, MetricsHub, Recent};
 use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
@@ -14,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
@@ -219,15 +221,15 @@ async fn run(
     counters: &Arc<Counters>,
     hub: &MetricsHub,
 ) {
-    let target = spec.local.host_port();
-    let dial = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&target)).await;
-    let sock = match dial {
+    if let Some(t) = &spec.tls {
+        return terminate(spec, meta, stream, t).await;
+    }
+    let dial = tokio::time::timeout(DIAL_TIMEOUT, local::dial(&spec.local)).await;
+    let local = match dial {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return refuse(spec, &stream, &describe(&e)).await,
         Err(_) => return refuse(spec, &stream, &format!("timeout after {DIAL_TIMEOUT:?}")).await,
     };
-    let _ = sock.set_nodelay(true);
-    let (mut rd, mut wr) = sock.into_split();
     let exchanges = (spec.proto() == TunnelProto::Http).then(|| {
         Mutex::new(Exchanges {
             requests: Observer::new(Side::Request),
@@ -257,18 +259,16 @@ async fn run(
                 }),
         })
     });
-    let result = tokio::try_join!(
-        pump_from_mux_observed(&stream, &mut wr, |c| {
-            if let Some(x) = &exchanges {
-                x.lock().unwrap_or_else(|e| e.into_inner()).on_request(c);
-            }
-        }),
-        pump_to_mux_observed(&mut rd, &stream, |c| {
-            if let Some(x) = &exchanges {
-                x.lock().unwrap_or_else(|e| e.into_inner()).on_response(c);
-            }
-        })
-    );
+    let result = match local {
+        Local::Tcp(sock) => {
+            let (mut rd, mut wr) = sock.into_split();
+            pumps(&stream, &mut rd, &mut wr, &exchanges).await
+        }
+        Local::Other(io) => {
+            let (mut rd, mut wr) = tokio::io::split(io);
+            pumps(&stream, &mut rd, &mut wr, &exchanges).await
+        }
+    };
     if let Some(x) = &exchanges {
         let mut x = x.lock().unwrap_or_else(|e| e.into_inner());
         if x.responses.finish().is_some() {
@@ -291,6 +291,64 @@ async fn run(
     }
 }
 
+/// Copies both ways between the visitor's stream and the local service, showing the bytes
+/// to the exchange observer of http tunnels.
+async fn pumps<R, W>(
+    stream: &MuxStream,
+    rd: &mut R,
+    wr: &mut W,
+    exchanges: &Option<Mutex<Exchanges>>,
+) -> std::io::Result<(u64, u64)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    tokio::try_join!(
+        pump_from_mux_observed(stream, wr, |c| {
+            if let Some(x) = exchanges {
+                x.lock().unwrap_or_else(|e| e.into_inner()).on_request(c);
+            }
+        }),
+        pump_to_mux_observed(rd, stream, |c| {
+            if let Some(x) = exchanges {
+                x.lock().unwrap_or_else(|e| e.into_inner()).on_response(c);
+            }
+        })
+    )
+}
+
+/// A tls tunnel with `crt`/`key`: the agent completes the visitor's TLS handshake (checking
+/// the client's certificate when `client_cas` is set) and forwards plaintext.
+async fn terminate(spec: &TunnelSpec, meta: &StreamMeta, stream: MuxStream, t: &Termination) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(t.config.clone());
+    let mut tls = match tokio::time::timeout(DIAL_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!(obj = "tunnels", name = %spec.name, remote = %meta.remote_addr, err = %e, "TLS handshake with visitor failed");
+            return;
+        }
+        Err(_) => {
+            warn!(obj = "tunnels", name = %spec.name, remote = %meta.remote_addr, "TLS handshake with visitor timed out");
+            return;
+        }
+    };
+    let dial = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(spec.local.host_port())).await;
+    let mut sock = match dial {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let addr = spec.local.display();
+            warn!(obj = "tunnels", name = %spec.name, addr = %addr, err = %describe(&e), "failed to dial local server");
+            return;
+        }
+        Err(_) => return,
+    };
+    let _ = sock.set_nodelay(true);
+    match tokio::io::copy_bidirectional(&mut tls, &mut sock).await {
+        Ok(stats) => debug!(name = %spec.name, ?stats, "connection closed"),
+        Err(e) => debug!(name = %spec.name, err = %e, "connection ended"),
+    }
+}
+
 /// Sends `raw` to `local` again and captures the new exchange under `tunnel_name`, reading
 /// the whole response so the capture is complete.
 pub async fn replay(
@@ -301,7 +359,10 @@ pub async fn replay(
     raw: &[u8],
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = TcpStream::connect(local.host_port()).await?;
+    let mut sock: Box<dyn local::Io> = match local::dial(local).await? {
+        Local::Tcp(s) => Box::new(s),
+        Local::Other(io) => io,
+    };
     let mut x = Exchanges {
         requests: Observer::new(Side::Request),
         responses: Observer::new(Side::Response),

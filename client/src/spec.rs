@@ -26,11 +26,6 @@ pub fn check_auth(a: &str) -> Result<(), String> {
 pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
     let p = proto(t.proto.ok_or("missing proto (http, tcp or tls)")?);
     let raw_addr = t.addr.as_ref().ok_or("missing addr")?.to_string();
-    if raw_addr.starts_with("file://") {
-        return Err(format!(
-            "addr {raw_addr:?}: file:// tunnels are not supported yet"
-        ));
-    }
     let local = addr::parse(p, &raw_addr)?;
     let bind_tls = match &t.bind_tls {
         None => BindTls::Both,
@@ -45,8 +40,9 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
         burrow_relay::state::validate_label(s)?;
     }
     if let Some(h) = &t.hostname {
-        let bare = h.strip_prefix("*.").unwrap_or(h);
-        burrow_relay::state::validate_hostname(bare)?;
+        // The relay has the last word (its own domain cannot be covered); this catches
+        // malformed names before anything starts.
+        burrow_relay::state::custom_hostname(h, "")?;
     }
     if p != TunnelProto::Http {
         for (set, key) in [
@@ -77,7 +73,7 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
         None => None,
     };
     if let Some(h) = &t.host_header {
-        if h.is_empty() || h.contains(['\r', '\n']) {
+        if h.is_empty() || h.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!("invalid host_header {h:?}"));
         }
     }
@@ -90,11 +86,21 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
             remote_port,
             bind_tls,
             auth: t.auth.clone(),
+            host_header: relay_host_header(t.host_header.as_deref(), &local),
         },
         local,
     );
     spec.inspect = t.inspect.unwrap_or(true);
     spec.host_header = t.host_header.clone();
+    if let (Some(crt), Some(key)) = (&t.crt, &t.key) {
+        spec.tls = Some(crate::local::Termination::load(
+            std::path::Path::new(crt),
+            std::path::Path::new(key),
+            t.client_cas.as_deref().map(std::path::Path::new),
+        )?);
+    } else if t.client_cas.is_some() {
+        return Err("client_cas needs crt and key: the agent must terminate TLS to check client certificates".into());
+    }
     spec.metadata = t.metadata.clone();
     Ok(spec)
 }
@@ -106,6 +112,23 @@ pub fn parse_remote_addr(r: &str) -> Result<u16, String> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("invalid remote_addr {r:?}: want HOST:PORT with a port 1-65535"))
+}
+
+/// The Host value the relay puts on requests: the local address for `rewrite`, the given
+/// value for anything but `preserve`.
+fn relay_host_header(mode: Option<&str>, local: &addr::LocalAddr) -> Option<String> {
+    match mode? {
+        "preserve" => None,
+        "rewrite" => {
+            let default = if local.scheme == "https" { 443 } else { 80 };
+            Some(if local.port == default {
+                local.host.clone()
+            } else {
+                format!("{}:{}", local.host, local.port)
+            })
+        }
+        v => Some(v.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -144,8 +167,11 @@ mod tests {
         let mut c = t(Proto::Http, "80");
         c.bind_tls = Some(Scalar::Str("sometimes".into()));
         assert!(from_config("x", &c).unwrap_err().contains("bind_tls"));
-        assert!(from_config("x", &t(Proto::Http, "file:///srv"))
+        let files = from_config("x", &t(Proto::Http, "file:///srv")).unwrap();
+        assert_eq!(files.local.display(), "file:///srv");
+        assert!(from_config("x", &t(Proto::Http, "file://srv"))
             .unwrap_err()
-            .contains("not supported yet"));
+            .contains("absolute"));
+        assert!(from_config("x", &t(Proto::Tcp, "file:///srv")).is_err());
     }
 }

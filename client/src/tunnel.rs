@@ -18,6 +18,8 @@ pub struct TunnelSpec {
     pub host_header: Option<String>,
     /// Free-form metadata shown in the API.
     pub metadata: Option<String>,
+    /// TLS the agent terminates (tls tunnels with `crt` and `key`).
+    pub tls: Option<crate::local::Termination>,
 }
 
 impl TunnelSpec {
@@ -30,6 +32,7 @@ impl TunnelSpec {
             inspect: true,
             host_header: None,
             metadata: None,
+            tls: None,
         }
     }
 }

@@ -244,12 +244,18 @@ fn bad_requests_get_clear_json_errors() {
     );
     // A failed bind is reported with the relay's reason.
     let (code, text) = post(&format!(
-        r#"{{"name":"bad","addr":"{port}","proto":"tls"}}"#
+        r#"{{"name":"bad","addr":"{port}","proto":"tcp","remote_addr":"localhost:{port}"}}"#
     ));
     assert_eq!(code, 502, "{text}");
     let v = json(&text);
     assert_eq!(v["msg"], "failed to start tunnel");
-    assert!(v["details"]["err"].as_str().unwrap().contains("tls"), "{v}");
+    assert!(
+        v["details"]["err"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "the busy port is named: {v}"
+    );
     let (code, _) = call("PUT", &format!("{api}/api/tunnels/x"), Some("{}"), &[]);
     assert_eq!(code, 405);
     let (code, _) = call("GET", &format!("{api}/api/tunnels/nope"), None, &[]);

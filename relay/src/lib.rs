@@ -10,6 +10,7 @@ pub mod listeners;
 pub mod registry;
 pub mod router;
 pub mod session;
+pub mod sni;
 pub mod state;
 pub mod tcp;
 pub mod tls;
@@ -80,7 +81,13 @@ impl RelayHandle {
 
 /// Starts a relay inside the running actix system.
 pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
-    let tls = tls::RelayTls::new(&cfg.tls, &cfg.domain, cfg.state_dir.as_deref())?;
+    let router = Arc::new(router::Router::default());
+    let tls = tls::RelayTls::new(
+        &cfg.tls,
+        &cfg.domain,
+        cfg.state_dir.as_deref(),
+        router.clone(),
+    )?;
     let control = listeners::bind(cfg.control_addr, "agents").await?;
     let http = match cfg.http_addr {
         Some(a) => Some(listeners::bind(a, "http").await?),
@@ -101,6 +108,7 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     }
     let state = Arc::new(RelayState::new(
         cfg,
+        router,
         pool,
         tls.server_config.clone(),
         (http_addr.map(|a| a.port()), https_addr.map(|a| a.port())),

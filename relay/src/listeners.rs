@@ -2,13 +2,17 @@
 
 use crate::connection::Connection;
 use crate::session::Session;
+use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
 use actix::prelude::*;
+use burrow_protocol::control::{self, StreamMeta, TunnelProto};
 use burrow_protocol::mux::{self, MuxConfig, Role};
 use burrow_protocol::preamble;
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -108,13 +112,144 @@ pub async fn run_http(listener: TcpListener, tls: Option<TlsAcceptor>, state: Ar
         Connection::spawn(state.pool.pick(), state.open.clone(), async move {
             match tls {
                 None => crate::http::serve(sock, peer, scheme, shared).await,
-                Some(acceptor) => match timeout(limit, acceptor.accept(sock)).await {
-                    Ok(Ok(tls)) => crate::http::serve(tls, peer, scheme, shared).await,
-                    Ok(Err(e)) => info!(%peer, err = %e, "visitor TLS handshake failed"),
-                    Err(_) => info!(%peer, "visitor TLS handshake not complete in time"),
-                },
+                Some(acceptor) => tls_visitor(sock, peer, acceptor, shared, limit).await,
             }
         });
+    }
+}
+
+/// A visitor on the public TLS port: its ClientHello's SNI picks the tunnel. A tls tunnel
+/// gets the still-encrypted bytes; anything else is terminated here and served as HTTPS.
+async fn tls_visitor(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<crate::http::HttpShared>,
+    limit: std::time::Duration,
+) {
+    let mut buf = BytesMut::with_capacity(2048);
+    let read_hello = async {
+        loop {
+            match sni::parse(&buf) {
+                Ok(Hello::Incomplete) => {}
+                other => return Ok(other),
+            }
+            if sock.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+        }
+    };
+    let hello = match timeout(limit, read_hello).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return debug!(%peer, err = %e, "visitor left before its TLS ClientHello"),
+        Err(_) => return info!(%peer, "visitor TLS ClientHello not complete in time"),
+    };
+    let name = match hello {
+        Ok(Hello::Complete {
+            sni: Some(name), ..
+        }) => name,
+        Ok(Hello::Complete { sni: None, .. }) => {
+            info!(%peer, "refused TLS connection without SNI: the server name picks the tunnel");
+            let _ = sock.write_all(&alert(ALERT_UNRECOGNIZED_NAME)).await;
+            return;
+        }
+        Ok(Hello::Incomplete) => return,
+        Err(HelloError::NotTls) => {
+            info!(%peer, "plain HTTP on the TLS port");
+            let page =
+                crate::http::pages::page(400, "This port speaks HTTPS: use an https:// URL.");
+            let _ = sock.write_all(&page).await;
+            return;
+        }
+        Err(e) => {
+            info!(%peer, err = %e, "refused TLS ClientHello");
+            let _ = sock.write_all(&alert(ALERT_DECODE_ERROR)).await;
+            return;
+        }
+    };
+    let route = shared.router.lookup(&name);
+    if let Some(route) = route.filter(|r| r.proto == TunnelProto::Tls) {
+        let meta = StreamMeta {
+            tunnel_id: route.tunnel_id,
+            remote_addr: peer.to_string(),
+            scheme: "tls".into(),
+        };
+        let stream = match route.mux.open(control::encode(&meta)) {
+            Ok(s) => s,
+            Err(e) => {
+                return info!(%peer, sni = %name, err = %e, "agent session unavailable");
+            }
+        };
+        if stream.send(buf.freeze()).await.is_err() {
+            return;
+        }
+        if let Err(e) = mux::splice(sock, stream).await {
+            debug!(%peer, sni = %name, err = %e, "tls tunnel connection ended");
+        }
+        return;
+    }
+    let replayed = Rewind {
+        prefix: buf.freeze(),
+        inner: sock,
+    };
+    match timeout(limit, acceptor.accept(replayed)).await {
+        Ok(Ok(tls)) => crate::http::serve(tls, peer, "https", shared).await,
+        Ok(Err(e)) => info!(%peer, err = %e, "visitor TLS handshake failed"),
+        Err(_) => info!(%peer, "visitor TLS handshake not complete in time"),
+    }
+}
+
+const ALERT_DECODE_ERROR: u8 = 50;
+const ALERT_UNRECOGNIZED_NAME: u8 = 112;
+
+/// A fatal TLS alert record (TLS 1.2 framing, which every TLS version accepts here).
+fn alert(description: u8) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
+}
+
+/// A socket whose first bytes, already read to look at the ClientHello, are read again.
+struct Rewind {
+    prefix: bytes::Bytes,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(out.remaining());
+            out.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, out)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Host → tunnel routing, read on every public connection, so a concurrent map.
 
-use burrow_protocol::control::BindTls;
+use burrow_protocol::control::{BindTls, TunnelProto};
 use burrow_protocol::mux::MuxHandle;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -20,6 +20,10 @@ pub struct Route {
     pub client_id: String,
     /// The `Authorization` header visitors must send, when the tunnel has basic auth.
     pub auth: Option<String>,
+    /// `Http` (the relay speaks HTTP with visitors) or `Tls` (bytes pass through by SNI).
+    pub proto: TunnelProto,
+    /// The `Host` value requests get before they go to the agent, if it rewrites them.
+    pub host_header: Option<String>,
 }
 
 impl Route {
@@ -79,8 +83,26 @@ impl Router {
         self.hosts.remove_if(host, |_, r| r.tunnel_id == tunnel_id);
     }
 
-    /// Finds the tunnel for a host.
+    /// Finds the tunnel for a host: its own route, else the most specific wildcard
+    /// (`*.b.example.com` before `*.example.com`) whose tunnel is still connected.
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
+        if let Some(r) = self.hosts.get(host) {
+            return Some(r.clone());
+        }
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(r) = self.hosts.get(&format!("*.{parent}")) {
+                if !r.mux.is_closed() {
+                    return Some(r.clone());
+                }
+            }
+            rest = parent;
+        }
+        None
+    }
+
+    /// The route bound to exactly `host` (a wildcard pattern is looked up as itself).
+    pub fn lookup_exact(&self, host: &str) -> Option<Arc<Route>> {
         self.hosts.get(host).map(|r| r.clone())
     }
 

@@ -139,7 +139,10 @@ impl Session {
     fn bind(&mut self, t: &TunnelRequest, client: &str) -> Result<(u64, Vec<String>), String> {
         let tunnel_id = self.state.next_id();
         match t.proto {
-            TunnelProto::Http => {
+            TunnelProto::Http | TunnelProto::Tls => {
+                if t.proto == TunnelProto::Tls && self.state.https_port.is_none() {
+                    return Err("this relay has no TLS listener for tls tunnels".into());
+                }
                 let host = self.state.pick_host(t, client)?;
                 let key = LeaseKey::Host(host.clone());
                 self.state
@@ -153,13 +156,18 @@ impl Session {
                     session_id: self.id,
                     client_id: client.to_string(),
                     auth: t.auth.as_deref().map(crate::http::auth::expected_header),
+                    proto: t.proto,
+                    host_header: t.host_header.clone(),
                 };
                 if !self.state.router.insert(&host, route) {
                     return Err(format!(
-                        "hostname {host} is already in use by another session"
+                        "hostname {host} is already in use by another tunnel"
                     ));
                 }
-                let urls = self.urls(&host, t.bind_tls);
+                let urls = match t.proto {
+                    TunnelProto::Tls => self.state.url("tls", &host).into_iter().collect(),
+                    _ => self.urls(&host, t.bind_tls),
+                };
                 if urls.is_empty() {
                     self.state.router.remove(&host, tunnel_id);
                     return Err("this relay has no listener for the requested scheme".into());
@@ -184,6 +192,8 @@ impl Session {
                     session_id: self.id,
                     client_id: client.to_string(),
                     auth: None,
+                    proto: TunnelProto::Tcp,
+                    host_header: None,
                 };
                 self.state.router.insert_port(port, route);
                 self.tunnels.insert(
@@ -197,7 +207,6 @@ impl Session {
                     vec![format!("tcp://{}:{port}", self.state.cfg.domain)],
                 ))
             }
-            TunnelProto::Tls => Err("tls tunnels are not supported by this relay yet".into()),
         }
     }
 
@@ -209,7 +218,7 @@ impl Session {
         let route = self
             .state
             .router
-            .lookup(host)
+            .lookup_exact(host)
             .filter(|r| r.tunnel_id == tunnel_id)
             .ok_or("tunnel is not routed")?;
         let mut updated = (*route).clone();

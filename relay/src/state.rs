@@ -43,6 +43,7 @@ pub struct RelayState {
 impl RelayState {
     pub(crate) fn new(
         cfg: RelayConfig,
+        router: Arc<Router>,
         pool: ArbiterPool,
         tls: Arc<rustls::ServerConfig>,
         ports: (Option<u16>, Option<u16>),
@@ -50,7 +51,6 @@ impl RelayState {
         closing: watch::Receiver<bool>,
     ) -> Self {
         let registry = Registry::open(cfg.tokens.clone(), cfg.state_dir.clone(), cfg.lease_grace);
-        let router = Arc::new(Router::default());
         let http = Arc::new(HttpShared {
             router: router.clone(),
             limits: cfg.limits.clone(),
@@ -82,7 +82,7 @@ impl RelayState {
     pub fn pick_host(&self, t: &TunnelRequest, client: &str) -> Result<String, String> {
         let domain = &self.cfg.domain;
         if let Some(h) = &t.hostname {
-            return validate_hostname(h);
+            return custom_hostname(h, domain);
         }
         if let Some(s) = &t.subdomain {
             let s = validate_label(s)?;
@@ -93,7 +93,7 @@ impl RelayState {
             if self
                 .registry
                 .is_free_for(&LeaseKey::Host(host.clone()), client)
-                && self.router.lookup(&host).is_none()
+                && self.router.lookup_exact(&host).is_none()
             {
                 return Ok(host);
             }
@@ -105,6 +105,7 @@ impl RelayState {
     pub fn url(&self, scheme: &str, host: &str) -> Option<String> {
         let (port, default) = match scheme {
             "http" => (self.http_port?, 80),
+            // tls tunnels share the https listener, as ngrok's port 443 serves both.
             _ => (self.https_port?, 443),
         };
         Some(if port == default {
@@ -113,6 +114,22 @@ impl RelayState {
             format!("{scheme}://{host}:{port}")
         })
     }
+}
+
+/// Checks a custom hostname, exact or wildcard (`*.example.com`).
+pub fn custom_hostname(h: &str, domain: &str) -> Result<String, String> {
+    let Some(parent) = h.strip_prefix("*.") else {
+        return validate_hostname(h);
+    };
+    let parent = validate_hostname(parent)
+        .map_err(|_| format!("invalid wildcard hostname {h:?}: want *.example.com"))?;
+    // A wildcard over the relay's own domain would catch every other agent's random names.
+    if domain == parent || domain.ends_with(&format!(".{parent}")) {
+        return Err(format!(
+            "wildcard hostname {h:?} would cover this relay's domain {domain}"
+        ));
+    }
+    Ok(format!("*.{parent}"))
 }
 
 /// Checks a subdomain label: 1–63 letters, digits or inner hyphens.
@@ -132,9 +149,10 @@ pub fn validate_label(s: &str) -> Result<String, String> {
     }
 }
 
-/// Checks a full hostname: dot-separated valid labels, at most 253 bytes.
+/// Checks a full hostname: dot-separated valid labels, at most 253 bytes (one trailing dot
+/// is dropped).
 pub fn validate_hostname(h: &str) -> Result<String, String> {
-    let l = h.to_ascii_lowercase();
+    let l = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
     let ok = l.len() <= 253
         && l.contains('.')
         && l.split('.').all(|label| validate_label(label).is_ok());
@@ -158,5 +176,25 @@ mod tests {
         assert!(validate_hostname("dev.example.com").is_ok());
         assert!(validate_hostname("example").is_err());
         assert!(validate_hostname("a..b").is_err());
+        assert!(
+            validate_hostname("*.example.com").is_err(),
+            "wildcards only via pick_host"
+        );
+        assert_eq!(
+            validate_hostname("Dev.Example.COM.").unwrap(),
+            "dev.example.com"
+        );
+        let d = "tunnels.example.com";
+        assert_eq!(custom_hostname("*.Dev.Test", d).unwrap(), "*.dev.test");
+        assert!(custom_hostname("*.example.com", d)
+            .unwrap_err()
+            .contains("cover"));
+        assert!(custom_hostname("*.tunnels.example.com", d)
+            .unwrap_err()
+            .contains("cover"));
+        assert!(custom_hostname("*.*.dev.test", d)
+            .unwrap_err()
+            .contains("wildcard"));
+        assert!(custom_hostname("a.*.dev.test", d).is_err());
     }
 }

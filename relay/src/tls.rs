@@ -142,6 +142,7 @@ struct OnDemand {
     domain: String,
     default: Arc<CertifiedKey>,
     cache: DashMap<String, Arc<CertifiedKey>>,
+    router: Arc<crate::router::Router>,
 }
 
 impl std::fmt::Debug for OnDemand {
@@ -158,7 +159,11 @@ impl ResolvesServerCert for OnDemand {
             return Some(self.default.clone());
         };
         let name = name.to_ascii_lowercase();
-        let ours = name == self.domain || name.ends_with(&format!(".{}", self.domain));
+        // Names under the relay's domain, and custom hostnames while a tunnel holds them
+        // (wildcards included), get a certificate of their own.
+        let ours = name == self.domain
+            || name.ends_with(&format!(".{}", self.domain))
+            || self.router.lookup(&name).is_some();
         if !ours {
             return Some(self.default.clone());
         }
@@ -207,7 +212,12 @@ pub fn load_pem_pair(
 
 impl RelayTls {
     /// Builds the relay's TLS identity.
-    pub fn new(source: &TlsSource, domain: &str, state_dir: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn new(
+        source: &TlsSource,
+        domain: &str,
+        state_dir: Option<&Path>,
+        router: Arc<crate::router::Router>,
+    ) -> anyhow::Result<Self> {
         let builder = rustls::ServerConfig::builder().with_no_client_auth();
         let (resolver, ca_pem, fp): (Arc<dyn ResolvesServerCert>, _, _) = match source {
             TlsSource::Files { cert, key } => {
@@ -236,6 +246,7 @@ impl RelayTls {
                     domain: domain.to_ascii_lowercase(),
                     default,
                     cache: DashMap::new(),
+                    router,
                 };
                 (Arc::new(resolver), Some(pem), fp)
             }

@@ -57,6 +57,9 @@ pub struct TunnelRequest {
     /// HTTP basic-auth credentials the relay enforces (`user:password`).
     #[serde(default)]
     pub auth: Option<String>,
+    /// The `Host` value requests carry to the local server (http); unchanged when absent.
+    #[serde(default)]
+    pub host_header: Option<String>,
 }
 
 impl TunnelRequest {
@@ -69,6 +72,7 @@ impl TunnelRequest {
             remote_port: None,
             bind_tls: BindTls::Both,
             auth: None,
+            host_header: None,
         }
     }
 }
@@ -194,6 +198,7 @@ mod tests {
                     remote_port: None,
                     bind_tls: BindTls::Https,
                     auth: None,
+                    host_header: Some("site.dev".into()),
                 },
             },
             ClientMessage::Unbind { tunnel_id: 9 },

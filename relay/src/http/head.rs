@@ -225,14 +225,29 @@ fn normalise_host(v: &str) -> Result<String, HeadError> {
 }
 
 /// The head as forwarded to the agent: lines as received (names keep case and order),
-/// the visitor's `X-Forwarded-Proto` dropped, and ours appended.
-pub fn forwarded(buf: &[u8], head: &RequestHead, peer_ip: &str, scheme: &str) -> Bytes {
+/// the `Host` value replaced when the tunnel rewrites it, the visitor's
+/// `X-Forwarded-Proto` dropped, and ours appended.
+pub fn forwarded(
+    buf: &[u8],
+    head: &RequestHead,
+    peer_ip: &str,
+    scheme: &str,
+    host: Option<&str>,
+) -> Bytes {
     let raw = &buf[..head.len - 2];
     let mut out = BytesMut::with_capacity(head.len + 64);
+    let named = |line: &[u8], name: &[u8]| {
+        line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+    };
     for line in raw.split_inclusive(|&b| b == b'\n') {
-        let is_xfp = line.len() > 18 && line[..18].eq_ignore_ascii_case(b"x-forwarded-proto:");
-        if !is_xfp {
-            out.extend_from_slice(line);
+        match host {
+            Some(h) if named(line, b"host:") => {
+                out.put_slice(b"Host: ");
+                out.put_slice(h.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            _ if named(line, b"x-forwarded-proto:") => {}
+            _ => out.extend_from_slice(line),
         }
     }
     out.put_slice(b"X-Forwarded-For: ");
@@ -304,10 +319,15 @@ mod tests {
         let req =
             "GET / HTTP/1.1\r\nhOsT: a\r\nX-Forwarded-Proto: ftp\r\nZed: 1\r\nalpha: 2\r\n\r\n";
         let h = p(req).unwrap().unwrap();
-        let out = forwarded(req.as_bytes(), &h, "10.0.0.1", "https");
+        let out = forwarded(req.as_bytes(), &h, "10.0.0.1", "https", None);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "GET / HTTP/1.1\r\nhOsT: a\r\nZed: 1\r\nalpha: 2\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+        let out = forwarded(req.as_bytes(), &h, "10.0.0.1", "http", Some("site.dev"));
+        assert!(
+            out.starts_with(b"GET / HTTP/1.1\r\nHost: site.dev\r\nZed: 1\r\n"),
+            "{out:?}"
         );
     }
 

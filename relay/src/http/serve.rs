@@ -4,8 +4,8 @@ use super::body::{Input, InputError};
 use super::head::{self, RequestHead};
 use super::pages;
 use crate::config::Limits;
-use crate::router::Router;
-use burrow_protocol::control::{self, StreamMeta};
+use crate::router::{Route, Router};
+use burrow_protocol::control::{self, StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_from_mux, pump_to_mux, MuxStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ where
         Ok(Ok(h)) => h,
     };
     let route = match shared.router.lookup(&first.host) {
-        Some(r) if r.serves(scheme) => r,
+        Some(r) if r.proto == TunnelProto::Http && r.serves(scheme) => r,
         _ => {
             info!(%peer, host = %first.host, "no tunnel for host");
             let msg = format!("Tunnel {} not found", first.host);
@@ -85,15 +85,7 @@ where
         }
     };
     let ip = peer.ip().to_string();
-    let up = forward_requests(
-        input,
-        &stream,
-        first,
-        &ip,
-        scheme,
-        limits,
-        route.auth.as_deref(),
-    );
+    let up = forward_requests(input, &stream, first, &ip, scheme, limits, &route);
     let down = pump_from_mux(&stream, &mut wr);
     tokio::pin!(up, down);
     tokio::select! {
@@ -114,13 +106,14 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     ip: &str,
     scheme: &str,
     limits: &Limits,
-    auth: Option<&str>,
+    route: &Route,
 ) -> Result<(), InputError> {
+    let auth = route.auth.as_deref();
     // The connection stays bound to the tunnel of its first request.
     let bound_host = first.host.clone();
     let mut head = first;
     loop {
-        let fwd = head::forwarded(&input.buf, &head, ip, scheme);
+        let fwd = head::forwarded(&input.buf, &head, ip, scheme, route.host_header.as_deref());
         let _ = input.buf.split_to(head.len);
         stream.send(fwd).await?;
         let body = match head.framing {
