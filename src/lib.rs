@@ -86,6 +86,8 @@ pub struct TunnelOpts {
     pub bind_tls: BindTls,
     /// Basic-auth credentials `user:password`.
     pub auth: Option<String>,
+    /// Requested custom hostname.
+    pub hostname: Option<String>,
 }
 
 impl TunnelOpts {
@@ -98,6 +100,7 @@ impl TunnelOpts {
             remote_port: None,
             bind_tls: BindTls::Both,
             auth: None,
+            hostname: None,
         }
     }
 
@@ -112,6 +115,12 @@ impl TunnelOpts {
     /// With a requested subdomain.
     pub fn subdomain(mut self, s: &str) -> Self {
         self.subdomain = Some(s.into());
+        self
+    }
+
+    /// With a requested custom hostname.
+    pub fn hostname(mut self, h: &str) -> Self {
+        self.hostname = Some(h.into());
         self
     }
 }
@@ -150,7 +159,7 @@ impl TestAgent {
             TunnelRequest {
                 proto: opts.proto,
                 subdomain: opts.subdomain,
-                hostname: None,
+                hostname: opts.hostname,
                 remote_port: opts.remote_port,
                 bind_tls: opts.bind_tls,
                 auth: opts.auth,

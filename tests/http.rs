@@ -131,15 +131,13 @@ fn ws_frame(text: &[u8]) -> Vec<u8> {
     f
 }
 
-#[actix_rt::test]
-async fn websocket_upgrade_passes_through() {
-    let relay = TestRelay::start().await;
-    let up = upstream::start().await;
-    let agent = TestAgent::http(&relay, up.addr.port()).await;
-    let mut s = TcpStream::connect(relay.http()).await.unwrap();
+/// A WebSocket echo through the tunnel over `s` (plain or TLS).
+async fn websocket_echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    host: &str,
+) {
     let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        agent.host()
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut head = vec![0u8; 1024];
@@ -156,6 +154,48 @@ async fn websocket_upgrade_passes_through() {
             .unwrap();
         assert_eq!(echoed, frame);
     }
+}
+
+#[actix_rt::test]
+async fn websocket_upgrade_passes_through() {
+    let relay = TestRelay::start().await;
+    let up = upstream::start().await;
+    let agent = TestAgent::http(&relay, up.addr.port()).await;
+    let s = TcpStream::connect(relay.http()).await.unwrap();
+    websocket_echo(s, &agent.host()).await;
+}
+
+#[actix_rt::test]
+async fn websocket_over_https() {
+    let relay = TestRelay::start().await;
+    let up = upstream::start().await;
+    let agent = TestAgent::http(&relay, up.addr.port()).await;
+    let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(agent.host()).unwrap();
+    let sock = TcpStream::connect(relay.https()).await.unwrap();
+    let s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, sock)
+        .await
+        .expect("TLS to the relay");
+    websocket_echo(s, &agent.host()).await;
+}
+
+#[actix_rt::test]
+async fn custom_hostname_held_by_another_session_is_refused() {
+    let relay = TestRelay::start().await;
+    let up = upstream::start().await;
+    let opts = burrow_e2e::TunnelOpts::http(up.addr.port()).hostname("app.example.test");
+    let first = TestAgent::start(&relay, opts.clone(), None).await.unwrap();
+    assert_eq!(host_of(first.http_url()), "app.example.test");
+    let err = TestAgent::start(&relay, opts, None)
+        .await
+        .err()
+        .expect("a second session is refused");
+    assert!(err.contains("app.example.test is already in use"), "{err}");
+    let url = format!("http://app.example.test:{}/hello", relay.http().port());
+    let resolve = format!("app.example.test:{}:127.0.0.1", relay.http().port());
+    let (body, _, _) = curl(&["--resolve", &resolve, &url]).await;
+    assert_eq!(body, "hello", "the first keeps it");
 }
 
 #[actix_rt::test]
