@@ -6,8 +6,6 @@ import { RequestList } from './list.js';
 import { Detail } from './detail.js';
 import { setupDialogs, openModify, openCurl } from './modify.js';
 
-const FILTER_KEY = 'burrow.inspect.filters';
-
 const state = {
   all: [], // list items, oldest first: { s: summary, ix: filter index, version }
   byId: new Map(),
@@ -39,7 +37,7 @@ function toast(msg) {
 
 // ---- components ---------------------------------------------------------------
 
-const list = new RequestList($('#list'), $('#list-spacer'), (id) => select(id));
+const list = new RequestList($('#requests'), $('#list-spacer'), (id) => select(id));
 const detail = new Detail($('#detail'), {
   showError,
   toast,
@@ -157,7 +155,7 @@ function flush() {
 
 function renderEmptyUrls() {
   const ul = $('#empty-urls');
-  ul.replaceChildren(...state.tunnels.filter((t) => t.public_url).map((t) =>
+  ul.replaceChildren(...state.tunnels.filter((t) => /^https?:\/\//i.test(t.public_url || '')).map((t) =>
     el('li', null,
       el('a', { href: t.public_url, target: '_blank', rel: 'noopener noreferrer', text: t.public_url }),
       el('span', { class: 'muted', text: ` → ${t.config?.addr ?? ''}` }))));
@@ -175,6 +173,14 @@ async function loadTunnels() {
 
 // ---- selection ------------------------------------------------------------------
 
+function hashId() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return '';
+  }
+}
+
 function select(id, { reveal = false } = {}) {
   if (!id) return;
   state.selected = id;
@@ -184,7 +190,7 @@ function select(id, { reveal = false } = {}) {
     if (i >= 0) list.reveal(i);
   }
   detail.show(id, state.byId.get(id)?.s);
-  if (decodeURIComponent(location.hash.slice(1)) !== id) history.replaceState(null, '', `#${encodeURIComponent(id)}`);
+  if (hashId() !== id) history.replaceState(null, '', `#${encodeURIComponent(id)}`);
 }
 
 function deselect() {
@@ -205,7 +211,7 @@ function step(delta) {
 document.addEventListener('keydown', (ev) => {
   const a = document.activeElement;
   if (ev.altKey || ev.ctrlKey || ev.metaKey || document.querySelector('dialog[open]')) return;
-  if (a && a !== document.body && a !== $('#list') && !a.closest?.('.row')) return;
+  if (a && a !== document.body && a !== $('#requests') && !a.closest?.('.req-row')) return;
   if (ev.key === 'ArrowDown' || ev.key === 'j') step(1);
   else if (ev.key === 'ArrowUp' || ev.key === 'k') step(-1);
   else return;
@@ -213,28 +219,25 @@ document.addEventListener('keydown', (ev) => {
 });
 
 window.addEventListener('hashchange', () => {
-  const id = decodeURIComponent(location.hash.slice(1));
+  const id = hashId();
   if (id && id !== state.selected) select(id, { reveal: true });
 });
 
 // ---- filters --------------------------------------------------------------------
 
 function renderChips() {
-  $('#filter-chips').replaceChildren(...state.filters.map((f, i) =>
+  $('#filter-chips').replaceChildren(...state.filters.map((f) =>
     el('span', { class: 'filter-chip', title: f.text },
       el('span', { class: 'chip-text', text: f.text }),
       el('button', {
         type: 'button', class: 'remove', 'aria-label': `Remove filter ${f.text}`, text: '×',
-        onclick: () => removeFilter(i),
+        onclick: () => removeFilter(f),
       }))));
-  try {
-    localStorage.setItem(FILTER_KEY, JSON.stringify(state.filters.map((f) => f.text)));
-  } catch { /* storage may be unavailable */ }
   schedule();
 }
 
-function removeFilter(i) {
-  state.filters.splice(i, 1);
+function removeFilter(f) {
+  state.filters = state.filters.filter((x) => x !== f);
   renderChips();
 }
 
@@ -256,7 +259,7 @@ filterInput.addEventListener('keydown', (ev) => {
     filterInput.value = '';
     filterError.textContent = '';
   } else if (ev.key === 'Backspace' && filterInput.value === '' && state.filters.length) {
-    removeFilter(state.filters.length - 1);
+    removeFilter(state.filters[state.filters.length - 1]);
   }
 });
 filterInput.addEventListener('input', () => {
@@ -264,13 +267,6 @@ filterInput.addEventListener('input', () => {
   filterInput.removeAttribute('aria-invalid');
 });
 
-try {
-  for (const text of JSON.parse(localStorage.getItem(FILTER_KEY) || '[]')) {
-    const f = parseFilter(String(text));
-    if (!f.error) state.filters.push(f);
-  }
-} catch { /* ignore bad saved filters */ }
-renderChips();
 
 // ---- buttons ----------------------------------------------------------------------
 
@@ -337,5 +333,5 @@ setInterval(() => list.refreshTimes(), 5000);
 loadTunnels();
 connect();
 flush();
-const initial = decodeURIComponent(location.hash.slice(1));
+const initial = hashId();
 if (initial) select(initial);

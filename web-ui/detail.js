@@ -175,7 +175,7 @@ export class Detail {
         t.classList.toggle('active', on);
         t.setAttribute('aria-selected', on ? 'true' : 'false');
       }
-      body.replaceChildren(...this.tabContent(key, name, part));
+      body.replaceChildren(...this.tabContent(key, name, part).filter(Boolean));
     };
     for (const [name, label] of TABS) {
       tabs.append(el('button', { type: 'button', class: 'tab', role: 'tab', dataset: { tab: name }, text: label, onclick: () => select(name) }));

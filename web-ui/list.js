@@ -16,7 +16,7 @@ export class RequestList {
     container.addEventListener('scroll', () => this.schedule(), { passive: true });
     window.addEventListener('resize', () => this.schedule());
     container.addEventListener('click', (ev) => {
-      const row = ev.target.closest('.row');
+      const row = ev.target.closest('.req-row');
       if (row && row.dataset.id) onSelect(row.dataset.id);
     });
   }
@@ -30,7 +30,7 @@ export class RequestList {
   setSelected(id) {
     this.selectedId = id;
     for (const row of this.pool) {
-      const sel = row.item != null && row.item.s.id === id && !row.el.hidden;
+      const sel = row.item != null && row.item.s.id === id;
       row.el.classList.toggle('selected', sel);
       row.el.setAttribute('aria-selected', sel ? 'true' : 'false');
     }
@@ -69,12 +69,13 @@ export class RequestList {
     for (let k = 0; k < this.pool.length; k++) {
       const row = this.pool[k];
       if (k >= count) {
-        if (!row.el.hidden) row.el.hidden = true;
+        // Unused rows leave the DOM, so it only ever holds what is in view.
+        if (row.el.isConnected) row.el.remove();
         row.item = null;
         continue;
       }
       const item = this.items[start + k];
-      row.el.hidden = false;
+      if (!row.el.isConnected) this.box.append(row.el);
       row.el.style.top = `${(start + k) * ROW_H}px`;
       if (row.item !== item || row.version !== item.version) this.fill(row, item);
       row.ago.textContent = timeAgo(item.s.start_ms, now);
@@ -88,14 +89,14 @@ export class RequestList {
   refreshTimes() {
     const now = Date.now();
     for (const row of this.pool) {
-      if (row.item && !row.el.hidden) row.ago.textContent = timeAgo(row.item.s.start_ms, now);
+      if (row.item) row.ago.textContent = timeAgo(row.item.s.start_ms, now);
     }
   }
 
   makeRow() {
     const row = {
-      method: el('span', { class: 'c-method' }),
-      path: el('span', { class: 'c-path' }),
+      method: el('span', { class: 'c-method method' }),
+      path: el('span', { class: 'c-path path' }),
       ws: el('span', { class: 'ws-badge', hidden: true }),
       status: el('span', { class: 'c-status' }),
       dur: el('span', { class: 'c-dur' }),
@@ -104,9 +105,8 @@ export class RequestList {
       item: null,
       version: -1,
     };
-    row.el = el('div', { class: 'row', role: 'option' },
+    row.el = el('div', { class: 'req-row', role: 'option' },
       row.method, el('span', { class: 'c-pathcell' }, row.path, row.ws), row.status, row.dur, row.ago, row.ip);
-    this.box.append(row.el);
     return row;
   }
 

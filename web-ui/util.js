@@ -32,7 +32,7 @@ export function formatDuration(ns) {
   if (ms < 100) return `${ms.toFixed(1)}ms`;
   if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)}s`;
+  if (s < 60) return `${Number(s.toFixed(s < 10 ? 2 : 1))}s`;
   const m = Math.floor(s / 60);
   return `${m}m ${Math.round(s - m * 60)}s`;
 }

@@ -30,7 +30,14 @@ pub fn settings_rows(s: &Settings) -> Vec<(String, String)> {
                 .unwrap_or_else(|| "(embedded relay)".into()),
         ),
         ("region".into(), s.region.clone()),
-        ("inspect_db_size".into(), s.inspect_db_size.to_string()),
+        (
+            "inspect_db_size".into(),
+            match s.inspect_db_size {
+                0 => format!("{} (default)", crate::inspector::DEFAULT_DB_SIZE),
+                n if n < 0 => format!("{n} (inspection off)"),
+                n => n.to_string(),
+            },
+        ),
         ("log".into(), s.log.clone()),
         (
             "configuration files".into(),
@@ -69,9 +76,14 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
     let tunnels = state.supervisor.send(ListTunnels).await.unwrap_or_default();
     let snaps = state.hub.snapshot().await;
     let mut html = String::from(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>burrow status</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}\
-         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body><h1>Status</h1>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Burrow · Status</title><link rel=\"icon\" href=\"data:,\">\
+         <link rel=\"stylesheet\" href=\"/inspect/static/style.css\"></head>\
+         <body class=\"status-page\"><header class=\"topbar\"><span class=\"brand\">Burrow</span>\
+         <nav><a href=\"/inspect/http\">Inspect</a>\
+         <a href=\"/status\" class=\"current\" aria-current=\"page\">Status</a></nav></header>\
+         <main class=\"status\"><h1>Status</h1>",
     );
     for t in &tunnels {
         let m = snaps
@@ -79,7 +91,7 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
             .cloned()
             .unwrap_or_default();
         html.push_str(&format!(
-            "<h2>{}</h2><table><tr><th>URL</th><td>{}</td></tr><tr><th>Addr</th><td>{}</td></tr>\
+            "<section class=\"tunnel\"><h2>{}</h2><table><tr><th>URL</th><td>{}</td></tr><tr><th>Addr</th><td>{}</td></tr>\
              <tr><th>Inspect</th><td>{}</td></tr><tr><th>Proto</th><td>{}</td></tr></table>",
             escape(&t.name),
             escape(&t.public_url),
@@ -105,7 +117,7 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
             rates(&m.http)
         ));
         html.push_str(&format!(
-            "<h3>HTTP Response Durations</h3><table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th></tr><tr>{}</tr></table>",
+            "<h3>HTTP Response Durations</h3><table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th></tr><tr>{}</tr></table></section>",
             quantiles(&m.http)
         ));
     }
@@ -120,8 +132,9 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
             escape(v)
         ));
     }
-    html.push_str("</table></body></html>\n");
+    html.push_str("</table></main></body></html>\n");
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", crate::web::CSP))
         .body(html)
 }

@@ -15,7 +15,7 @@ include!(concat!(env!("OUT_DIR"), "/web_ui.rs"));
 
 /// Scripts and styles only from this origin, so captured text can never run as code even
 /// if a rendering bug let it into the page's markup.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
                    script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
 fn file(name: &str) -> Option<&'static [u8]> {

@@ -2,6 +2,8 @@
 //! read line by line, scratch directories, free ports and tiny upstream servers.
 #![allow(dead_code)]
 
+pub mod cdp;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
