@@ -25,6 +25,8 @@
 //!   directory. Someone who can write inside the directory could still swap a path component
 //!   for a symlink between that check and the open; visitors cannot.
 
+use crate::logfmt::civil_from_days;
+use burrow_relay::http::pages::{escape, reason};
 use std::cmp::min;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -434,7 +436,7 @@ impl Response {
         Response::new(status).html(format!(
             "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
              <body>\n<h1>{title}</h1>\n<p>{}</p>\n</body>\n</html>\n",
-            html_escape(detail)
+            escape(detail)
         ))
     }
 
@@ -449,22 +451,6 @@ impl Response {
             &format!("{method} is not allowed here; this server answers GET and HEAD."),
         )
         .header("Allow", "GET, HEAD")
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        416 => "Range Not Satisfiable",
-        431 => "Request Header Fields Too Large",
-        _ => "Internal Server Error",
     }
 }
 
@@ -761,7 +747,7 @@ fn redirect_to_dir(segments: &[String], query: Option<&str>) -> Response {
     let page = format!(
         "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>301 Moved Permanently</title></head>\n\
          <body>\n<h1>301 Moved Permanently</h1>\n<p><a href=\"{0}\">{0}</a></p>\n</body>\n</html>\n",
-        html_escape(&location)
+        escape(&location)
     );
     Response::new(301).header("Location", location).html(page)
 }
@@ -789,21 +775,6 @@ fn header_safe(s: &str) -> String {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
         }
     }
     out
@@ -1065,7 +1036,7 @@ async fn listing(dir: PathBuf, segments: &[String]) -> Response {
         }
     };
 
-    let title = html_escape(&title);
+    let title = escape(&title);
     let mut page = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -1089,7 +1060,7 @@ async fn listing(dir: PathBuf, segments: &[String]) -> Response {
             "<tr><td><a href=\"{}{slash}\">{}{slash}</a></td><td class=\"size\">{size}</td>\
              <td>{modified}</td></tr>\n",
             percent_encode(&e.name),
-            html_escape(&e.name),
+            escape(&e.name),
         ));
     }
     page.push_str("</table>\n");
@@ -1146,21 +1117,6 @@ const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
-
-/// Year, month (1–12) and day (1–31) of a day counted from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
 
 /// The inverse of [`civil_from_days`].
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -1555,7 +1511,7 @@ mod tests {
 
         assert_eq!(percent_encode("<b>&\"x\".txt"), "%3Cb%3E%26%22x%22.txt");
         assert_eq!(percent_encode("a:b é"), "a%3Ab%20%C3%A9");
-        assert_eq!(html_escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
+        assert_eq!(escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
         assert_eq!(header_safe("a=é b"), "a=%C3%A9%20b");
 
         assert_eq!(status_for(&io::Error::from(io::ErrorKind::NotFound)), 404);

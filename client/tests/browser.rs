@@ -6,7 +6,7 @@
 mod common;
 
 use common::cdp::{Browser, Page};
-use common::{call, free_port, json, spawn, Running, Scratch};
+use common::{agent, call, json, read_request, Running, Scratch};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -40,31 +40,7 @@ fn upstream(seen: Seen) -> u16 {
 fn serve(s: TcpStream, seen: Seen) {
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s;
-    loop {
-        let mut head = String::new();
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-            line.clear();
-        }
-        if head.is_empty() {
-            return;
-        }
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some((head, body)) = read_request(&mut r) {
         *seen.last.lock().unwrap() = format!("{head}{}", String::from_utf8_lossy(&body));
         seen.hits.fetch_add(1, Ordering::SeqCst);
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
@@ -106,19 +82,7 @@ struct Setup {
 }
 
 fn setup(tag: &str) -> Setup {
-    let web = free_port();
-    let dir = Scratch::new(tag);
-    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n"));
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    run.line_matching(|l| l.contains("client session established"));
-    let api = format!("http://127.0.0.1:{web}");
+    let (run, api, dir) = agent(tag, "");
     let seen = Seen::default();
     let port = upstream(seen.clone());
     let (code, body) = call(

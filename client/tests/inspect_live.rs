@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{call, free_port, json, spawn, Running, Scratch};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{agent, call, json, read_request};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -39,31 +39,8 @@ fn serve(mut s: TcpStream) {
         return;
     }
     let mut r = BufReader::new(s.try_clone().unwrap());
-    loop {
-        let mut head = String::new();
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-            line.clear();
-        }
-        if head.is_empty() {
-            return;
-        }
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some((head, body)) = read_request(&mut r) {
+        let len = body.len();
         if head.starts_with("GET /slow") {
             std::thread::sleep(Duration::from_millis(1500));
         }
@@ -76,22 +53,6 @@ fn serve(mut s: TcpStream) {
             return;
         }
     }
-}
-
-fn agent(tag: &str, extra: &str) -> (Running, String, Scratch) {
-    let web = free_port();
-    let dir = Scratch::new(tag);
-    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n{extra}"));
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    run.line_matching(|l| l.contains("client session established"));
-    (run, format!("http://127.0.0.1:{web}"), dir)
 }
 
 fn tunnel(api: &str, name: &str, port: u16) -> String {

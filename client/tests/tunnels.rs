@@ -4,28 +4,12 @@
 
 mod common;
 
-use common::{call, free_port, json, spawn, Running, Scratch};
+use common::{call, free_port, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn agent(tag: &str) -> (Running, String, Scratch) {
-    let web = free_port();
-    let dir = Scratch::new(tag);
-    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n"));
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    run.line_matching(|l| l.contains("client session established"));
-    (run, format!("http://127.0.0.1:{web}"), dir)
-}
 
 /// Creates a tunnel through the API; Ok(public URLs) or Err((status, body)).
 fn create(api: &str, body: &str) -> Result<Vec<String>, (u16, String)> {
@@ -262,7 +246,7 @@ fn s_client(port: u16, servername: Option<&str>, extra: &[&str], send: &str) -> 
 
 #[test]
 fn host_header_modes_reach_the_upstream() {
-    let (_run, api, _dir) = agent("hosthdr");
+    let (_run, api, _dir) = common::agent("hosthdr", "");
     let port = host_echo();
     for (mode, want) in [
         (None, None),
@@ -299,7 +283,7 @@ fn host_header_modes_reach_the_upstream() {
 
 #[test]
 fn https_upstream_with_a_self_signed_certificate() {
-    let (_run, api, dir) = agent("httpsup");
+    let (_run, api, dir) = common::agent("httpsup", "");
     let (_, cert, key) = issue(&dir.0, "up", "localhost");
     let server = SServer::start(&cert, &key);
     let urls = create(
@@ -321,7 +305,7 @@ fn https_upstream_with_a_self_signed_certificate() {
 
 #[test]
 fn file_server_lists_downloads_ranges_and_enforces_auth() {
-    let (_run, api, dir) = agent("files");
+    let (_run, api, dir) = common::agent("files", "");
     let root = dir.0.join("site");
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let data: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
@@ -395,7 +379,7 @@ fn file_server_lists_downloads_ranges_and_enforces_auth() {
 
 #[test]
 fn custom_and_wildcard_hostnames_route_most_specific_first() {
-    let (_run, api, _dir) = agent("hostnames");
+    let (_run, api, _dir) = common::agent("hostnames", "");
     let mut ports = Vec::new();
     for (name, hostname) in [
         ("exact", "dev.example.test"),
@@ -461,7 +445,7 @@ fn custom_and_wildcard_hostnames_route_most_specific_first() {
 
 #[test]
 fn tls_tunnels_pass_through_terminate_and_check_client_certificates() {
-    let (run, api, dir) = agent("tls");
+    let (run, api, dir) = common::agent("tls", "");
     let (_, up_cert, up_key) = issue(&dir.0, "up", "pass.example.test");
     let server = SServer::start(&up_cert, &up_key);
     let urls = create(

@@ -179,3 +179,49 @@ pub fn call(method: &str, url: &str, body: Option<&str>, extra: &[&str]) -> (u16
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
+
+/// `burrow start --none` with its API on a free port and `extra` YAML in its configuration;
+/// returns once the relay session is up, with the API's base URL.
+pub fn agent(tag: &str, extra: &str) -> (Running, String, Scratch) {
+    let web = free_port();
+    let dir = Scratch::new(tag);
+    let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n{extra}"));
+    let run = spawn(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    run.line_matching(|l| l.contains("client session established"));
+    (run, format!("http://127.0.0.1:{web}"), dir)
+}
+
+/// Reads one HTTP/1.1 request (head and Content-Length body) for a test upstream; `None`
+/// when the client closed.
+pub fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    let mut line = String::new();
+    while r.read_line(&mut line).ok()? > 0 {
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    if head.is_empty() {
+        return None;
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}

@@ -23,6 +23,7 @@ pub fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         408 => "Request Timeout",
+        416 => "Range Not Satisfiable",
         421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
