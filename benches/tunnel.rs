@@ -1,24 +1,27 @@
 //! Load benchmark: traffic through a Burrow relay and agent against the same traffic sent direct.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
-//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,inspect,bulk,rtt,memory` picks
-//! phases. Everything runs on 127.0.0.1.
+//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,inspect,tls,bulk,rtt,memory`
+//! picks phases. Everything runs on 127.0.0.1.
 //!
-//! The upstream servers (the 1 KiB HTTP server and the raw sink, source and echo) run in a
-//! child process of their own, this binary re-executed with `--burrow-bench-upstream`, on a
-//! one-thread runtime. The direct and the tunnelled figures are taken against that same
-//! process, so a direct request crosses the same process boundary and loopback sockets as
-//! the last hop of a tunnelled one; the load generator stays in this process.
+//! The upstream servers (the 1 KiB HTTP server, plain and over TLS, and the raw sink, source
+//! and echo) run in a child process of their own, this binary re-executed with
+//! `--burrow-bench-upstream`, on a one-thread runtime. The direct and the tunnelled figures
+//! are taken against that same process, so a direct request crosses the same process boundary
+//! and loopback sockets as the last hop of a tunnelled one; the load generator stays in this
+//! process.
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
 use hdrhistogram::Histogram;
+use rustls::pki_types::{PrivatePkcs8KeyDer, ServerName};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -197,6 +200,8 @@ struct Relay {
     proc: Proc,
     control: SocketAddr,
     http: SocketAddr,
+    /// The public TLS port: HTTPS for http tunnels, passthrough by SNI for tls tunnels.
+    https: SocketAddr,
     ca: PathBuf,
     state: PathBuf,
 }
@@ -248,17 +253,22 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
     let http = proc
         .wait_for("the relay's http address", |l| addr_of(l, "http"))
         .await?;
+    let https = proc
+        .wait_for("the relay's https address", |l| addr_of(l, "https"))
+        .await?;
     let ca = state.join("ca.pem");
     Ok(Relay {
         proc,
         control,
         http,
+        https,
         ca,
         state,
     })
 }
 
-/// A `burrow` agent and the public address of its tunnel (Host name for http, port for tcp).
+/// A `burrow` agent and the public address of its tunnel (host name for http and tls, port
+/// for tcp).
 struct Agent {
     proc: Proc,
     public: String,
@@ -284,7 +294,13 @@ async fn start_agent(
             .arg(ca)
             .args(extra),
     )?;
-    let scheme = if proto == "tcp" { "tcp://" } else { "http://" };
+    // An http tunnel prints an https:// and an http:// line for the same host; the prefix
+    // takes the second and skips the first.
+    let scheme = match proto {
+        "tcp" => "tcp://",
+        "tls" => "tls://",
+        _ => "http://",
+    };
     let public = proc
         .wait_for("the agent's Forwarding line", |l| {
             let url = l.strip_prefix("Forwarding")?.split_whitespace().next()?;
@@ -352,8 +368,8 @@ fn agent_main(args: &[String]) -> Result<()> {
 // Upstream servers (this binary, re-executed)
 // ---------------------------------------------------------------------------------------
 
-/// Serves the upstream HTTP and raw servers until killed or orphaned; prints
-/// `UPSTREAM HTTP_ADDR RAW_ADDR` once both listen.
+/// Serves the upstream HTTP, HTTPS and raw servers until killed or orphaned; prints
+/// `UPSTREAM HTTP_ADDR RAW_ADDR HTTPS_ADDR` once all listen.
 ///
 /// One thread, running both the I/O driver and every connection: the servers only answer a
 /// canned 1 KiB response or move bytes, which one core does faster than the tunnel can carry
@@ -368,7 +384,13 @@ fn upstream_main() -> Result<()> {
         let parent = std::os::unix::process::parent_id();
         let http = serve(serve_http).await?;
         let raw = serve(serve_raw).await?;
-        println!("UPSTREAM {http} {raw}");
+        let acceptor = tokio_rustls::TlsAcceptor::from(upstream_tls()?);
+        let https = serve(move |tcp| {
+            let acceptor = acceptor.clone();
+            async move { serve_http(acceptor.accept(tcp).await?).await }
+        })
+        .await?;
+        println!("UPSTREAM {http} {raw} {https}");
         std::io::Write::flush(&mut std::io::stdout())?;
         // Exit with the benchmark even if it dies without killing us.
         while std::os::unix::process::parent_id() == parent {
@@ -378,24 +400,53 @@ fn upstream_main() -> Result<()> {
     })
 }
 
-/// The upstream process and its two listening addresses.
+/// The upstream process and its listening addresses.
 struct Upstream {
     proc: Proc,
     http: SocketAddr,
     raw: SocketAddr,
+    /// The same HTTP server as `http`, behind TLS.
+    https: SocketAddr,
 }
 
 async fn start_upstream() -> Result<Upstream> {
     let exe = std::env::current_exe()?;
     let mut proc = Proc::spawn(Command::new(exe).arg(UPSTREAM_ARG))?;
-    let (http, raw) = proc
+    let (http, raw, https) = proc
         .wait_for("the upstream addresses", |l| {
             let mut words = l.split_whitespace();
             (words.next() == Some("UPSTREAM")).then_some(())?;
-            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+            let mut addr = || words.next()?.parse().ok();
+            Some((addr()?, addr()?, addr()?))
         })
         .await?;
-    Ok(Upstream { proc, http, raw })
+    Ok(Upstream {
+        proc,
+        http,
+        raw,
+        https,
+    })
+}
+
+/// A self-signed certificate for the bench's TLS servers; no client checks the names.
+fn bench_cert() -> Result<rcgen::CertifiedKey<rcgen::KeyPair>> {
+    Ok(rcgen::generate_simple_self_signed(vec![
+        "localhost".to_string(),
+        "*.localhost".to_string(),
+    ])?)
+}
+
+/// Server TLS for the upstream's HTTPS listener.
+fn upstream_tls() -> Result<Arc<rustls::ServerConfig>> {
+    let cert = bench_cert()?;
+    let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key.into())?;
+    Ok(Arc::new(config))
 }
 
 /// Accepts connections on a fresh loopback port and serves each with `serve`.
@@ -425,7 +476,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Keep-alive HTTP/1.1 server answering every (bodiless) request with a 1 KiB body.
-async fn serve_http(mut stream: TcpStream) -> std::io::Result<()> {
+async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
     let mut response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {BODY_LEN}\r\n\r\n"
     )
@@ -440,6 +491,8 @@ async fn serve_http(mut stream: TcpStream) -> std::io::Result<()> {
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
+            // A TLS stream may keep the tail of a record until flushed.
+            stream.flush().await?;
             out.clear();
         }
         if stream.read_buf(&mut buf).await? == 0 {
@@ -576,7 +629,7 @@ impl Load {
 }
 
 /// Reads one response with a Content-Length body from `stream`, buffering in `buf`.
-async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<()> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end])?;
@@ -611,9 +664,30 @@ async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()>
     }
 }
 
+/// How the load generator speaks to the server: plain TCP, or TLS sending `sni`.
+#[derive(Clone)]
+enum Dial {
+    Plain,
+    Tls {
+        connector: tokio_rustls::TlsConnector,
+        sni: ServerName<'static>,
+    },
+}
+
+impl Dial {
+    /// TLS with SNI `host`, trusting any certificate.
+    fn tls(host: &str) -> Result<Self> {
+        Ok(Dial::Tls {
+            connector: tokio_rustls::TlsConnector::from(burrow::local::unverified_client_tls()),
+            sni: ServerName::try_from(host.to_string())?,
+        })
+    }
+}
+
 /// `conns` keep-alive connections sending `GET /` back to back for `warmup + time`.
 async fn http_load(
     addr: SocketAddr,
+    dial: &Dial,
     host: &str,
     conns: usize,
     warmup: Duration,
@@ -629,30 +703,21 @@ async fn http_load(
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let request = request.clone();
+        let dial = dial.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut stream = TcpStream::connect(addr).await?;
+            let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let mut buf = BytesMut::with_capacity(16 << 10);
-            let mut count = 0u64;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= deadline {
-                    break;
-                }
-                stream.write_all(&request).await?;
-                timeout(
-                    Duration::from_secs(10),
-                    read_response(&mut stream, &mut buf),
-                )
-                .await
-                .context("request timed out")??;
-                if t0 >= measured {
-                    hist.saturating_record(t0.elapsed().as_micros() as u64);
-                    count += 1;
+            match dial {
+                Dial::Plain => request_loop(stream, &request, measured, deadline).await,
+                Dial::Tls { connector, sni } => {
+                    // The handshake falls in the warm-up, as keep-alive amortises it.
+                    let stream = timeout(Duration::from_secs(10), connector.connect(sni, stream))
+                        .await
+                        .context("TLS handshake timed out")?
+                        .context("TLS handshake")?;
+                    request_loop(stream, &request, measured, deadline).await
                 }
             }
-            anyhow::Ok((hist, count))
         }));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -667,6 +732,39 @@ async fn http_load(
         rate: count as f64 / elapsed,
         hist,
     })
+}
+
+/// One connection of `http_load`: requests until `deadline`, recording latencies and counting
+/// responses from `measured` on.
+async fn request_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+    measured: Instant,
+    deadline: Instant,
+) -> Result<(Histogram<u64>, u64)> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut buf = BytesMut::with_capacity(16 << 10);
+    let mut count = 0u64;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= deadline {
+            break;
+        }
+        stream.write_all(request).await?;
+        // A TLS stream may keep the tail of a record until flushed.
+        stream.flush().await?;
+        timeout(
+            Duration::from_secs(10),
+            read_response(&mut stream, &mut buf),
+        )
+        .await
+        .context("request timed out")??;
+        if t0 >= measured {
+            hist.saturating_record(t0.elapsed().as_micros() as u64);
+            count += 1;
+        }
+    }
+    Ok((hist, count))
 }
 
 /// Sends up to `bytes` (or for up to `time`) into a sink at `addr`; returns MB/s.
@@ -859,6 +957,9 @@ async fn bench() -> Result<()> {
     if plan.runs("inspect") {
         inspect_phase(&plan, &mut table, &bins, &relay, http_up).await;
     }
+    if plan.runs("tls") {
+        tls_phase(&plan, &mut table, &bins, &relay, http_up, upstream.https).await;
+    }
     if plan.runs("bulk") {
         let agent = start_agent(&bins, "tcp", raw_up.port(), relay.control, &relay.ca, &[]).await?;
         let public = SocketAddr::from(([127, 0, 0, 1], agent.public.parse()?));
@@ -933,10 +1034,14 @@ async fn http_phases(
         let pair = async {
             let d = bounded(
                 limit,
-                http_load(direct, "localhost", conns, plan.warmup, time),
+                http_load(direct, &Dial::Plain, "localhost", conns, plan.warmup, time),
             )
             .await?;
-            let t = bounded(limit, http_load(relay, host, conns, plan.warmup, time)).await?;
+            let t = bounded(
+                limit,
+                http_load(relay, &Dial::Plain, host, conns, plan.warmup, time),
+            )
+            .await?;
             anyhow::Ok((t, d))
         };
         let label = if conns == 1 {
@@ -1000,6 +1105,7 @@ async fn inspect_phase(plan: &Plan, table: &mut Table, bins: &Path, relay: &Rela
             limit,
             http_load(
                 relay.http,
+                &Dial::Plain,
                 &off.public,
                 plan.conns,
                 plan.warmup,
@@ -1011,6 +1117,7 @@ async fn inspect_phase(plan: &Plan, table: &mut Table, bins: &Path, relay: &Rela
             limit,
             http_load(
                 relay.http,
+                &Dial::Plain,
                 &on.public,
                 plan.conns,
                 plan.warmup,
@@ -1025,6 +1132,102 @@ async fn inspect_phase(plan: &Plan, table: &mut Table, bins: &Path, relay: &Rela
         Ok((on, off)) => table.compare(&name, "req/s", on, off, Some(0.85), None),
         Err(e) => table.failed(&name, &e),
     }
+}
+
+/// Requests/s at full concurrency over TLS through the relay's https port, for each way a
+/// tunnel can carry TLS, against the same load over TLS straight to `https_up` measured just
+/// before it. `http_up` is the same server without TLS.
+async fn tls_phase(
+    plan: &Plan,
+    table: &mut Table,
+    bins: &Path,
+    relay: &Relay,
+    http_up: SocketAddr,
+    https_up: SocketAddr,
+) {
+    let conns = plan.conns;
+    let cert_dir =
+        std::env::temp_dir().join(format!("burrow-bench-{}-agent-tls", std::process::id()));
+    // (row, agent command, local port, whether the agent terminates TLS)
+    let rows = [
+        (
+            format!("HTTPS req/s, {conns} conns, relay-terminated (direct = TLS to upstream)"),
+            "http",
+            http_up.port(),
+            false,
+        ),
+        (
+            format!("TLS passthrough req/s, {conns} conns (direct = TLS to upstream)"),
+            "tls",
+            https_up.port(),
+            false,
+        ),
+        (
+            format!("TLS agent-terminated req/s, {conns} conns (direct = TLS to upstream)"),
+            "tls",
+            http_up.port(),
+            true,
+        ),
+    ];
+    let limit = plan.warmup + plan.http_time + Duration::from_secs(60);
+    for (name, proto, port, terminate) in rows {
+        eprintln!("tls: {name}, {:?} each", plan.http_time);
+        let run = async {
+            let mut extra = Vec::new();
+            if terminate {
+                let (crt, key) = write_cert_files(&cert_dir)?;
+                extra = vec!["-crt".to_string(), crt, "-key".to_string(), key];
+            }
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let agent = start_agent(bins, proto, port, relay.control, &relay.ca, &extra).await?;
+            let direct = bounded(
+                limit,
+                http_load(
+                    https_up,
+                    &Dial::tls("localhost")?,
+                    "localhost",
+                    conns,
+                    plan.warmup,
+                    plan.http_time,
+                ),
+            )
+            .await?;
+            let tunnel = bounded(
+                limit,
+                http_load(
+                    relay.https,
+                    &Dial::tls(&agent.public)?,
+                    &agent.public,
+                    conns,
+                    plan.warmup,
+                    plan.http_time,
+                ),
+            )
+            .await?;
+            anyhow::Ok((tunnel.rate, direct.rate))
+        };
+        match run.await {
+            Ok((t, d)) => table.compare(&name, "req/s", t, d, Some(0.45), None),
+            Err(e) => table.failed(&name, &e),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cert_dir);
+}
+
+/// Writes a fresh certificate and key for an agent that terminates TLS into `dir`; returns
+/// their paths as the agent's flags take them.
+fn write_cert_files(dir: &Path) -> Result<(String, String)> {
+    std::fs::create_dir_all(dir)?;
+    let cert = bench_cert()?;
+    let (crt, key) = (dir.join("crt.pem"), dir.join("key.pem"));
+    std::fs::write(&crt, cert.cert.pem())?;
+    std::fs::write(&key, cert.signing_key.serialize_pem())?;
+    let utf8 = |p: &Path| {
+        p.to_str()
+            .map(String::from)
+            .context("temp dir is not UTF-8")
+    };
+    Ok((utf8(&crt)?, utf8(&key)?))
 }
 
 /// One-stream bulk transfer each way, direct and through the tcp tunnel at `public`.

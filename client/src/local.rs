@@ -50,15 +50,16 @@ pub async fn dial(local: &LocalAddr) -> std::io::Result<Local> {
             format!("bad host {:?}: {e}", local.host),
         )
     })?;
-    let tls = tokio_rustls::TlsConnector::from(upstream_tls())
+    let tls = tokio_rustls::TlsConnector::from(unverified_client_tls())
         .connect(name, sock)
         .await
         .map_err(|e| std::io::Error::other(format!("TLS to the local server failed: {e}")))?;
     Ok(Local::Other(Box::new(tls)))
 }
 
-/// Client TLS for https upstreams: any certificate, signatures still checked.
-fn upstream_tls() -> Arc<rustls::ClientConfig> {
+/// Client TLS that accepts any certificate (handshake signatures are still checked), for
+/// https upstreams: the user's own server, usually self-signed. Offers only HTTP/1.1.
+pub fn unverified_client_tls() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
