@@ -56,7 +56,9 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
     if s.is_empty() {
         return Err("missing address: give a port, host:port or a URL".into());
     }
-    if s.len() > 7 && s[..7].eq_ignore_ascii_case("file://") {
+    if s.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("file://"))
+    {
         if proto != TunnelProto::Http {
             return Err(format!(
                 "invalid address {s:?}: file:// fits http tunnels only"
@@ -137,6 +139,13 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_is_an_error_not_a_panic() {
+        for bad in ["123456é", "é", "file:/é", "fileé://x"] {
+            assert!(parse(TunnelProto::Http, bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn forms() {

@@ -236,40 +236,47 @@ pub async fn replay(
             );
         }
     }
-    let raw = match v.get("modify") {
-        None | Some(Value::Null) => c.request.raw(),
-        Some(m) => match modified(&c.request, m) {
-            Ok(r) => r,
-            Err(e) => return error(400, 102, &format!("invalid modify: {e}"), &e),
-        },
+    // The request goes out as captured, with framing rebuilt where the capture changed it
+    // (bodies are kept de-chunked).
+    let unchanged = json!({});
+    let edits = match v.get("modify") {
+        None | Some(Value::Null) => &unchanged,
+        Some(m) => m,
     };
-    let send = crate::connection::replay(
+    let raw = match modified(&c.request, edits) {
+        Ok(r) => r,
+        Err(e) => return error(400, 102, &format!("cannot replay: {e}"), &e),
+    };
+    let result = crate::connection::replay(
         &state.hub,
         tunnel.unwrap_or(&c.tunnel_name),
         &c.remote_addr,
         &c.local,
         &raw,
-    );
-    match tokio::time::timeout(Duration::from_secs(10), send).await {
-        Ok(Ok(())) => HttpResponse::NoContent().finish(),
-        Ok(Err(e)) => error(
-            502,
-            113,
-            &format!("replay to {} failed: {e}", c.local.display()),
-            &e.to_string(),
-        ),
-        Err(_) => error(
+        Duration::from_secs(10),
+    )
+    .await;
+    match result {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => error(
             504,
             113,
             &format!("replay to {} timed out", c.local.display()),
             "timeout",
         ),
+        Err(e) => error(
+            502,
+            113,
+            &format!("replay to {} failed: {e}", c.local.display()),
+            &e.to_string(),
+        ),
     }
 }
 
-/// Builds an edited copy of a captured request from `{"method", "uri", "headers", "body"}`
-/// (each optional): headers replace the captured ones when given, and the body, when given,
-/// gets a fresh `Content-Length` in place of any framing the original had.
+/// Builds an edited copy of a captured request from `{"method", "uri", "headers", "body",
+/// "trailers"}` (each optional): headers replace the captured ones when given; a new body,
+/// trailers or a chunked original get fresh framing (`Content-Length`, or chunked with the
+/// trailers). A request whose captured body was cut needs a new body.
 pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     let text = |k: &str| -> Result<Option<String>, String> {
         match m.get(k) {
@@ -298,7 +305,17 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
         }
     }
     let new_body = text("body")?;
-    let reframe = new_body.is_some() || !trailers.is_empty();
+    if orig.truncated && new_body.is_none() {
+        return Err(format!(
+            "the captured body was cut at {} bytes of {}; give a body to replay it",
+            orig.body.len(),
+            orig.body_size
+        ));
+    }
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    let reframe = new_body.is_some() || !trailers.is_empty() || chunked;
     let mut body = new_body.map_or_else(|| orig.body.clone(), String::into_bytes);
     if reframe {
         headers.retain(|(k, _)| {
@@ -396,6 +413,29 @@ mod tests {
                 && text.ends_with("\r\n\r\nhi"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn chunked_originals_are_reframed_and_cut_ones_refused() {
+        let mut m = Message::new(Head {
+            method: "POST".into(),
+            path: "/".into(),
+            status: 0,
+            headers: vec![
+                ("Host".into(), "x".into()),
+                ("Transfer-Encoding".into(), "chunked".into()),
+            ],
+            raw: b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        });
+        m.push_body(b"hello");
+        let raw = modified(&m, &json!({})).unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        m.push_body(&vec![b'x'; crate::inspector::BODY_CAP]);
+        assert!(modified(&m, &json!({})).unwrap_err().contains("cut"));
+        assert!(modified(&m, &json!({"body": "short"})).is_ok());
     }
 
     #[test]

@@ -52,7 +52,7 @@ struct Capture {
 struct Pending {
     id: String,
     start: SystemTime,
-    request: Message,
+    request: Arc<Message>,
     response: Option<Message>,
 }
 
@@ -76,7 +76,7 @@ impl Capture {
         let p = Pending {
             id: new_id(),
             start: SystemTime::now(),
-            request: Message::new(head),
+            request: Arc::new(Message::new(head)),
             response: None,
         };
         let announced = Pending {
@@ -94,7 +94,11 @@ impl Capture {
         let Some(p) = self.pending.pop_front() else {
             return;
         };
-        let upgraded = p.response.as_ref().is_some_and(|r| r.head.status == 101);
+        // Only WebSocket frames are followed; other upgrades (h2c, raw tcp) stay opaque.
+        let websocket = p.request.head.headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("upgrade") && v.to_ascii_lowercase().contains("websocket")
+        });
+        let upgraded = websocket && p.response.as_ref().is_some_and(|r| r.head.status == 101);
         let ws = upgraded.then(|| Arc::new(WsLog::default()));
         if let Some(log) = &ws {
             self.ws = Some((
@@ -132,7 +136,9 @@ impl Exchanges {
                 }
                 Event::Body(r) => {
                     if let Some(p) = self.capture.as_mut().and_then(|c| c.pending.back_mut()) {
-                        p.request.push_body(&chunk[r]);
+                        // Copies the head once, on the first body chunk, if the announced
+                        // pending entry still shares it.
+                        Arc::make_mut(&mut p.request).push_body(&chunk[r]);
                     }
                 }
                 Event::Rest(r) => {
@@ -357,9 +363,13 @@ pub async fn replay(
     remote_addr: &str,
     local: &crate::addr::LocalAddr,
     raw: &[u8],
+    within: Duration,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock: Box<dyn local::Io> = match local::dial(local).await? {
+    let deadline = tokio::time::Instant::now() + within;
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+    let dial = tokio::time::timeout_at(deadline, local::dial(local)).await;
+    let mut sock: Box<dyn local::Io> = match dial.map_err(|_| timed_out())?? {
         Local::Tcp(s) => Box::new(s),
         Local::Other(io) => io,
     };
@@ -382,23 +392,27 @@ pub async fn replay(
         }),
     };
     x.on_request(raw);
-    sock.write_all(raw).await?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let result = loop {
-        match sock.read(&mut buf).await {
-            Ok(0) => {
+    // From here on the exchange is announced: whatever happens, it must end below.
+    let exchange = async {
+        sock.write_all(raw).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = sock.read(&mut buf).await?;
+            if n == 0 {
                 if x.responses.finish().is_some() {
                     x.done();
                 }
-                break Ok(());
+                return Ok(());
             }
-            Ok(n) => x.on_response(&buf[..n]),
-            Err(e) => break Err(e),
-        }
-        if x.started.is_empty() || x.responses.is_opaque() {
-            break Ok(());
+            x.on_response(&buf[..n]);
+            if x.started.is_empty() || x.responses.is_opaque() {
+                return Ok(());
+            }
         }
     };
+    let result = tokio::time::timeout_at(deadline, exchange)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
     while x.capture.as_ref().is_some_and(|c| !c.pending.is_empty()) {
         if let Some(c) = &mut x.capture {
             c.end();

@@ -101,8 +101,8 @@ pub struct Captured {
     pub start: SystemTime,
     /// Until the response ended.
     pub duration: Duration,
-    /// The request.
-    pub request: Message,
+    /// The request (shared with the pending state, so announcing it early copies nothing).
+    pub request: Arc<Message>,
     /// The response, if one came.
     pub response: Option<Message>,
     /// Whether the response is still to come or still flowing.
@@ -122,18 +122,22 @@ impl Captured {
     }
 }
 
-/// What the store tells live subscribers.
+/// What the store tells live subscribers, already rendered as JSON so that a subscriber
+/// that stops reading holds small strings, not captured bodies.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A new exchange, or a newer state of one already announced (same id).
-    Request(Arc<Captured>),
-    /// A WebSocket message on an exchange.
-    Ws(String, Arc<WsMessage>),
+    /// A new exchange, or a newer state of one already announced (same id): its summary.
+    Request(Arc<str>),
+    /// A WebSocket message: `{"id", "message"}`.
+    Ws(Arc<str>),
     /// Exchanges dropped to stay under the size limit.
     Evict(Vec<String>),
     /// Everything was cleared.
     Clear,
 }
+
+/// Events a subscriber may fall behind by before it is told to take a fresh snapshot.
+const EVENTS_BEHIND: usize = 1024;
 
 #[derive(Default)]
 struct Store {
@@ -159,7 +163,7 @@ impl Inspector {
         Some(Arc::new(Inspector {
             store: Mutex::new(Store::default()),
             limit,
-            events: broadcast::channel(4096).0,
+            events: broadcast::channel(EVENTS_BEHIND).0,
         }))
     }
 
@@ -173,44 +177,48 @@ impl Inspector {
         self.events.subscribe()
     }
 
-    fn announce(&self, e: Event) {
-        // No subscriber is the common case and not an error.
-        let _ = self.events.send(e);
+    /// Tells subscribers, if any. Called with the store locked, so events go out in the
+    /// order the store changed (an eviction never overtakes the exchange it removes).
+    fn announce(&self, e: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(e());
+        }
+    }
+
+    fn announce_evicted(&self, evicted: Vec<String>) {
+        if !evicted.is_empty() {
+            self.announce(|| Event::Evict(evicted));
+        }
     }
 
     /// Adds a new exchange, evicting the oldest to stay under the limit.
     pub fn push(&self, c: Captured) {
         let c = Arc::new(c);
-        let evicted = {
-            let mut s = self.lock();
-            s.bytes += c.size();
-            s.items.push_front(c.clone());
-            self.evict(&mut s)
-        };
-        self.announce(Event::Request(c));
-        if !evicted.is_empty() {
-            self.announce(Event::Evict(evicted));
-        }
+        let mut s = self.lock();
+        s.bytes += c.size();
+        s.items.push_front(c.clone());
+        let evicted = self.evict(&mut s);
+        self.announce(|| Event::Request(crate::api_requests::summary(&c).to_string().into()));
+        self.announce_evicted(evicted);
     }
 
-    /// Replaces a pending exchange announced by `push` with its newer state; one already
-    /// evicted or cleared stays gone. Pending exchanges are recent, so the search from the
-    /// newest end is short.
+    /// Replaces a pending exchange announced by `push` with its newer state. Pending
+    /// exchanges are recent, so the search from the newest end is short. One already
+    /// evicted or cleared stays gone (and its WebSocket log, if any, keeps nothing).
     pub fn finish(&self, c: Captured) {
         let c = Arc::new(c);
-        let evicted = {
-            let mut s = self.lock();
-            let Some(i) = s.items.iter().position(|x| x.id == c.id) else {
-                return;
-            };
-            let old = std::mem::replace(&mut s.items[i], c.clone());
-            s.bytes = (s.bytes + c.size()).saturating_sub(old.size());
-            self.evict(&mut s)
+        let mut s = self.lock();
+        let Some(i) = s.items.iter().position(|x| x.id == c.id) else {
+            if let Some(w) = &c.ws {
+                w.evicted.store(true, Ordering::Relaxed);
+            }
+            return;
         };
-        self.announce(Event::Request(c));
-        if !evicted.is_empty() {
-            self.announce(Event::Evict(evicted));
-        }
+        let old = std::mem::replace(&mut s.items[i], c.clone());
+        s.bytes = (s.bytes + c.size()).saturating_sub(old.size());
+        let evicted = self.evict(&mut s);
+        self.announce(|| Event::Request(crate::api_requests::summary(&c).to_string().into()));
+        self.announce_evicted(evicted);
     }
 
     fn evict(&self, s: &mut Store) -> Vec<String> {
@@ -227,12 +235,14 @@ impl Inspector {
         gone
     }
 
-    /// Records a WebSocket message on exchange `id`.
+    /// Records a WebSocket message on exchange `id`. The check, the append and the byte
+    /// count happen under the store lock, so an eviction cannot slip between them.
     pub fn push_ws(&self, id: &str, log: &WsLog, m: WsMessage) {
+        let m = Arc::new(m);
+        let mut s = self.lock();
         if log.evicted.load(Ordering::Relaxed) {
             return;
         }
-        let m = Arc::new(m);
         let kept = {
             let mut l = log.messages.lock().unwrap_or_else(|e| e.into_inner());
             let room = l.len() < WS_MESSAGES_CAP;
@@ -241,17 +251,17 @@ impl Inspector {
             }
             room
         };
-        if kept {
-            let evicted = {
-                let mut s = self.lock();
-                s.bytes += ws_size(&m);
-                self.evict(&mut s)
-            };
-            if !evicted.is_empty() {
-                self.announce(Event::Evict(evicted));
-            }
-        }
-        self.announce(Event::Ws(id.to_string(), m));
+        let evicted = if kept {
+            s.bytes += ws_size(&m);
+            self.evict(&mut s)
+        } else {
+            Vec::new()
+        };
+        self.announce(|| {
+            let v = serde_json::json!({"id": id, "message": crate::api_requests::ws_json(&m)});
+            Event::Ws(v.to_string().into())
+        });
+        self.announce_evicted(evicted);
     }
 
     /// Newest first, at most `limit`, optionally one tunnel's.
@@ -272,17 +282,15 @@ impl Inspector {
 
     /// Forgets everything.
     pub fn clear(&self) {
-        {
-            let mut s = self.lock();
-            for c in &s.items {
-                if let Some(w) = &c.ws {
-                    w.evicted.store(true, Ordering::Relaxed);
-                }
+        let mut s = self.lock();
+        for c in &s.items {
+            if let Some(w) = &c.ws {
+                w.evicted.store(true, Ordering::Relaxed);
             }
-            s.items.clear();
-            s.bytes = 0;
         }
-        self.announce(Event::Clear);
+        s.items.clear();
+        s.bytes = 0;
+        self.announce(|| Event::Clear);
     }
 
     /// Bytes held now.
@@ -321,12 +329,46 @@ mod tests {
             remote_addr: "127.0.0.1".into(),
             start: SystemTime::now(),
             duration: Duration::from_millis(1),
-            request,
+            request: Arc::new(request),
             response: None,
             pending: false,
             local: crate::addr::parse(TunnelProto::Http, "80").unwrap(),
             ws: None,
         }
+    }
+
+    #[test]
+    fn websocket_messages_of_a_gone_exchange_are_not_counted() {
+        let i = Inspector::new(1_000_000).unwrap();
+        let mut c = exchange(10);
+        c.ws = Some(Arc::new(WsLog::default()));
+        let log = c.ws.clone().unwrap();
+        // Completed after it was cleared: nothing to replace, and its log keeps nothing.
+        i.finish(c);
+        let msg = WsMessage {
+            from: crate::wsframes::From::Client,
+            opcode: 1,
+            at: SystemTime::now(),
+            size: 5,
+            data: b"hello".to_vec(),
+            truncated: false,
+            compressed: false,
+        };
+        i.push_ws("gone", &log, msg.clone());
+        assert_eq!(i.bytes(), 0);
+        assert!(log.messages().is_empty());
+        // A live one counts, and clearing resets the count.
+        let mut c = exchange(10);
+        let live = Arc::new(WsLog::default());
+        c.ws = Some(live.clone());
+        let id = c.id.clone();
+        i.push(c);
+        let before = i.bytes();
+        i.push_ws(&id, &live, msg.clone());
+        assert!(i.bytes() > before);
+        i.clear();
+        i.push_ws(&id, &live, msg);
+        assert_eq!(i.bytes(), 0);
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
         local,
     );
     spec.inspect = t.inspect.unwrap_or(true);
+    if t.host_header.as_deref() == Some("rewrite") && spec.local.path.is_some() {
+        return Err("host_header rewrite needs a network address, not file://".into());
+    }
     spec.host_header = t.host_header.clone();
     if let (Some(crt), Some(key)) = (&t.crt, &t.key) {
         spec.tls = Some(crate::local::Termination::load(
@@ -121,10 +124,10 @@ fn relay_host_header(mode: Option<&str>, local: &addr::LocalAddr) -> Option<Stri
         "preserve" => None,
         "rewrite" => {
             let default = if local.scheme == "https" { 443 } else { 80 };
-            Some(if local.port == default {
+            Some(if local.port == default && !local.host.contains(':') {
                 local.host.clone()
             } else {
-                format!("{}:{}", local.host, local.port)
+                local.host_port()
             })
         }
         v => Some(v.to_string()),

@@ -79,12 +79,11 @@ fn snapshot(inspector: Option<&Arc<Inspector>>) -> web::Bytes {
 }
 
 fn event_bytes(e: Event) -> web::Bytes {
+    let raw =
+        |event: &str, data: &str| web::Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
     match e {
-        Event::Request(c) => sse("request", &summary(&c)),
-        Event::Ws(id, m) => sse(
-            "websocket",
-            &json!({"id": id, "message": crate::api_requests::ws_json(&m)}),
-        ),
+        Event::Request(json) => raw("request", &json),
+        Event::Ws(json) => raw("websocket", &json),
         Event::Evict(ids) => sse("evict", &json!({ "ids": ids })),
         Event::Clear => sse("clear", &json!({})),
     }
@@ -181,11 +180,15 @@ pub fn har_entry(c: &Captured) -> Value {
         "bodySize": req.body_size,
     });
     if req.body_size > 0 {
-        let (text, _) = har_text(&req.body);
+        let (text, encoding) = har_text(&req.body);
         request["postData"] = json!({
             "mimeType": header(req, "Content-Type").unwrap_or(""),
             "text": text,
         });
+        if encoding.is_some() {
+            // HAR has no encoding field for request bodies; say it where readers look.
+            request["postData"]["comment"] = json!("base64: the body is not UTF-8");
+        }
     }
     let response = match &c.response {
         Some(r) => {

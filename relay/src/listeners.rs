@@ -139,7 +139,9 @@ async fn tls_visitor(
             }
         }
     };
-    let hello = match timeout(limit, read_hello).await {
+    // One budget for the ClientHello and the handshake that follows.
+    let deadline = tokio::time::Instant::now() + limit;
+    let hello = match tokio::time::timeout_at(deadline, read_hello).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => return debug!(%peer, err = %e, "visitor left before its TLS ClientHello"),
         Err(_) => return info!(%peer, "visitor TLS ClientHello not complete in time"),
@@ -192,7 +194,7 @@ async fn tls_visitor(
         prefix: buf.freeze(),
         inner: sock,
     };
-    match timeout(limit, acceptor.accept(replayed)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(replayed)).await {
         Ok(Ok(tls)) => crate::http::serve(tls, peer, "https", shared).await,
         Ok(Err(e)) => info!(%peer, err = %e, "visitor TLS handshake failed"),
         Err(_) => info!(%peer, "visitor TLS handshake not complete in time"),

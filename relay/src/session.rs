@@ -140,6 +140,9 @@ impl Session {
         let tunnel_id = self.state.next_id();
         match t.proto {
             TunnelProto::Http | TunnelProto::Tls => {
+                if let Some(h) = &t.host_header {
+                    crate::state::validate_host_header(h)?;
+                }
                 if t.proto == TunnelProto::Tls && self.state.https_port.is_none() {
                     return Err("this relay has no TLS listener for tls tunnels".into());
                 }
@@ -221,6 +224,9 @@ impl Session {
             .lookup_exact(host)
             .filter(|r| r.tunnel_id == tunnel_id)
             .ok_or("tunnel is not routed")?;
+        if route.proto != TunnelProto::Http {
+            return Err("only http tunnels have schemes".into());
+        }
         let mut updated = (*route).clone();
         updated.bind_tls = bind_tls;
         if !self.state.router.update(host, updated) {

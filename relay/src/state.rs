@@ -116,6 +116,18 @@ impl RelayState {
     }
 }
 
+/// Checks a `Host` value an agent asks the relay to put on its requests: it goes into every
+/// request head verbatim, so nothing that could end the header line or the head.
+pub fn validate_host_header(h: &str) -> Result<(), String> {
+    if !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid host_header {h:?}: want a host[:port] without spaces"
+        ))
+    }
+}
+
 /// Checks a custom hostname, exact or wildcard (`*.example.com`).
 pub fn custom_hostname(h: &str, domain: &str) -> Result<String, String> {
     let Some(parent) = h.strip_prefix("*.") else {
@@ -196,5 +208,9 @@ mod tests {
             .unwrap_err()
             .contains("wildcard"));
         assert!(custom_hostname("a.*.dev.test", d).is_err());
+        assert!(validate_host_header("site.dev:8080").is_ok());
+        for bad in ["", "a\r\nX-Evil: 1", "a b", "é", &"x".repeat(256)] {
+            assert!(validate_host_header(bad).is_err(), "{bad:?}");
+        }
     }
 }
