@@ -114,8 +114,8 @@ fn render(c: &Captured, full: bool) -> Value {
     let mut v = json!({
         "uri": format!("/api/requests/http/{}", c.id),
         "id": c.id,
-        "tunnel_name": c.tunnel_name,
-        "remote_addr": c.remote_addr,
+        "tunnel_name": &*c.tunnel_name,
+        "remote_addr": &*c.remote_addr,
         "start": rfc3339(c.start),
         "start_ms": epoch_ms(c.start),
         "duration": if c.pending { 0 } else { c.duration.as_nanos() as u64 },

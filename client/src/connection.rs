@@ -39,9 +39,9 @@ struct Exchanges {
 /// Exchanges being captured on one connection, oldest first (requests may be pipelined).
 struct Capture {
     inspector: Arc<Inspector>,
-    tunnel_name: String,
-    remote_addr: String,
-    local: crate::addr::LocalAddr,
+    tunnel_name: Arc<str>,
+    remote_addr: Arc<str>,
+    local: Arc<crate::addr::LocalAddr>,
     pending: VecDeque<Pending>,
     /// After an upgrade to WebSocket: the exchange, its message log and a frame reader for
     /// each direction.
@@ -252,14 +252,14 @@ async fn run(
                 .filter(|_| spec.inspect)
                 .map(|inspector| Capture {
                     inspector,
-                    tunnel_name: api_name(spec, &meta.scheme),
+                    tunnel_name: api_name(spec, &meta.scheme).into(),
                     remote_addr: meta
                         .remote_addr
                         .rsplit_once(':')
                         .map_or(meta.remote_addr.as_str(), |(h, _)| h)
                         .trim_matches(['[', ']'])
-                        .to_string(),
-                    local: spec.local.clone(),
+                        .into(),
+                    local: Arc::new(spec.local.clone()),
                     pending: VecDeque::new(),
                     ws: None,
                 }),
@@ -384,9 +384,9 @@ pub async fn replay(
         count: false,
         capture: hub.inspector.clone().map(|inspector| Capture {
             inspector,
-            tunnel_name: tunnel_name.to_string(),
-            remote_addr: remote_addr.to_string(),
-            local: local.clone(),
+            tunnel_name: tunnel_name.into(),
+            remote_addr: remote_addr.into(),
+            local: Arc::new(local.clone()),
             pending: VecDeque::new(),
             ws: None,
         }),

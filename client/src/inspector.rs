@@ -94,9 +94,9 @@ pub struct Captured {
     /// Identifier in the API.
     pub id: String,
     /// API name of the tunnel (`NAME` or `NAME (http)`).
-    pub tunnel_name: String,
+    pub tunnel_name: Arc<str>,
     /// The visitor.
-    pub remote_addr: String,
+    pub remote_addr: Arc<str>,
     /// When the request began.
     pub start: SystemTime,
     /// Until the response ended.
@@ -108,7 +108,7 @@ pub struct Captured {
     /// Whether the response is still to come or still flowing.
     pub pending: bool,
     /// Where a replay goes.
-    pub local: LocalAddr,
+    pub local: Arc<LocalAddr>,
     /// WebSocket messages, when the exchange upgraded to WebSocket.
     pub ws: Option<Arc<WsLog>>,
 }
@@ -269,7 +269,7 @@ impl Inspector {
         self.lock()
             .items
             .iter()
-            .filter(|c| tunnel.is_none_or(|t| c.tunnel_name == t))
+            .filter(|c| tunnel.is_none_or(|t| *c.tunnel_name == *t))
             .take(limit)
             .cloned()
             .collect()
@@ -332,7 +332,7 @@ mod tests {
             request: Arc::new(request),
             response: None,
             pending: false,
-            local: crate::addr::parse(TunnelProto::Http, "80").unwrap(),
+            local: Arc::new(crate::addr::parse(TunnelProto::Http, "80").unwrap()),
             ws: None,
         }
     }

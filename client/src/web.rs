@@ -235,8 +235,8 @@ pub fn har_entry(c: &Captured) -> Value {
         "cache": {},
         "timings": {"send": 0, "wait": ms, "receive": 0},
         "_id": c.id,
-        "_tunnelName": c.tunnel_name,
-        "_remoteAddr": c.remote_addr,
+        "_tunnelName": &*c.tunnel_name,
+        "_remoteAddr": &*c.remote_addr,
     })
 }
 
