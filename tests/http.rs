@@ -235,6 +235,27 @@ async fn unknown_host_is_404_naming_it() {
 }
 
 #[actix_rt::test]
+async fn a_local_server_closing_without_a_response_is_502() {
+    let relay = TestRelay::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // Hang up without a word.
+        }
+    });
+    let agent = TestAgent::http(&relay, port).await;
+    let (body, _, _) = curl(&["-w", "%{http_code}", &format!("{}/", agent.http_url())]).await;
+    assert!(body.ends_with("502"), "{body}");
+    assert!(
+        body.contains("closed the connection without a response"),
+        "{body}"
+    );
+}
+
+#[actix_rt::test]
 async fn local_server_down_is_502_naming_address_and_cause() {
     let relay = TestRelay::start().await;
     // A port that was free a moment ago and now has nobody listening.

@@ -206,8 +206,15 @@ pub async fn replay(
         Ok(m) => Value::Object(m),
         Err(resp) => return *resp,
     };
-    let Some(id) = v.get("id").and_then(Value::as_str) else {
-        return error(400, 102, "missing field id", "missing field id");
+    let id = match v.get("id") {
+        Some(Value::String(id)) => id.as_str(),
+        None | Some(Value::Null) => {
+            return error(400, 102, "missing field id", "missing field id");
+        }
+        Some(other) => {
+            let msg = format!("invalid field id: want a string, got {other}");
+            return error(400, 102, &msg, &msg);
+        }
     };
     let Some(c) = inspector(&state).and_then(|i| i.get(id)) else {
         return error(
@@ -293,7 +300,21 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     }
     let mut headers = match m.get("headers") {
         None | Some(Value::Null) => orig.head.headers.clone(),
-        Some(h) => header_list("headers", h)?,
+        Some(h) => {
+            let mut given = header_list("headers", h)?;
+            // Edited headers replace the captured ones, but an HTTP/1.1 request needs a
+            // Host: the captured one stays unless the edit names its own.
+            let has_host = given.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
+            let host = orig
+                .head
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("host"));
+            if let (false, Some(h)) = (has_host, host) {
+                given.insert(0, h.clone());
+            }
+            given
+        }
     };
     let trailers = match m.get("trailers") {
         None | Some(Value::Null) => Vec::new(),
@@ -464,6 +485,16 @@ mod tests {
                 ("c".into(), String::new()),
                 ("%zz".into(), "€".into())
             ]
+        );
+    }
+
+    #[test]
+    fn edited_headers_keep_the_captured_host_unless_they_name_one() {
+        let raw = modified(&orig(), &json!({"headers": {"X-Test": ["yes"]}})).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            text.starts_with("POST /a HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\n"),
+            "{text}"
         );
     }
 

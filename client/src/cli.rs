@@ -87,6 +87,7 @@ const VALUE_FLAGS: &[&str] = &[
     "remote-addr",
     "config",
     "crt",
+    "cert",
     "key",
     "client-cas",
 ];
@@ -167,7 +168,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
             "auth" => &mut flags.auth,
             "host-header" => &mut flags.host_header,
             "remote-addr" => &mut flags.remote_addr,
-            "crt" => &mut flags.crt,
+            // ngrok's documentation spells it both ways.
+            "crt" | "cert" => &mut flags.crt,
             "key" => &mut flags.key,
             "client-cas" => &mut flags.client_cas,
             _ => {
@@ -241,8 +243,12 @@ fn parse_bool(v: &str) -> Option<bool> {
 pub const HELP: &str = "burrow: expose a local server through a Burrow relay (ngrok v2 compatible)
 
 USAGE:
-  burrow http [flags] ADDR       forward http(s) traffic to ADDR (port, host:port or URL)
+  burrow http [flags] ADDR       forward http(s) traffic to ADDR: a port, host:port, a URL
+                                 (https://... speaks TLS to it; a bare 443 too) or
+                                 file:///absolute/dir (built-in file server)
   burrow tcp [flags] ADDR        forward a public tcp port to ADDR
+  burrow tls [flags] ADDR        forward TLS connections by SNI, still encrypted, to ADDR
+                                 (or terminate them here with -crt and -key)
   burrow start NAME... | --all | --none
                                  start tunnels named in the configuration file(s)
   burrow authtoken TOKEN         save TOKEN in the configuration file (also:
@@ -252,12 +258,19 @@ USAGE:
 
 With no -server, burrow starts a relay inside the same process on loopback and prints
 URLs like http://3fa9c1d2.localhost:8000 that curl and browsers on this machine reach.
+Requests on http tunnels appear live at http://127.0.0.1:4040 (the inspector).
 
 FLAGS (one or two dashes; -flag value or -flag=value):
-  -subdomain NAME     ask for NAME.<relay domain> (http)
-  -hostname HOST      ask for a full hostname (http)
+  -subdomain NAME     ask for NAME.<relay domain> (http, tls)
+  -hostname HOST      ask for a full hostname, or *.example.com for every subdomain
+                      (http, tls)
   -remote-addr H:P    ask for a public port (tcp), e.g. localhost:12345
   -bind-tls MODE      both (default), true (https only) or false (http only)
+  -auth USER:PASS     HTTP basic auth the relay enforces (http)
+  -host-header MODE   rewrite (to the local address), preserve (default) or a value (http)
+  -inspect=BOOL       capture http requests for the inspector (default true)
+  -crt PATH, -key PATH  certificate and key to terminate TLS in the agent (tls)
+  -client-cas PATH    with -crt/-key: require client certificates from these CAs (tls)
   -authtoken TOKEN    token the relay asks for
   -server HOST:PORT   the relay's agent address (default: an embedded relay)
   -root-cas PATH      PEM file of CAs to trust for the relay, or host (system roots)
@@ -265,7 +278,6 @@ FLAGS (one or two dashes; -flag value or -flag=value):
   -log-level LEVEL    debug, info, warn, error, crit (default info)
   -log-format FORMAT  logfmt (default), json or term
   -region REGION      accepted for compatibility
-  -inspect=BOOL       capture http requests for the inspector (default true)
   -config PATH        configuration file (repeatable; later files win); default
                       ~/.burrow/burrow.yml, ignored when missing
   -all, -none         with start: every configured tunnel, or none (API only)
@@ -280,6 +292,12 @@ mod tests {
 
     fn p(s: &str) -> Result<(Command, Flags), UsageError> {
         parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn cert_is_an_alias_of_crt() {
+        let (_, f) = p("tls -cert a.pem -key a.key 443").unwrap();
+        assert_eq!(f.crt.as_deref(), Some("a.pem"));
     }
 
     #[test]

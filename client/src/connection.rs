@@ -8,7 +8,7 @@ use crate::observe::{Event, Observer, Side};
 use crate::tunnel::TunnelSpec;
 use crate::wsframes::{FrameReader, From};
 use burrow_protocol::control::{StreamMeta, TunnelProto};
-use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_observed, MuxStream};
+use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_or, MuxStream};
 use burrow_relay::http::pages;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -265,14 +265,25 @@ async fn run(
                 }),
         })
     });
+    // An http visitor whose request the local server closes on without a word gets a 502
+    // page, as when it cannot be reached, instead of an empty reply.
+    let if_silent = exchanges.is_some().then(|| {
+        pages::page(
+            502,
+            &format!(
+                "The local server at {} closed the connection without a response.",
+                spec.local.display()
+            ),
+        )
+    });
     let result = match local {
         Local::Tcp(sock) => {
             let (mut rd, mut wr) = sock.into_split();
-            pumps(&stream, &mut rd, &mut wr, &exchanges).await
+            pumps(&stream, &mut rd, &mut wr, &exchanges, if_silent).await
         }
         Local::Other(io) => {
             let (mut rd, mut wr) = tokio::io::split(io);
-            pumps(&stream, &mut rd, &mut wr, &exchanges).await
+            pumps(&stream, &mut rd, &mut wr, &exchanges, if_silent).await
         }
     };
     if let Some(x) = &exchanges {
@@ -304,6 +315,7 @@ async fn pumps<R, W>(
     rd: &mut R,
     wr: &mut W,
     exchanges: &Option<Mutex<Exchanges>>,
+    if_silent: Option<bytes::Bytes>,
 ) -> std::io::Result<(u64, u64)>
 where
     R: AsyncRead + Unpin,
@@ -315,11 +327,16 @@ where
                 x.lock().unwrap_or_else(|e| e.into_inner()).on_request(c);
             }
         }),
-        pump_to_mux_observed(rd, stream, |c| {
-            if let Some(x) = exchanges {
-                x.lock().unwrap_or_else(|e| e.into_inner()).on_response(c);
-            }
-        })
+        pump_to_mux_or(
+            rd,
+            stream,
+            |c| {
+                if let Some(x) = exchanges {
+                    x.lock().unwrap_or_else(|e| e.into_inner()).on_response(c);
+                }
+            },
+            if_silent
+        )
     )
 }
 

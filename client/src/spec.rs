@@ -27,6 +27,14 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
     let p = proto(t.proto.ok_or("missing proto (http, tcp or tls)")?);
     let raw_addr = t.addr.as_ref().ok_or("missing addr")?.to_string();
     let local = addr::parse(p, &raw_addr)?;
+    if let Some(dir) = &local.path {
+        if !dir.is_dir() {
+            return Err(format!(
+                "addr {raw_addr:?}: {} is not a directory this agent can read",
+                dir.display()
+            ));
+        }
+    }
     let bind_tls = match &t.bind_tls {
         None => BindTls::Both,
         Some(Scalar::Bool(true)) => BindTls::Https,
@@ -170,8 +178,11 @@ mod tests {
         let mut c = t(Proto::Http, "80");
         c.bind_tls = Some(Scalar::Str("sometimes".into()));
         assert!(from_config("x", &c).unwrap_err().contains("bind_tls"));
-        let files = from_config("x", &t(Proto::Http, "file:///srv")).unwrap();
-        assert_eq!(files.local.display(), "file:///srv");
+        let files = from_config("x", &t(Proto::Http, "file:///tmp")).unwrap();
+        assert_eq!(files.local.display(), "file:///tmp");
+        assert!(from_config("x", &t(Proto::Http, "file:///no/such/dir"))
+            .unwrap_err()
+            .contains("not a directory"));
         assert!(from_config("x", &t(Proto::Http, "file://srv"))
             .unwrap_err()
             .contains("absolute"));

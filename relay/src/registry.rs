@@ -68,10 +68,26 @@ fn key_str(key: &LeaseKey) -> String {
     }
 }
 
-/// Why a claim was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is already in use by another session")]
-pub struct Taken(pub String);
+/// Why a claim was refused: the name, and for how many more seconds a departed agent's
+/// lease keeps it (none while its session is connected).
+#[derive(Debug)]
+pub struct Taken(pub String, pub Option<u64>);
+
+impl std::fmt::Display for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            None => write!(f, "{} is already in use by another session", self.0),
+            Some(left) => write!(
+                f,
+                "{} is already in use: reserved for the agent that held it, which disconnected \
+                 (free in {left} s unless it comes back)",
+                self.0
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Taken {}
 
 impl Registry {
     /// Opens the registry; leases found in `state_dir` get a fresh grace period, since
@@ -167,10 +183,12 @@ impl Registry {
         if let Some(l) = leases.get(&k) {
             let lapsed = l.expires.is_some_and(|e| e <= now_secs());
             if l.client_id != client_id && !lapsed {
-                return Err(Taken(match key {
+                let name = match key {
                     LeaseKey::Host(h) => format!("hostname {h}"),
                     LeaseKey::Port(p) => format!("port {p}"),
-                }));
+                };
+                let left = l.expires.map(|e| e.saturating_sub(now_secs()));
+                return Err(Taken(name, left));
             }
         }
         leases.insert(
@@ -234,9 +252,14 @@ mod tests {
         {
             let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
             r.claim(&key, "one", 1).unwrap();
-            assert!(r.claim(&key, "two", 2).is_err());
+            let held = r.claim(&key, "two", 2).unwrap_err().to_string();
+            assert!(held.contains("in use by another session"), "{held}");
             r.release(&key, "one", 1);
-            assert!(r.claim(&key, "two", 2).is_err());
+            let reserved = r.claim(&key, "two", 2).unwrap_err().to_string();
+            assert!(
+                reserved.contains("disconnected") && reserved.contains("free in"),
+                "{reserved}"
+            );
         }
         let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
         assert!(r.claim(&key, "two", 3).is_err());

@@ -47,6 +47,9 @@ pub enum HeadError {
     /// 431: head over the size limit.
     #[error("request head larger than {0} bytes")]
     TooLarge(usize),
+    /// 431: more header fields than the parser takes.
+    #[error("request head with more than {0} header fields")]
+    TooManyFields(usize),
     /// 501: a transfer coding we do not implement.
     #[error("not implemented: {0}")]
     NotImplemented(String),
@@ -57,7 +60,7 @@ impl HeadError {
     pub fn status(&self) -> u16 {
         match self {
             HeadError::BadRequest(_) => 400,
-            HeadError::TooLarge(_) => 431,
+            HeadError::TooLarge(_) | HeadError::TooManyFields(_) => 431,
             HeadError::NotImplemented(_) => 501,
         }
     }
@@ -82,7 +85,7 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<RequestHead>, HeadError> {
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(bad("incomplete request head")),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge(max)),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields(MAX_HEADERS)),
         Err(e) => return Err(bad(format!("{e}"))),
     }
     let method = req.method.unwrap_or_default().to_string();
@@ -281,6 +284,15 @@ mod tests {
         assert!(p("GET / HTTP/1.1\r\nHost: a").unwrap().is_none());
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
         assert_eq!(p(&big).unwrap_err(), HeadError::TooLarge(8192));
+        let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+        let err = p(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (
+                431,
+                format!("request head with more than {MAX_HEADERS} header fields")
+            )
+        );
     }
 
     #[test]

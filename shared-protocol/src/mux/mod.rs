@@ -9,7 +9,8 @@ mod splice;
 mod stream;
 
 pub use splice::{
-    pump_from_mux, pump_from_mux_observed, pump_to_mux, pump_to_mux_observed, splice, SpliceStats,
+    pump_from_mux, pump_from_mux_observed, pump_to_mux, pump_to_mux_observed, pump_to_mux_or,
+    splice, SpliceStats,
 };
 pub use stream::MuxStream;
 

@@ -8,7 +8,7 @@
 
 use super::MuxStream;
 use crate::frame::MAX_DATA_CHUNK;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -32,14 +32,39 @@ pub async fn pump_to_mux<R: AsyncRead + Unpin>(rd: &mut R, stream: &MuxStream) -
 pub async fn pump_to_mux_observed<R: AsyncRead + Unpin>(
     rd: &mut R,
     stream: &MuxStream,
+    observe: impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    pump_to_mux_or(rd, stream, observe, None).await
+}
+
+/// Like [`pump_to_mux_observed`]; if `rd` ends or fails before giving a single byte,
+/// `if_silent` (when given) is observed and sent instead, so the visitor gets an answer
+/// (an error page) rather than a closed connection.
+pub async fn pump_to_mux_or<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    stream: &MuxStream,
     mut observe: impl FnMut(&[u8]),
+    if_silent: Option<Bytes>,
 ) -> io::Result<u64> {
     let mut buf = BytesMut::new();
     let mut want = MIN_READ;
     let mut total = 0u64;
     loop {
         buf.reserve(want);
-        let n = rd.read_buf(&mut buf).await?;
+        let read = rd.read_buf(&mut buf).await;
+        if total == 0 && !matches!(read, Ok(n) if n > 0) {
+            if let Some(page) = &if_silent {
+                observe(page);
+                stream.send(page.clone()).await?;
+            }
+        }
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = stream.finish();
+                return Err(e);
+            }
+        };
         if n == 0 {
             stream.finish()?;
             return Ok(total);
