@@ -10,8 +10,8 @@ use std::time::Duration;
 
 fn headers(m: &Message) -> Value {
     let mut out = Map::new();
-    for (k, v) in &m.head.headers {
-        let entry = out.entry(k.clone()).or_insert_with(|| json!([]));
+    for (k, v) in m.headers() {
+        let entry = out.entry(k).or_insert_with(|| json!([]));
         if let Value::Array(a) = entry {
             a.push(json!(v));
         }
@@ -299,19 +299,18 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
         return Err("method and uri must be non-empty and without spaces".into());
     }
     let mut headers = match m.get("headers") {
-        None | Some(Value::Null) => orig.head.headers.clone(),
+        None | Some(Value::Null) => orig.headers(),
         Some(h) => {
             let mut given = header_list("headers", h)?;
             // Edited headers replace the captured ones, but an HTTP/1.1 request needs a
             // Host: the captured one stays unless the edit names its own.
             let has_host = given.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
             let host = orig
-                .head
-                .headers
-                .iter()
+                .headers()
+                .into_iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("host"));
             if let (false, Some(h)) = (has_host, host) {
-                given.insert(0, h.clone());
+                given.insert(0, h);
             }
             given
         }

@@ -95,10 +95,11 @@ impl Capture {
             return;
         };
         // Only WebSocket frames are followed; other upgrades (h2c, raw tcp) stay opaque.
-        let websocket = p.request.head.headers.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("upgrade") && v.to_ascii_lowercase().contains("websocket")
-        });
-        let upgraded = websocket && p.response.as_ref().is_some_and(|r| r.head.status == 101);
+        let switched = p.response.as_ref().is_some_and(|r| r.head.status == 101);
+        let upgraded = switched
+            && p.request.headers().iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("upgrade") && v.to_ascii_lowercase().contains("websocket")
+            });
         let ws = upgraded.then(|| Arc::new(WsLog::default()));
         if let Some(log) = &ws {
             self.ws = Some((

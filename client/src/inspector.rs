@@ -30,8 +30,11 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message with an empty body so far.
-    pub fn new(head: Head) -> Self {
+    /// A message with an empty body so far. The parsed header fields are let go: a store of
+    /// tens of thousands of exchanges keeps each head as its raw bytes (one allocation
+    /// instead of two per field) and parses them again when they are shown.
+    pub fn new(mut head: Head) -> Self {
+        head.headers = Vec::new();
         Message {
             head,
             body: Vec::new(),
@@ -48,13 +51,18 @@ impl Message {
         self.truncated |= bytes.len() > room;
     }
 
+    /// The header fields, in order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        crate::observe::header_fields(&self.head.raw)
+    }
+
     /// The head and kept body, as they crossed the wire.
     pub fn raw(&self) -> Vec<u8> {
         [self.head.raw.as_slice(), self.body.as_slice()].concat()
     }
 
     fn size(&self) -> usize {
-        self.head.raw.len() + self.body.len() + self.head.headers.len() * 48
+        self.head.raw.len() + self.body.len() + 64
     }
 }
 

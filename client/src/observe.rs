@@ -258,6 +258,27 @@ impl Observer {
 
 type Parsed = (String, String, u16, Vec<(String, String)>);
 
+/// The header fields of a complete head (request or response) in `raw`, in order; what
+/// cannot be parsed yields none.
+pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+        return Vec::new();
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    match httparse::parse_headers(&raw[eol + 2..], &mut headers) {
+        Ok(httparse::Status::Complete((_, hs))) => hs
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).to_string(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Method, path, status and headers of a complete head, or `None` if it is not HTTP.
 fn parse_head(side: Side, raw: &[u8]) -> Option<Parsed> {
     let mut headers = [httparse::EMPTY_HEADER; 128];

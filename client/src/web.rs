@@ -126,19 +126,17 @@ pub async fn events(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 fn har_headers(m: &Message) -> Value {
-    m.head
-        .headers
+    m.headers()
         .iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
         .collect()
 }
 
-fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
-    m.head
-        .headers
-        .iter()
+fn header(m: &Message, name: &str) -> Option<String> {
+    m.headers()
+        .into_iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
 }
 
 /// A HAR body text: UTF-8 as is, anything else base64.
@@ -156,8 +154,8 @@ fn http_version(raw: &[u8], request: bool) -> String {
 /// One exchange as a HAR 1.2 entry.
 pub fn har_entry(c: &Captured) -> Value {
     let req = &c.request;
-    let scheme = header(req, "X-Forwarded-Proto").unwrap_or("http");
-    let host = header(req, "Host").unwrap_or("localhost");
+    let scheme = header(req, "X-Forwarded-Proto").unwrap_or_else(|| "http".into());
+    let host = header(req, "Host").unwrap_or_else(|| "localhost".into());
     let url = format!("{scheme}://{host}{}", req.head.path);
     let query: Vec<Value> = req
         .head
@@ -182,7 +180,7 @@ pub fn har_entry(c: &Captured) -> Value {
     if req.body_size > 0 {
         let (text, encoding) = har_text(&req.body);
         request["postData"] = json!({
-            "mimeType": header(req, "Content-Type").unwrap_or(""),
+            "mimeType": header(req, "Content-Type").unwrap_or_else(|| "".into()),
             "text": text,
         });
         if encoding.is_some() {
@@ -195,7 +193,7 @@ pub fn har_entry(c: &Captured) -> Value {
             let (text, encoding) = har_text(&r.body);
             let mut content = json!({
                 "size": r.body_size,
-                "mimeType": header(r, "Content-Type").unwrap_or(""),
+                "mimeType": header(r, "Content-Type").unwrap_or_else(|| "".into()),
                 "text": text,
             });
             if let Some(e) = encoding {
@@ -215,7 +213,7 @@ pub fn har_entry(c: &Captured) -> Value {
                 "cookies": [],
                 "headers": har_headers(r),
                 "content": content,
-                "redirectURL": header(r, "Location").unwrap_or(""),
+                "redirectURL": header(r, "Location").unwrap_or_else(|| "".into()),
                 "headersSize": r.head.raw.len(),
                 "bodySize": r.body_size,
             })
