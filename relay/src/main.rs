@@ -167,6 +167,8 @@ fn run() -> anyhow::Result<()> {
     sys.block_on(async move {
         // Listen for signals before announcing ourselves: a supervisor may signal at once.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let ca_file = cfg.state_dir.as_ref().map(|d| d.join("ca.pem"));
+        let tcp_ports = cfg.tcp_ports;
         let relay = burrow_relay::start(cfg).await?;
         println!(
             "burrowd {} serving {}",
@@ -180,7 +182,12 @@ fn run() -> anyhow::Result<()> {
         if let Some(a) = relay.https_addr {
             println!("  https       {a}");
         }
+        println!("  tcp ports   {tcp_ports}");
         println!("  fingerprint {}", relay.fingerprint);
+        if let (Some(_), Some(path)) = (&relay.ca_pem, ca_file) {
+            // Agents pass this to -root-cas, clients to curl --cacert.
+            println!("  ca          {}", path.display());
+        }
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
