@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, free_port, json, spawn, Scratch};
+use common::{agent, call, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -30,22 +30,7 @@ fn counting_upstream() -> (u16, Arc<AtomicUsize>, Last) {
 
 #[test]
 fn requests_are_captured_listed_replayed_and_cleared() {
-    let web = free_port();
-    let dir = Scratch::new("inspect");
-    let cfg = dir.file(
-        "c.yml",
-        &format!("web_addr: 127.0.0.1:{web}\nauthtoken: sEcReT-tOkEn-123\n"),
-    );
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    run.line_matching(|l| l.contains("client session established"));
-    let api = format!("http://127.0.0.1:{web}");
+    let (_run, api, _dir) = agent("inspect", "authtoken: sEcReT-tOkEn-123\n");
     let (port, hits, last) = counting_upstream();
     let (code, body) = call(
         "POST",
