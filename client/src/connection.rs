@@ -268,7 +268,7 @@ async fn run(
     });
     // An http visitor whose request the local server closes on without a word gets a 502
     // page, as when it cannot be reached, instead of an empty reply.
-    let if_silent = exchanges.is_some().then(|| {
+    let if_silent = exchanges.is_some().then_some(|| {
         pages::page(
             502,
             &format!(
@@ -316,7 +316,7 @@ async fn pumps<R, W>(
     rd: &mut R,
     wr: &mut W,
     exchanges: &Option<Mutex<Exchanges>>,
-    if_silent: Option<bytes::Bytes>,
+    if_silent: Option<impl FnOnce() -> bytes::Bytes>,
 ) -> std::io::Result<(u64, u64)>
 where
     R: AsyncRead + Unpin,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::cdp::{Browser, Page};
-use common::{agent, call, json, read_request, Running, Scratch};
+use common::{agent, call, http_tunnel, json, read_request, Running, Scratch};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -85,16 +85,7 @@ fn setup(tag: &str) -> Setup {
     let (run, api, dir) = agent(tag, "");
     let seen = Seen::default();
     let port = upstream(seen.clone());
-    let (code, body) = call(
-        "POST",
-        &format!("{api}/api/tunnels"),
-        Some(&format!(
-            r#"{{"name":"shop","addr":"{port}","proto":"http","bind_tls":false}}"#
-        )),
-        &[],
-    );
-    assert_eq!(code, 201, "{body}");
-    let public = json(&body)["public_url"].as_str().unwrap().to_string();
+    let public = http_tunnel(&api, "shop", port);
     Setup {
         _run: run,
         _dir: dir,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{agent, call, json};
+use common::{agent, call, http_tunnel, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -32,16 +32,7 @@ fn counting_upstream() -> (u16, Arc<AtomicUsize>, Last) {
 fn requests_are_captured_listed_replayed_and_cleared() {
     let (_run, api, _dir) = agent("inspect", "authtoken: sEcReT-tOkEn-123\n");
     let (port, hits, last) = counting_upstream();
-    let (code, body) = call(
-        "POST",
-        &format!("{api}/api/tunnels"),
-        Some(&format!(
-            r#"{{"name":"web","addr":"{port}","proto":"http","bind_tls":false}}"#
-        )),
-        &[],
-    );
-    assert_eq!(code, 201, "{body}");
-    let public = json(&body)["public_url"].as_str().unwrap().to_string();
+    let public = http_tunnel(&api, "web", port);
     let (code, body) = call(
         "POST",
         &format!("{public}/orders?id=7"),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{agent, call, json, read_request};
+use common::{agent, call, http_tunnel, json, read_request};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -53,19 +53,6 @@ fn serve(mut s: TcpStream) {
             return;
         }
     }
-}
-
-fn tunnel(api: &str, name: &str, port: u16) -> String {
-    let (code, body) = call(
-        "POST",
-        &format!("{api}/api/tunnels"),
-        Some(&format!(
-            r#"{{"name":"{name}","addr":"{port}","proto":"http","bind_tls":false}}"#
-        )),
-        &[],
-    );
-    assert_eq!(code, 201, "{body}");
-    json(&body)["public_url"].as_str().unwrap().to_string()
 }
 
 /// Reads server-sent events from `curl -N` into (event, data) pairs.
@@ -123,7 +110,7 @@ fn host_of(public: &str) -> (String, u16) {
 #[test]
 fn live_events_websocket_messages_har_and_the_page() {
     let (_run, api, _dir) = agent("live", "");
-    let public = tunnel(&api, "web", upstream());
+    let public = http_tunnel(&api, "web", upstream());
     let (mut sse, rx) = subscribe(&api);
     let snap = next_event(&rx, "first snapshot", |e, _| e == "snapshot");
     assert_eq!(snap["requests"].as_array().unwrap().len(), 0);
@@ -284,7 +271,7 @@ fn live_events_websocket_messages_har_and_the_page() {
 #[test]
 fn big_bodies_are_truncated_and_the_store_stays_under_its_size() {
     let (_run, api, dir) = agent("bounds", "inspect_db_size: 1000000\n");
-    let public = tunnel(&api, "web", upstream());
+    let public = http_tunnel(&api, "web", upstream());
     let big = dir.file("big.bin", &"x".repeat(300 * 1024));
     let post = |n: usize| {
         let (code, body) = call(

@@ -225,3 +225,17 @@ pub fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
     r.read_exact(&mut body).ok()?;
     Some((head, body))
 }
+
+/// Creates an http-only tunnel `name` to `port` through the agent's API at `api`; its URL.
+pub fn http_tunnel(api: &str, name: &str, port: u16) -> String {
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        Some(&format!(
+            r#"{{"name":"{name}","addr":"{port}","proto":"http","bind_tls":false}}"#
+        )),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    json(&body)["public_url"].as_str().unwrap().to_string()
+}

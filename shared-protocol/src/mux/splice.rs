@@ -34,17 +34,17 @@ pub async fn pump_to_mux_observed<R: AsyncRead + Unpin>(
     stream: &MuxStream,
     observe: impl FnMut(&[u8]),
 ) -> io::Result<u64> {
-    pump_to_mux_or(rd, stream, observe, None).await
+    pump_to_mux_or(rd, stream, observe, None::<fn() -> Bytes>).await
 }
 
-/// Like [`pump_to_mux_observed`]; if `rd` ends or fails before giving a single byte,
-/// `if_silent` (when given) is observed and sent instead, so the visitor gets an answer
-/// (an error page) rather than a closed connection.
+/// Like [`pump_to_mux_observed`]; if `rd` ends or fails before giving a single byte, what
+/// `if_silent` makes (when given) is observed and sent instead, so the visitor gets an
+/// answer (an error page) rather than a closed connection. It is only called then.
 pub async fn pump_to_mux_or<R: AsyncRead + Unpin>(
     rd: &mut R,
     stream: &MuxStream,
     mut observe: impl FnMut(&[u8]),
-    if_silent: Option<Bytes>,
+    mut if_silent: Option<impl FnOnce() -> Bytes>,
 ) -> io::Result<u64> {
     let mut buf = BytesMut::new();
     let mut want = MIN_READ;
@@ -53,9 +53,10 @@ pub async fn pump_to_mux_or<R: AsyncRead + Unpin>(
         buf.reserve(want);
         let read = rd.read_buf(&mut buf).await;
         if total == 0 && !matches!(read, Ok(n) if n > 0) {
-            if let Some(page) = &if_silent {
-                observe(page);
-                stream.send(page.clone()).await?;
+            if let Some(make) = if_silent.take() {
+                let page = make();
+                observe(&page);
+                stream.send(page).await?;
             }
         }
         let n = match read {
