@@ -228,20 +228,29 @@ pub async fn replay(
         .get("tunnel_name")
         .or_else(|| v.get("tunnelName"))
         .and_then(Value::as_str);
+    // Another tunnel's replay goes to that tunnel's local address with its Host rule, as
+    // if a visitor had sent the request through it.
+    let mut target = None;
     if let Some(t) = tunnel {
         let live = state
             .supervisor
             .send(crate::supervisor::ListTunnels)
             .await
             .unwrap_or_default();
-        if !live.iter().any(|x| x.name == t) {
+        let Some(view) = live.into_iter().find(|x| x.name == t) else {
             return error(
                 404,
                 112,
                 &format!("tunnel {t:?} not found"),
                 "tunnel not found",
             );
+        };
+        if view.spec.proto() != burrow_protocol::control::TunnelProto::Http {
+            let msg =
+                format!("tunnel {t:?} is not an http tunnel: requests replay only to http tunnels");
+            return error(400, 102, &msg, &msg);
         }
+        target = Some(view.spec);
     }
     // The request goes out as captured, with framing rebuilt where the capture changed it
     // (bodies are kept de-chunked).
@@ -250,15 +259,24 @@ pub async fn replay(
         None | Some(Value::Null) => &unchanged,
         Some(m) => m,
     };
-    let raw = match modified(&c.request, edits) {
+    let mut raw = match modified(&c.request, edits) {
         Ok(r) => r,
         Err(e) => return error(400, 102, &format!("cannot replay: {e}"), &e),
+    };
+    let local = match &target {
+        Some(spec) => {
+            if let Some(host) = &spec.request.host_header {
+                raw = with_host(&raw, host);
+            }
+            spec.local.clone()
+        }
+        None => (*c.local).clone(),
     };
     let result = crate::connection::replay(
         &state.hub,
         tunnel.unwrap_or(&c.tunnel_name),
         &c.remote_addr,
-        &c.local,
+        &local,
         &raw,
         Duration::from_secs(10),
     )
@@ -268,16 +286,36 @@ pub async fn replay(
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => error(
             504,
             113,
-            &format!("replay to {} timed out", c.local.display()),
+            &format!("replay to {} timed out", local.display()),
             "timeout",
         ),
         Err(e) => error(
             502,
             113,
-            &format!("replay to {} failed: {e}", c.local.display()),
+            &format!("replay to {} failed: {e}", local.display()),
             &e.to_string(),
         ),
     }
+}
+
+/// `raw` with its Host field set to `host` (the tunnel's `host_header` rule).
+fn with_host(raw: &[u8], host: &str) -> Vec<u8> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 2);
+    let mut out = Vec::with_capacity(raw.len() + host.len());
+    for line in raw[..end].split_inclusive(|&b| b == b'\n') {
+        if line.len() > 5 && line[..5].eq_ignore_ascii_case(b"host:") {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&raw[end..]);
+    out
 }
 
 /// Builds an edited copy of a captured request from `{"method", "uri", "headers", "body",

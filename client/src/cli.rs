@@ -286,6 +286,114 @@ Flags on the command line override the configuration file. The local API listens
 web_addr (default 127.0.0.1:4040, then 4041... when taken).
 ";
 
+/// Help for one command (`burrow help http`, `burrow http -help`); `None` for a command
+/// that does not exist.
+pub fn help_for(command: &str) -> Option<String> {
+    let (usage, what, flags): (&str, &str, &[&str]) = match command {
+        "http" => (
+            "burrow http [flags] ADDR",
+            "Start an http tunnel to ADDR: a port (8080), host:port, a URL (https://... speaks\n\
+             TLS to the local server, as does a bare 443) or file:///absolute/dir (the built-in\n\
+             file server). Prints an http and an https URL (see -bind-tls).",
+            &[
+                "subdomain",
+                "hostname",
+                "bind-tls",
+                "auth",
+                "host-header",
+                "inspect",
+            ],
+        ),
+        "tcp" => (
+            "burrow tcp [flags] ADDR",
+            "Start a tcp tunnel: a public port on the relay forwards raw bytes to ADDR.",
+            &["remote-addr"],
+        ),
+        "tls" => (
+            "burrow tls [flags] ADDR",
+            "Start a tls tunnel: connections are routed by SNI and reach ADDR still encrypted,\n\
+             unless -crt and -key terminate TLS here.",
+            &["subdomain", "hostname", "crt", "client-cas"],
+        ),
+        "start" => (
+            "burrow start NAME... | --all | --none",
+            "Start tunnels by their names in the configuration file(s); --all starts every\n\
+             one, --none none (only the local API runs).",
+            &["all"],
+        ),
+        "authtoken" => (
+            "burrow authtoken TOKEN",
+            "Save TOKEN as authtoken in the configuration file (-config, or\n\
+             ~/.burrow/burrow.yml).",
+            &[],
+        ),
+        "config" => (
+            "burrow config add-authtoken TOKEN",
+            "Save TOKEN as authtoken in the configuration file, like burrow authtoken.",
+            &[],
+        ),
+        "version" => ("burrow version", "Print the version.", &[]),
+        "help" => (
+            "burrow help [COMMAND]",
+            "Print help, for COMMAND or in general.",
+            &[],
+        ),
+        _ => return None,
+    };
+    let mut out = format!("USAGE:\n  {usage}\n\n{what}\n");
+    let lines: Vec<&str> = HELP
+        .split("FLAGS (")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let section = |names: &[&str], out: &mut String| {
+        for (i, line) in lines.iter().enumerate() {
+            let named = names.iter().any(|n| {
+                line.trim_start()
+                    .strip_prefix('-')
+                    .and_then(|l| l.strip_prefix(n))
+                    .is_some_and(|rest| rest.starts_with([' ', '=', ',']))
+            });
+            if named {
+                out.push_str(line);
+                out.push('\n');
+                // Continuation lines of the same flag are indented past the flag column.
+                for more in &lines[i + 1..] {
+                    if !more.starts_with("      ") {
+                        break;
+                    }
+                    out.push_str(more);
+                    out.push('\n');
+                }
+            }
+        }
+    };
+    if !flags.is_empty() {
+        out.push_str("\nFLAGS:\n");
+        section(flags, &mut out);
+    }
+    if matches!(command, "http" | "tcp" | "tls" | "start") {
+        out.push_str("\nSESSION FLAGS:\n");
+        section(
+            &[
+                "authtoken",
+                "server",
+                "root-cas",
+                "region",
+                "config",
+                "log",
+                "log-level",
+                "log-format",
+            ],
+            &mut out,
+        );
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +429,25 @@ mod tests {
             Command::Help(Some("http".into()))
         );
         assert_eq!(p("").unwrap().0, Command::Help(None));
+        assert_eq!(
+            p("help http").unwrap().0,
+            Command::Help(Some("http".into()))
+        );
+    }
+
+    #[test]
+    fn help_for_a_command_lists_its_own_flags() {
+        let http = help_for("http").unwrap();
+        assert!(http.starts_with("USAGE:\n  burrow http [flags] ADDR"));
+        assert!(http.contains("-subdomain NAME"));
+        assert!(http.contains("-auth USER:PASS"));
+        assert!(http.contains("-authtoken TOKEN"));
+        assert!(!http.contains("-remote-addr"));
+        let tcp = help_for("tcp").unwrap();
+        assert!(tcp.contains("-remote-addr H:P"));
+        assert!(!tcp.contains("-subdomain"));
+        assert!(help_for("tls").unwrap().contains("-client-cas PATH"));
+        assert!(help_for("frobnicate").is_none());
     }
 
     #[test]

@@ -356,9 +356,21 @@ pub fn run_cli(args: Vec<String>) -> i32 {
             println!("burrow version {VERSION}");
             return 0;
         }
-        Command::Help(_) => {
+        Command::Help(None) => {
             print!("{}", cli::HELP);
             return 0;
+        }
+        Command::Help(Some(name)) => {
+            return match cli::help_for(name) {
+                Some(text) => {
+                    print!("{text}");
+                    0
+                }
+                None => {
+                    eprintln!("ERROR: unknown command {name:?}\nTry 'burrow help' for usage.");
+                    1
+                }
+            };
         }
         Command::Authtoken(token) => return save_token(&flags, token),
         _ => {}

@@ -4,7 +4,8 @@
 //! it cannot parse), it goes quiet rather than guess, and the bytes flow on untouched.
 
 /// Largest head the observer buffers before giving up on a stream.
-const MAX_HEAD: usize = 64 * 1024;
+// Above the relay's default head limit (64 KiB) plus the forwarding headers it adds.
+const MAX_HEAD: usize = 80 * 1024;
 
 /// A parsed head.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,16 +18,19 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Most public connections open at once.
     pub max_connections: usize,
+    /// Most agent connections open at once that have not authenticated yet.
+    pub max_pending_agents: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_head: 32 * 1024,
+            max_head: 64 * 1024,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 16_384,
+            max_pending_agents: 128,
         }
     }
 }

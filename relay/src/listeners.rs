@@ -30,10 +30,14 @@ pub async fn run_control(listener: TcpListener, state: Arc<RelayState>) {
             },
             _ = stopping.wait_for(|s| *s) => return,
         };
+        let Some(pending) = Pending::admit(&state) else {
+            warn!(%peer, limit = state.cfg.limits.max_pending_agents, "too many agent connections waiting to authenticate; refusing");
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let (state, acceptor) = (state.clone(), acceptor.clone());
         state.pool.pick().clone().spawn(async move {
-            agent_handshake(sock, peer, acceptor, state).await;
+            agent_handshake(sock, peer, acceptor, state, pending).await;
         });
     }
 }
@@ -43,6 +47,7 @@ async fn agent_handshake(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     state: Arc<RelayState>,
+    pending: Pending,
 ) {
     let limit = state.cfg.limits.handshake_timeout;
     let hs = async {
@@ -66,7 +71,11 @@ async fn agent_handshake(
             return;
         }
     };
-    let (handle, mut events) = mux::start(tls, MuxConfig::new(Role::Relay));
+    let mut mux_cfg = MuxConfig::new(Role::Relay);
+    // Until the agent authenticates, frames are small: a stranger's trickled frame
+    // cannot make the relay reserve much.
+    mux_cfg.max_frame = PREAUTH_MAX_FRAME;
+    let (handle, mut events) = mux::start(tls, mux_cfg);
     let mut closing = state.closing.clone();
     Session::create(move |ctx| {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -85,8 +94,31 @@ async fn agent_handshake(
             let _ = closing.wait_for(|c| *c).await;
             h.close("relay shutting down");
         });
-        Session::new(state, peer, handle)
+        Session::new(state, peer, handle, pending)
     });
+}
+
+/// Largest frame payload an agent may send before it has authenticated.
+pub const PREAUTH_MAX_FRAME: u32 = 16 * 1024;
+
+/// One agent connection counted against `max_pending_agents` until it authenticates or
+/// goes away.
+#[derive(Debug)]
+pub struct Pending(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Pending {
+    fn admit(state: &RelayState) -> Option<Pending> {
+        let count = &state.pending_agents;
+        let prev = count.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending(count.clone());
+        (prev < state.cfg.limits.max_pending_agents).then_some(pending)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Accepts visitors on a public http (`tls` absent) or https listener.

@@ -26,8 +26,10 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --state-dir PATH         where the CA and the leases live (default ./burrowd-state)
   --lease-grace SECS       how long a departed agent keeps its names (default 300)
   --drain-grace SECS       how long SIGTERM waits for open connections (default 10)
-  --max-head BYTES         largest request head (default 32768)
+  --max-head BYTES         largest request head (default 65536)
   --head-timeout SECS      time for a request head to arrive (default 10)
+  --max-pending-agents N   agent connections allowed to wait for authentication at
+                           once (default 128); more are closed at accept
   --log-level LEVEL        error, warn, info, debug (default info)
   --version                print the version
   --help                   this text
@@ -137,6 +139,12 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                 cfg.limits.max_head =
                     value.parse().ok().filter(|n| *n >= 1024).with_context(|| {
                         format!("--max-head: want a byte count of at least 1024, got {value:?}")
+                    })?
+            }
+            "max-pending-agents" => {
+                cfg.limits.max_pending_agents =
+                    value.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                        format!("--max-pending-agents: want a count of at least 1, got {value:?}")
                     })?
             }
             "log-level" => level = value,

@@ -99,10 +99,14 @@ impl Registry {
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let until = now_secs() + grace.as_secs();
+        // A lease keeps the time it had left: a restart gives a fresh grace period only to
+        // names whose sessions were still connected (the relay did not stop cleanly).
+        let now = now_secs();
+        let until = now + grace.as_secs();
         for l in leases.values_mut() {
-            l.expires = Some(l.expires.map_or(until, |e| e.max(until)));
+            l.expires = Some(l.expires.unwrap_or(until));
         }
+        leases.retain(|_, l| l.expires.is_some_and(|e| e > now));
         let leases = std::sync::Arc::new(Mutex::new(leases));
         let dirty = path.clone().map(|p| {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -174,6 +178,14 @@ impl Registry {
             None => true,
             Some(l) => l.client_id == client_id || l.expires.is_some_and(|e| e <= now_secs()),
         }
+    }
+
+    /// Seconds left on the lease of a departed session holding `key`, if one does.
+    pub fn held_for(&self, key: &LeaseKey) -> Option<u64> {
+        let now = now_secs();
+        let leases = self.lock();
+        let e = leases.get(&key_str(key))?.expires?;
+        (e > now).then(|| e - now)
     }
 
     /// Claims `key` for a live session of `client_id`.

@@ -84,10 +84,13 @@ impl Router {
     }
 
     /// Finds the tunnel for a host: its own route, else the most specific wildcard
-    /// (`*.b.example.com` before `*.example.com`) whose tunnel is still connected.
+    /// (`*.b.example.com` before `*.example.com`), counting only tunnels whose agent is
+    /// still connected.
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
         if let Some(r) = self.hosts.get(host) {
-            return Some(r.clone());
+            if !r.mux.is_closed() {
+                return Some(r.clone());
+            }
         }
         let mut rest = host;
         while let Some((_, parent)) = rest.split_once('.') {

@@ -1,5 +1,6 @@
 //! One connected agent: authentication, tunnel binding, and cleanup when it goes.
 
+use crate::listeners::Pending;
 use crate::registry::LeaseKey;
 use crate::router::Route;
 use crate::state::RelayState;
@@ -8,6 +9,7 @@ use actix::prelude::*;
 use burrow_protocol::control::{
     self, BindTls, ClientMessage, ServerMessage, TunnelProto, TunnelRequest,
 };
+use burrow_protocol::frame::DEFAULT_MAX_FRAME;
 use burrow_protocol::mux::{MuxEvent, MuxHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,11 +28,13 @@ pub struct Session {
     mux: MuxHandle,
     client_id: Option<String>,
     tunnels: HashMap<u64, Bound>,
+    /// Held until the agent authenticates.
+    pending: Option<Pending>,
 }
 
 impl Session {
     /// A session over an established mux.
-    pub fn new(state: Arc<RelayState>, peer: SocketAddr, mux: MuxHandle) -> Self {
+    pub fn new(state: Arc<RelayState>, peer: SocketAddr, mux: MuxHandle, pending: Pending) -> Self {
         let id = state.next_id();
         Session {
             id,
@@ -39,6 +43,7 @@ impl Session {
             mux,
             client_id: None,
             tunnels: HashMap::new(),
+            pending: Some(pending),
         }
     }
 
@@ -80,6 +85,8 @@ impl Session {
                 }
                 info!(session = self.id, peer = %self.peer, %agent_version, "agent session started");
                 self.client_id = Some(client_id);
+                self.pending = None;
+                self.mux.set_max_frame(DEFAULT_MAX_FRAME);
                 self.send(&ServerMessage::AuthOk {
                     relay_version: env!("CARGO_PKG_VERSION").into(),
                     session_id: format!("{:016x}", self.id),

@@ -16,7 +16,7 @@ pub struct RelayState {
     /// Configuration it runs with.
     pub cfg: RelayConfig,
     /// Tokens and leases.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Host and port routes.
     pub router: Arc<Router>,
     /// Worker arbiters for connections.
@@ -33,6 +33,8 @@ pub struct RelayState {
     pub port_listeners: DashMap<u16, ()>,
     /// Public connections open now.
     pub open: Arc<AtomicUsize>,
+    /// Agent connections open now that have not authenticated yet.
+    pub pending_agents: Arc<AtomicUsize>,
     /// Set when the relay stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// Set when the relay closes its agent sessions.
@@ -50,9 +52,14 @@ impl RelayState {
         stopping: watch::Receiver<bool>,
         closing: watch::Receiver<bool>,
     ) -> Self {
-        let registry = Registry::open(cfg.tokens.clone(), cfg.state_dir.clone(), cfg.lease_grace);
+        let registry = Arc::new(Registry::open(
+            cfg.tokens.clone(),
+            cfg.state_dir.clone(),
+            cfg.lease_grace,
+        ));
         let http = Arc::new(HttpShared {
             router: router.clone(),
+            registry: registry.clone(),
             limits: cfg.limits.clone(),
         });
         RelayState {
@@ -66,6 +73,7 @@ impl RelayState {
             https_port: ports.1,
             port_listeners: DashMap::new(),
             open: Arc::new(AtomicUsize::new(0)),
+            pending_agents: Arc::new(AtomicUsize::new(0)),
             stopping,
             closing,
             // Ids are random-based so restarts do not reuse a previous run's ids.

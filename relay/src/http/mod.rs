@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod head;
 pub mod pages;
+pub mod response;
 pub mod serve;
 
 pub use serve::{serve, HttpShared};

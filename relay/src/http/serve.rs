@@ -3,13 +3,17 @@
 use super::body::{Input, InputError};
 use super::head::{self, RequestHead};
 use super::pages;
+use super::response::{Event, Expect, ResponseError, Responses};
 use crate::config::Limits;
+use crate::registry::{LeaseKey, Registry};
 use crate::router::{Route, Router};
 use burrow_protocol::control::{self, StreamMeta, TunnelProto};
-use burrow_protocol::mux::{pump_from_mux, pump_to_mux, MuxStream};
+use burrow_protocol::mux::{pump_to_mux, MuxStream};
+use bytes::Bytes;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
@@ -18,6 +22,8 @@ use tracing::{debug, info, warn};
 pub struct HttpShared {
     /// The routing table.
     pub router: Arc<Router>,
+    /// Leases, to tell a visitor that a name's agent is away rather than unknown.
+    pub registry: Arc<Registry>,
     /// Size and time limits.
     pub limits: Limits,
 }
@@ -53,20 +59,37 @@ where
     let route = match shared.router.lookup(&first.host) {
         Some(r) if r.proto == TunnelProto::Http && r.serves(scheme) => r,
         _ => {
-            info!(%peer, host = %first.host, "no tunnel for host");
-            let msg = format!("Tunnel {} not found", first.host);
+            // The name itself, or a wildcard above it, may be held for an agent that left.
+            let mut names = vec![first.host.clone()];
+            let mut rest = first.host.as_str();
+            while let Some((_, parent)) = rest.split_once('.') {
+                names.push(format!("*.{parent}"));
+                rest = parent;
+            }
+            let held = names
+                .into_iter()
+                .find_map(|n| shared.registry.held_for(&LeaseKey::Host(n)));
+            let msg = match held {
+                Some(left) => {
+                    info!(%peer, host = %first.host, left, "tunnel offline: its agent is away");
+                    format!(
+                        "Tunnel {} not found: it is offline, its agent disconnected. The name \
+                         stays reserved for that agent for {left} more seconds.",
+                        first.host
+                    )
+                }
+                None => {
+                    info!(%peer, host = %first.host, "no tunnel for host");
+                    format!("Tunnel {} not found", first.host)
+                }
+            };
             return answer(&mut wr, 404, &msg).await;
         }
     };
     if let Some(expected) = &route.auth {
         if !super::auth::authorized(&first.headers, expected) {
             info!(%peer, host = %first.host, "refused request without valid credentials");
-            let page = pages::page_with_headers(
-                401,
-                "401 Unauthorized: this tunnel requires a user name and password.",
-                "WWW-Authenticate: Basic realm=\"burrow\"\r\n",
-            );
-            let _ = wr.write_all(&page).await;
+            let _ = wr.write_all(&unauthorized()).await;
             let _ = wr.shutdown().await;
             return;
         }
@@ -85,20 +108,176 @@ where
         }
     };
     let ip = peer.ip().to_string();
-    let up = forward_requests(input, &stream, first, &ip, scheme, limits, &route);
-    let down = pump_from_mux(&stream, &mut wr);
-    tokio::pin!(up, down);
-    tokio::select! {
-        r = &mut down => {
-            if let Err(e) = r { debug!(%peer, err = %e, "response direction ended"); }
+    let host = first.host.clone();
+    let track = Track {
+        responses: Mutex::new(Responses::new(limits.max_head)),
+        verdict: Mutex::new(None),
+        decided: Notify::new(),
+    };
+    let outcome = {
+        let up = forward_requests(input, &stream, first, &ip, scheme, limits, &route, &track);
+        let down = forward_responses(&stream, &mut wr, &track);
+        tokio::pin!(up, down);
+        tokio::select! {
+            r = &mut down => Outcome::Down(r),
+            r = &mut up => match r {
+                Ok(end) => Outcome::Up(end, down.await),
+                Err(e) => Outcome::Abort(e),
+            },
         }
-        r = &mut up => {
-            if let Err(e) = r { debug!(%peer, err = %e, "request direction ended"); }
-            if let Err(e) = down.await { debug!(%peer, err = %e, "response direction ended"); }
+    };
+    let fresh = {
+        let r = track.lock();
+        r.between_responses() && r.unanswered() <= 1
+    };
+    match outcome {
+        Outcome::Down(Ok(())) => {}
+        Outcome::Down(Err(DownError::Io(e))) => {
+            debug!(%peer, err = %e, "response direction ended");
+            return stream.reset("visitor connection failed");
+        }
+        Outcome::Down(Err(DownError::Response(e))) => {
+            warn!(%peer, %host, err = %e, "bad response from the agent");
+            stream.reset("malformed response");
+            if fresh {
+                let _ = wr.write_all(&pages::page(502, &e.to_string())).await;
+            }
+        }
+        Outcome::Up(end, down) => {
+            if let Err(e) = down {
+                debug!(%peer, err = %e, "response direction ended");
+                return stream.reset("visitor connection failed");
+            }
+            if let Ending::Page(page) = end {
+                let _ = wr.write_all(&page).await;
+            }
+        }
+        Outcome::Abort(e) => {
+            // Part of the request is with the local server already: the stream cannot
+            // be reused, so both sides let go of it now.
+            info!(%peer, err = %e, "aborting request");
+            stream.reset(&e.to_string());
+            if fresh && !matches!(e, InputError::Closed | InputError::Io(_)) {
+                let page = match &e {
+                    InputError::Head(h) => pages::page(h.status(), &h.to_string()),
+                    other => pages::page(400, &other.to_string()),
+                };
+                let _ = wr.write_all(&page).await;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// How the request direction ended.
+enum Ending {
+    /// Nothing more to say: the connection closes after the last response.
+    Clean,
+    /// This page follows the last response (a refused kept-alive request).
+    Page(Bytes),
+}
+
+enum DownError {
+    Io(std::io::Error),
+    Response(ResponseError),
+}
+
+impl std::fmt::Display for DownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownError::Io(e) => e.fmt(f),
+            DownError::Response(e) => e.fmt(f),
         }
     }
 }
 
+enum Outcome {
+    Down(Result<(), DownError>),
+    Up(Ending, Result<(), DownError>),
+    Abort(InputError),
+}
+
+/// What the two directions of one connection share: where the responses are, and the
+/// answer to an upgrade request once it is known.
+struct Track {
+    responses: Mutex<Responses>,
+    verdict: Mutex<Option<bool>>,
+    decided: Notify,
+}
+
+impl Track {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Responses> {
+        self.responses.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn decide(&self, switched: bool) {
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(switched);
+        self.decided.notify_one();
+    }
+
+    fn take_verdict(&self) -> Option<bool> {
+        self.verdict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// Copies the agent's responses to the visitor unchanged, following where each ends.
+async fn forward_responses<W: AsyncWrite + Unpin>(
+    stream: &MuxStream,
+    wr: &mut W,
+    track: &Track,
+) -> Result<(), DownError> {
+    let mut raw = false;
+    while let Some(chunk) = stream.recv_shared().await.map_err(DownError::Io)? {
+        if !raw {
+            let mut r = track.lock();
+            let events = r.feed(&chunk).map_err(DownError::Response)?;
+            raw = r.is_raw();
+            drop(r);
+            for Event::Upgrade(switched) in events {
+                track.decide(switched);
+            }
+        }
+        wr.write_all(&chunk).await.map_err(DownError::Io)?;
+    }
+    Ok(())
+}
+
+/// Waits for the answer to an upgrade request; `None` if the visitor left meanwhile.
+async fn upgrade_verdict<R: AsyncRead + Unpin>(
+    track: &Track,
+    input: &mut Input<R>,
+) -> Result<Option<bool>, InputError> {
+    let mut visitor_open = true;
+    loop {
+        if let Some(v) = track.take_verdict() {
+            return Ok(Some(v));
+        }
+        // Watch for the visitor leaving, but read nothing more than one buffer ahead.
+        let watch = async {
+            if visitor_open && input.buf.is_empty() {
+                input.wait_byte().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            _ = track.decided.notified() => {}
+            r = watch => match r {
+                Ok(()) => {}
+                Err(InputError::Closed) => visitor_open = false,
+                Err(e) => return Err(e),
+            },
+        }
+        if !visitor_open {
+            return Ok(None);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn forward_requests<R: AsyncRead + Unpin>(
     mut input: Input<R>,
     stream: &MuxStream,
@@ -107,7 +286,8 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     scheme: &str,
     limits: &Limits,
     route: &Route,
-) -> Result<(), InputError> {
+    track: &Track,
+) -> Result<Ending, InputError> {
     let auth = route.auth.as_deref();
     // The connection stays bound to the tunnel of its first request.
     let bound_host = first.host.clone();
@@ -115,24 +295,33 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     loop {
         let fwd = head::forwarded(&input.buf, &head, ip, scheme, route.host_header.as_deref());
         let _ = input.buf.split_to(head.len);
+        track.lock().expect(Expect {
+            head: head.method == "HEAD",
+            upgrade: head.upgrade,
+        });
         stream.send(fwd).await?;
-        let body = match head.framing {
-            head::Framing::None => Ok(()),
-            head::Framing::Length(n) => input.forward_exact(n, stream).await,
-            head::Framing::Chunked => input.forward_chunked(stream, limits.max_head).await,
-        };
-        if let Err(e) = body {
-            // The head is already with the upstream: the only safe answer is to abort.
-            info!(host = %head.host, err = %e, "aborting request with bad body");
-            return Err(e);
+        match head.framing {
+            head::Framing::None => {}
+            head::Framing::Length(n) => input.forward_exact(n, stream).await?,
+            head::Framing::Chunked => input.forward_chunked(stream, limits.max_head).await?,
         }
         if head.upgrade {
-            let (mut rd, rest) = input.into_parts();
-            if !rest.is_empty() {
-                stream.send(rest.freeze()).await?;
+            match upgrade_verdict(track, &mut input).await? {
+                Some(true) => {
+                    let (mut rd, rest) = input.into_parts();
+                    if !rest.is_empty() {
+                        stream.send(rest.freeze()).await?;
+                    }
+                    pump_to_mux(&mut rd, stream).await?;
+                    return Ok(Ending::Clean);
+                }
+                // Declined: the connection stays HTTP and the next head is checked as usual.
+                Some(false) => {}
+                None => {
+                    stream.finish()?;
+                    return Ok(Ending::Clean);
+                }
             }
-            pump_to_mux(&mut rd, stream).await?;
-            return Ok(());
         }
         let next = async {
             timeout(limits.idle_timeout, input.wait_byte())
@@ -148,23 +337,36 @@ async fn forward_requests<R: AsyncRead + Unpin>(
             Ok(h) if h.host != bound_host => {
                 info!(host = %h.host, "request for another host on a kept-alive connection");
                 stream.finish()?;
-                return Ok(());
+                return Ok(Ending::Clean);
             }
             Ok(h) if auth.is_some_and(|a| !super::auth::authorized(&h.headers, a)) => {
                 info!(host = %h.host, "refused kept-alive request without valid credentials");
                 stream.finish()?;
-                return Ok(());
+                return Ok(Ending::Page(unauthorized()));
             }
             Ok(h) => head = h,
             Err(InputError::Closed) => {
                 stream.finish()?;
-                return Ok(());
+                return Ok(Ending::Clean);
             }
-            Err(e) => {
+            Err(InputError::Head(e)) => {
                 info!(err = %e, "refused request head on a kept-alive connection");
                 stream.finish()?;
-                return Ok(());
+                return Ok(Ending::Page(pages::page(e.status(), &e.to_string())));
+            }
+            Err(e) => {
+                info!(err = %e, "kept-alive connection failed");
+                stream.finish()?;
+                return Ok(Ending::Clean);
             }
         }
     }
+}
+
+fn unauthorized() -> Bytes {
+    pages::page_with_headers(
+        401,
+        "401 Unauthorized: this tunnel requires a user name and password.",
+        "WWW-Authenticate: Basic realm=\"burrow\"\r\n",
+    )
 }

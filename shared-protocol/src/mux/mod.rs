@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     close_tx: watch::Sender<bool>,
     epoch: Instant,
     last_rx_micros: AtomicU64,
+    /// Largest frame payload accepted now (raised once a peer has authenticated).
+    max_frame: AtomicU32,
 }
 
 impl Shared {
@@ -255,6 +257,12 @@ impl MuxHandle {
         self.shared.rtt()
     }
 
+    /// Changes the largest frame payload accepted from now on: a relay keeps it small
+    /// until the agent has authenticated, so a stranger cannot make it buffer much.
+    pub fn set_max_frame(&self, max: u32) {
+        self.shared.max_frame.store(max, Ordering::Relaxed);
+    }
+
     /// Streams currently open.
     pub fn open_streams(&self) -> usize {
         self.shared.streams().len()
@@ -268,6 +276,7 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let cfg_max_frame = cfg.max_frame;
     let (close_tx, _) = watch::channel(false);
     let first_id = match cfg.role {
         Role::Relay => 1,
@@ -283,6 +292,7 @@ where
         close_tx,
         epoch: Instant::now(),
         last_rx_micros: AtomicU64::new(0),
+        max_frame: AtomicU32::new(cfg_max_frame),
     });
     let (r, w) = tokio::io::split(io);
     tokio::spawn(writer(w, rx, shared.clone()));
@@ -372,9 +382,9 @@ async fn reader<R: AsyncRead>(
     events: &mpsc::UnboundedSender<MuxEvent>,
 ) -> Result<(), ProtocolError> {
     tokio::pin!(r);
-    let decoder = FrameDecoder::new(shared.cfg.max_frame);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
+        let decoder = FrameDecoder::new(shared.max_frame.load(Ordering::Relaxed));
         while let Some(frame) = decoder.decode(&mut buf)? {
             if !handle(frame, shared, events)? {
                 return Ok(());
