@@ -20,6 +20,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most agent connections open at once that have not authenticated yet.
     pub max_pending_agents: usize,
+    /// Bytes all receive windows of the relay together may grow beyond their initial
+    /// 256 KiB: what stalled readers can make it hold, whatever their number.
+    pub window_budget: u64,
+    /// The same, for the windows of one agent session.
+    pub session_window_budget: u64,
 }
 
 impl Default for Limits {
@@ -31,6 +36,8 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 16_384,
             max_pending_agents: 128,
+            window_budget: burrow_protocol::window::DEFAULT_PROCESS_BUDGET,
+            session_window_budget: burrow_protocol::window::DEFAULT_SESSION_BUDGET,
         }
     }
 }

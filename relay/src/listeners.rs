@@ -75,6 +75,8 @@ async fn agent_handshake(
     // Until the agent authenticates, frames are small: a stranger's trickled frame
     // cannot make the relay reserve much.
     mux_cfg.max_frame = PREAUTH_MAX_FRAME;
+    mux_cfg.process_budget = state.window_budget.clone();
+    mux_cfg.session_budget = state.cfg.limits.session_window_budget;
     let (handle, mut events) = mux::start(tls, mux_cfg);
     let mut closing = state.closing.clone();
     Session::create(move |ctx| {

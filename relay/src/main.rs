@@ -30,6 +30,10 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --head-timeout SECS      time for a request head to arrive (default 10)
   --max-pending-agents N   agent connections allowed to wait for authentication at
                            once (default 128); more are closed at accept
+  --window-budget MIB      how far all flow-control windows together may grow beyond
+                           their initial 256 KiB each (default 32): bounds what
+                           visitors that stop reading can make the relay hold
+  --session-window-budget MIB  the same for one agent session (default 16)
   --log-level LEVEL        error, warn, info, debug (default info)
   --version                print the version
   --help                   this text
@@ -146,6 +150,16 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                     value.parse().ok().filter(|n| *n >= 1).with_context(|| {
                         format!("--max-pending-agents: want a count of at least 1, got {value:?}")
                     })?
+            }
+            "window-budget" | "session-window-budget" => {
+                let mib: u64 = value.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                    format!("--{name}: want a size in MiB of at least 1, got {value:?}")
+                })?;
+                if name == "window-budget" {
+                    cfg.limits.window_budget = mib << 20;
+                } else {
+                    cfg.limits.session_window_budget = mib << 20;
+                }
             }
             "log-level" => level = value,
             other => bail!("unknown flag --{other} (see burrowd --help)"),

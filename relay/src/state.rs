@@ -35,6 +35,8 @@ pub struct RelayState {
     pub open: Arc<AtomicUsize>,
     /// Agent connections open now that have not authenticated yet.
     pub pending_agents: Arc<AtomicUsize>,
+    /// What all sessions' receive windows may grow by together.
+    pub window_budget: Arc<burrow_protocol::window::WindowBudget>,
     /// Set when the relay stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// Set when the relay closes its agent sessions.
@@ -57,6 +59,7 @@ impl RelayState {
             cfg.state_dir.clone(),
             cfg.lease_grace,
         ));
+        let window_budget = burrow_protocol::window::WindowBudget::new(cfg.limits.window_budget);
         let http = Arc::new(HttpShared {
             router: router.clone(),
             registry: registry.clone(),
@@ -74,6 +77,7 @@ impl RelayState {
             port_listeners: DashMap::new(),
             open: Arc::new(AtomicUsize::new(0)),
             pending_agents: Arc::new(AtomicUsize::new(0)),
+            window_budget,
             stopping,
             closing,
             // Ids are random-based so restarts do not reuse a previous run's ids.

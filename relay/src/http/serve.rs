@@ -230,7 +230,7 @@ async fn forward_responses<W: AsyncWrite + Unpin>(
     track: &Track,
 ) -> Result<(), DownError> {
     let mut raw = false;
-    while let Some(chunk) = stream.recv_shared().await.map_err(DownError::Io)? {
+    while let Some(chunk) = stream.recv_unacked().await.map_err(DownError::Io)? {
         if !raw {
             let mut r = track.lock();
             let events = r.feed(&chunk).map_err(DownError::Response)?;
@@ -241,6 +241,7 @@ async fn forward_responses<W: AsyncWrite + Unpin>(
             }
         }
         wr.write_all(&chunk).await.map_err(DownError::Io)?;
+        stream.ack(chunk.len());
     }
     Ok(())
 }

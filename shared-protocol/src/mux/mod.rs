@@ -15,7 +15,9 @@ pub use splice::{
 pub use stream::MuxStream;
 
 use crate::frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME};
-use crate::window::{RecvWindow, DEFAULT_MAX_WINDOW};
+use crate::window::{
+    RecvWindow, WindowBudget, DEFAULT_MAX_WINDOW, DEFAULT_PROCESS_BUDGET, DEFAULT_SESSION_BUDGET,
+};
 use crate::ProtocolError;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -43,6 +45,10 @@ pub struct MuxConfig {
     pub max_frame: u32,
     /// Ceiling for per-stream window auto-tuning.
     pub max_window: u32,
+    /// Most bytes all of this session's windows may grow beyond their initial size.
+    pub session_budget: u64,
+    /// Shared by every session of the process: the most all their windows may grow.
+    pub process_budget: Arc<WindowBudget>,
     /// Most streams open at once; more are refused with a reset.
     pub max_streams: usize,
     /// How often to ping.
@@ -58,6 +64,8 @@ impl MuxConfig {
             role,
             max_frame: DEFAULT_MAX_FRAME,
             max_window: DEFAULT_MAX_WINDOW,
+            session_budget: DEFAULT_SESSION_BUDGET,
+            process_budget: WindowBudget::new(DEFAULT_PROCESS_BUDGET),
             max_streams: 16_384,
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(8),
@@ -93,7 +101,7 @@ pub(crate) struct StreamShared {
 }
 
 impl StreamShared {
-    fn new(id: u32, max_window: u32) -> Arc<Self> {
+    fn new(id: u32, shared: &Shared) -> Arc<Self> {
         Arc::new(StreamShared {
             id,
             state: Mutex::new(StreamState {
@@ -101,7 +109,11 @@ impl StreamShared {
                 recv_fin: false,
                 reset: None,
                 read_waker: None,
-                window: RecvWindow::new(max_window),
+                window: RecvWindow::new(
+                    shared.cfg.max_window,
+                    shared.session_budget.clone(),
+                    shared.cfg.process_budget.clone(),
+                ),
                 credit: crate::window::INITIAL_WINDOW as u64,
                 write_waker: None,
                 sent_fin: false,
@@ -140,6 +152,7 @@ pub(crate) struct Shared {
     last_rx_micros: AtomicU64,
     /// Largest frame payload accepted now (raised once a peer has authenticated).
     max_frame: AtomicU32,
+    session_budget: Arc<WindowBudget>,
 }
 
 impl Shared {
@@ -196,7 +209,7 @@ impl MuxHandle {
             return Err(ProtocolError::Closed);
         }
         let id = self.shared.next_id.fetch_add(2, Ordering::Relaxed);
-        let st = StreamShared::new(id, self.shared.cfg.max_window);
+        let st = StreamShared::new(id, &self.shared);
         {
             let mut streams = self.shared.streams();
             if streams.len() >= self.shared.cfg.max_streams {
@@ -277,6 +290,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let cfg_max_frame = cfg.max_frame;
+    let session_budget = cfg.session_budget;
     let (close_tx, _) = watch::channel(false);
     let first_id = match cfg.role {
         Role::Relay => 1,
@@ -293,6 +307,7 @@ where
         epoch: Instant::now(),
         last_rx_micros: AtomicU64::new(0),
         max_frame: AtomicU32::new(cfg_max_frame),
+        session_budget: WindowBudget::new(session_budget),
     });
     let (r, w) = tokio::io::split(io);
     tokio::spawn(writer(w, rx, shared.clone()));
@@ -427,7 +442,7 @@ fn handle(
                     reason: format!("stream id {stream} has our parity"),
                 });
             }
-            let st = StreamShared::new(stream, shared.cfg.max_window);
+            let st = StreamShared::new(stream, shared);
             {
                 let mut streams = shared.streams();
                 if streams.contains_key(&stream) {

@@ -97,10 +97,11 @@ pub async fn pump_from_mux_observed<W: AsyncWrite + Unpin>(
     mut observe: impl FnMut(&[u8]),
 ) -> io::Result<u64> {
     let mut total = 0u64;
-    while let Some(chunk) = stream.recv_shared().await? {
+    while let Some(chunk) = stream.recv_unacked().await? {
         total += chunk.len() as u64;
         observe(&chunk);
         wr.write_all(&chunk).await?;
+        stream.ack(chunk.len());
     }
     wr.shutdown().await?;
     Ok(total)

@@ -64,17 +64,36 @@ impl MuxStream {
     }
 
     fn poll_recv_chunk(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        let r = self.poll_recv_unacked(cx);
+        if let Poll::Ready(Ok(Some(chunk))) = &r {
+            self.ack(chunk.len());
+        }
+        r
+    }
+
+    /// Hands `len` bytes' worth of credit back to the peer: they have left toward the
+    /// reader. Pairs with [`MuxStream::recv_unacked`].
+    pub fn ack(&self, len: usize) {
+        let mut s = self.st.lock();
+        if let Some(increment) = s.window.on_consumed(len, Instant::now(), self.mux.rtt()) {
+            drop(s);
+            self.mux.send(Frame::Window {
+                stream: self.st.id,
+                increment,
+            });
+        }
+    }
+
+    /// Like [`MuxStream::recv_shared`], but the chunk's credit goes back to the peer only
+    /// when [`MuxStream::ack`] says so (once it has been written on), so a reader that
+    /// stops never lets the peer send more than the window.
+    pub async fn recv_unacked(&self) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_recv_unacked(cx)).await
+    }
+
+    fn poll_recv_unacked(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         let mut s = self.st.lock();
         if let Some(chunk) = s.recv.pop_front() {
-            if let Some(increment) =
-                s.window
-                    .on_consumed(chunk.len(), Instant::now(), self.mux.rtt())
-            {
-                self.mux.send(Frame::Window {
-                    stream: self.st.id,
-                    increment,
-                });
-            }
             return Poll::Ready(Ok(Some(chunk)));
         }
         if s.recv_fin {
