@@ -4,7 +4,6 @@
 mod common;
 
 use common::{call, free_port, json, spawn, Running, Scratch};
-use std::process::Command;
 
 struct Agent {
     api: String,
@@ -318,17 +317,14 @@ fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
     let port = holder.local_addr().unwrap().port();
     let dir = Scratch::new("busy");
     let path = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{port}\n"));
-    let out = Command::new(env!("CARGO_BIN_EXE_burrow"))
-        .args([
-            "start",
-            "--none",
-            "--log",
-            "stdout",
-            "--config",
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = common::run_burrow(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("lvl=eror"), "{stdout}");

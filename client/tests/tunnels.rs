@@ -40,8 +40,8 @@ fn authority(url: &str) -> (String, u16) {
 
 /// curl with `host` resolved to loopback; (status, body, stderr).
 fn curl_to(host: &str, port: u16, url: &str, extra: &[&str]) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+    let out = common::curl_command()
+        .args(["--max-time", "10", "-w", "\n%{http_code}"])
         .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
         .args(extra)
         .arg(url)

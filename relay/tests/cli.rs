@@ -4,9 +4,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `burrowd` with `args`, hermetic: `HOME` is an empty scratch path and the environment's
+/// `BURROWD_AUTH_TOKENS` is not passed on (tests that need it set it themselves).
 fn burrowd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_burrowd"));
-    c.args(args);
+    c.env(
+        "HOME",
+        std::env::temp_dir().join(format!("burrowd-cli-home-{}", std::process::id())),
+    )
+    .env_remove("BURROWD_AUTH_TOKENS")
+    .args(args);
     c
 }
 

@@ -659,11 +659,12 @@ fn kill_all(child: &mut Child, profile: &Path) {
     let _ = child.wait();
 }
 
-/// Running (not zombie) processes in group `pgid` or with `mark` in their environment.
+/// Running (not zombie) processes in group `pgid` or with `mark` in their environment;
+/// panics when `/proc` cannot be listed (an empty answer would pass for "all stopped").
+/// A process that ends while being read is skipped.
 fn survivors(pgid: u32, mark: &[u8]) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+    let dir = std::fs::read_dir("/proc")
+        .unwrap_or_else(|e| panic!("cannot list /proc to find the browser's processes: {e}"));
     let pgid = pgid.to_string();
     let mut found = Vec::new();
     for entry in dir.flatten() {
