@@ -193,10 +193,26 @@ fn body_to_config(body: &Map<String, Value>) -> Result<(String, TunnelConfig), (
         (None, Some(other)) => return Err(bad(&format!("invalid field schemes: {other}"))),
         (None, None) => None,
     };
+    // `basic_auth` is a list of `user:password` (or one as a string); a tunnel holds one
+    // credential, so more, or anything else, is refused rather than leaving it unguarded.
     let auth = match (string("auth")?, body.get("basic_auth")) {
         (Some(a), _) => Some(a),
-        (None, Some(Value::Array(a))) => a.first().and_then(|v| v.as_str()).map(String::from),
-        _ => None,
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(Value::String(s))) => Some(s.clone()),
+        (None, Some(Value::Array(a))) => match a.as_slice() {
+            [] => None,
+            [Value::String(s)] => Some(s.clone()),
+            _ => {
+                return Err(bad(
+                    "invalid field basic_auth: want one \"user:password\" (a list of one)",
+                ))
+            }
+        },
+        (None, Some(other)) => {
+            return Err(bad(&format!(
+                "invalid field basic_auth: want \"user:password\", got {other}"
+            )))
+        }
     };
     let inspect = match body.get("inspect") {
         None | Some(Value::Null) => None,
