@@ -41,6 +41,8 @@ const FLAGS: &[&str] = &[
     "--no-default-browser-check",
     "--mute-audio",
     "--remote-debugging-port=0",
+    // Hermetic: no proxy from the environment or the system settings.
+    "--no-proxy-server",
 ];
 
 /// Set in Chromium's environment to find its crashpad handlers, which leave the process
