@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the real clients and servers the
 # tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium for the inspector's browser
-# tests, pyngrok in a virtualenv), then runs
+# tests, procps for ps/kill, pyngrok in a virtualenv), then runs
 # cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,12 +10,14 @@ need=()
 for tool in curl tmux tinyproxy microsocks chromium openssl; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+# The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
+command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
 venv=target/pyngrok-venv

@@ -226,6 +226,8 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
     std::fs::create_dir_all(&state)?;
     let mut proc = Proc::spawn(
         Command::new(bins.join("burrowd"))
+            // Open relay whatever the environment says: the bench agents carry no token.
+            .env_remove("BURROWD_AUTH_TOKENS")
             .args([
                 "--domain",
                 "localhost",
@@ -282,8 +284,22 @@ async fn start_agent(
     ca: &Path,
     extra: &[&str],
 ) -> Result<Agent> {
+    // A HOME without a ~/.burrow/burrow.yml and no proxy variables: the agent measured is
+    // configured by these flags alone.
+    let home = std::env::temp_dir().join(format!("burrow-bench-home-{}", std::process::id()));
+    let mut cmd = Command::new(bins.join("burrow"));
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
     let mut proc = Proc::spawn(
-        Command::new(bins.join("burrow"))
+        cmd.env("HOME", &home)
             .args([
                 proto,
                 &port.to_string(),

@@ -10,6 +10,8 @@ use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 use burrow_relay::{RelayConfig, RelayHandle};
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -123,6 +125,12 @@ impl TunnelOpts {
         self.hostname = Some(h.into());
         self
     }
+
+    /// With a requested tcp port.
+    pub fn remote_port(mut self, p: u16) -> Self {
+        self.remote_port = Some(p);
+        self
+    }
 }
 
 /// An agent in this process, connected to a [`TestRelay`].
@@ -148,9 +156,20 @@ impl TestAgent {
         opts: TunnelOpts,
         token: Option<&str>,
     ) -> Result<Self, String> {
+        Self::start_via(relay, relay.handle.control_addr.port(), opts, token).await
+    }
+
+    /// As [`TestAgent::start`], dialling the relay at loopback port `control` (e.g. a
+    /// [`Gate`] in front of it) and trusting the relay's CA.
+    pub async fn start_via(
+        relay: &TestRelay,
+        control: u16,
+        opts: TunnelOpts,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
         let tls =
             burrow::client_tls(None, relay.handle.ca_pem.as_deref()).map_err(|e| e.to_string())?;
-        let server = format!("localhost:{}", relay.handle.control_addr.port());
+        let server = format!("localhost:{control}");
         let mut session = burrow::session_config(&server, tls, token.map(String::from))
             .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
@@ -225,6 +244,42 @@ impl TestAgent {
     }
 }
 
+/// A loopback TCP forwarder to `target` that can be shut, as a network outage would: while
+/// shut it accepts each connection and drops it at once.
+pub struct Gate {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+}
+
+impl Gate {
+    /// An open gate to `target`.
+    pub async fn to(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let is_open = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Gate { addr, open }
+    }
+
+    /// Opens or shuts the gate for connections that arrive from now on.
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::SeqCst);
+    }
+}
+
 /// The host of a URL, without scheme and port.
 pub fn host_of(url: &str) -> String {
     let authority = url.split("://").nth(1).unwrap_or(url);
@@ -239,10 +294,18 @@ pub fn port_of(url: &str) -> u16 {
         .expect("port in url")
 }
 
-/// Runs curl with `args` (always with a time limit) and returns (stdout, stderr, success).
-pub async fn curl(args: &[&str]) -> (String, String, bool) {
+/// curl, silent but showing errors, never through a proxy from the environment.
+pub fn curl_command() -> Command {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "60"]).args(args);
+    cmd.args(["-sS", "--noproxy", "*"]);
+    cmd
+}
+
+/// Runs curl with `args` (always with a time limit, never through a proxy) and returns
+/// (stdout, stderr, success).
+pub async fn curl(args: &[&str]) -> (String, String, bool) {
+    let mut cmd = curl_command();
+    cmd.args(["--max-time", "60"]).args(args);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -263,20 +326,23 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) ->
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Open file descriptors of this process.
+/// Open file descriptors of this process; panics when `/proc` cannot say (a count of 0
+/// would make every leak check pass).
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+        .unwrap_or_else(|e| panic!("cannot count open file descriptors in /proc/self/fd: {e}"))
+        .count()
 }
 
-/// A `/proc/self/status` figure in KiB (e.g. `VmRSS`, `VmHWM`).
+/// A `/proc/self/status` figure in KiB (e.g. `VmRSS`, `VmHWM`); panics when the file or
+/// the field cannot be read (a 0 would make every memory bound pass).
 pub fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("cannot read /proc/self/status: {e}"));
     status
         .lines()
-        .find(|l| l.starts_with(field))
+        .find(|l| l.split(':').next() == Some(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} figure in /proc/self/status:\n{status}"))
 }

@@ -2,11 +2,13 @@
 //!
 //! Routes: `/hello`, `/echo` (body back), `/headers` (the raw request head back),
 //! `/download/N` (N bytes, streamed), `/upload` (counts a streamed body), `/chunked`
-//! (a chunked response), `/ws` (101, then echoes raw bytes).
+//! (a chunked response), `/trailers` (a chunked response ending with the trailer
+//! `X-Checksum: 5eb63bbb`), `/ws` (101, then echoes raw bytes). The trailer fields of every
+//! chunked request body are recorded in [`Upstream::trailers`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,6 +20,15 @@ pub struct Upstream {
     pub hits: Arc<AtomicUsize>,
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
+    /// Trailer field lines of chunked request bodies, in the order they arrived.
+    pub trailers: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    /// The trailer field lines received so far.
+    pub fn trailers(&self) -> Vec<String> {
+        self.trailers.lock().unwrap().clone()
+    }
 }
 
 /// Starts the HTTP upstream on a free loopback port.
@@ -26,17 +37,23 @@ pub async fn start() -> Upstream {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let conns = Arc::new(AtomicUsize::new(0));
-    let (h, c) = (hits.clone(), conns.clone());
+    let trailers = Arc::new(Mutex::new(Vec::new()));
+    let (h, c, t) = (hits.clone(), conns.clone(), trailers.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             c.fetch_add(1, Ordering::Relaxed);
-            let h = h.clone();
+            let (h, t) = (h.clone(), t.clone());
             tokio::spawn(async move {
-                let _ = serve(s, h).await;
+                let _ = serve(s, h, t).await;
             });
         }
     });
-    Upstream { addr, hits, conns }
+    Upstream {
+        addr,
+        hits,
+        conns,
+        trailers,
+    }
 }
 
 /// Starts a tcp echo server on a free loopback port.
@@ -80,13 +97,14 @@ impl Conn {
         }
     }
 
-    /// Reads a body, handing each piece to `sink`.
+    /// Reads a body, handing each piece to `sink`; returns the trailer field lines of a
+    /// chunked body.
     async fn body(
         &mut self,
         chunked: bool,
         mut len: u64,
         sink: &mut (dyn FnMut(&[u8]) + Send),
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Vec<String>> {
         if !chunked {
             while len > 0 {
                 if self.buf.is_empty() && !self.fill().await? {
@@ -97,7 +115,7 @@ impl Conn {
                 self.buf.drain(..k);
                 len -= k as u64;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         loop {
             let line = self.line().await?;
@@ -105,8 +123,14 @@ impl Conn {
             let size = u64::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| std::io::Error::other("bad chunk size"))?;
             if size == 0 {
-                while !self.line().await?.is_empty() {}
-                return Ok(());
+                let mut trailers = Vec::new();
+                loop {
+                    let l = self.line().await?;
+                    if l.is_empty() {
+                        return Ok(trailers);
+                    }
+                    trailers.push(String::from_utf8_lossy(&l).into_owned());
+                }
             }
             Box::pin(self.body(false, size, sink)).await?;
             self.line().await?;
@@ -114,7 +138,11 @@ impl Conn {
     }
 }
 
-async fn serve(s: TcpStream, hits: Arc<AtomicUsize>) -> std::io::Result<()> {
+async fn serve(
+    s: TcpStream,
+    hits: Arc<AtomicUsize>,
+    trailers: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
     let _ = s.set_nodelay(true);
     let mut c = Conn { s, buf: Vec::new() };
     loop {
@@ -149,13 +177,14 @@ async fn serve(s: TcpStream, hits: Arc<AtomicUsize>) -> std::io::Result<()> {
         hits.fetch_add(1, Ordering::Relaxed);
         let mut body = Vec::new();
         let mut counted = 0u64;
-        if path == "/upload" {
+        let received = if path == "/upload" {
             c.body(chunked, len, &mut |b| counted += b.len() as u64)
-                .await?;
+                .await?
         } else {
             c.body(chunked, len, &mut |b| body.extend_from_slice(b))
-                .await?;
-        }
+                .await?
+        };
+        trailers.lock().unwrap().extend(received);
         let reply = |status: &str, body: &[u8], extra: &str| {
             let mut r = format!(
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",
@@ -174,6 +203,10 @@ async fn serve(s: TcpStream, hits: Arc<AtomicUsize>) -> std::io::Result<()> {
             "/upload" => c.s.write_all(&reply("200 OK", counted.to_string().as_bytes(), "")).await?,
             "/chunked" => {
                 c.s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n0\r\n\r\n")
+                    .await?
+            }
+            "/trailers" => {
+                c.s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 5eb63bbb\r\n\r\n")
                     .await?
             }
             "/ws" => {

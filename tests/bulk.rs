@@ -37,8 +37,8 @@ async fn two_hundred_mib_each_way_with_bounded_memory() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--max-time", "120", "-T", "-", &url])
+        let out = burrow_e2e::curl_command()
+            .args(["--max-time", "120", "-T", "-", &url])
             .stdin(head.stdout.take().unwrap())
             .output()
             .unwrap();

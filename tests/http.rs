@@ -67,7 +67,7 @@ async fn keep_alive_is_reused() {
 }
 
 #[actix_rt::test]
-async fn chunked_request_and_response() {
+async fn chunked_bodies_and_trailers_both_ways() {
     let relay = TestRelay::start().await;
     let up = upstream::start().await;
     let agent = TestAgent::http(&relay, up.addr.port()).await;
@@ -75,12 +75,36 @@ async fn chunked_request_and_response() {
     assert!(ok, "{err}");
     assert_eq!(body, "onetwothree");
     let req = format!(
-        "POST /echo HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nConnection: close\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Sum: 9f2c\r\nX-Signed: yes\r\n\r\n",
         agent.host()
     );
     let resp = raw_exchange(relay.http(), req.as_bytes(), Duration::from_secs(5)).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("\r\n\r\nWikipedia"), "{resp}");
+    // The request's trailer fields reached the upstream, as sent.
+    assert_eq!(up.trailers(), ["X-Sum: 9f2c", "X-Signed: yes"]);
+
+    // A response trailer reaches curl, which prints trailers with the headers.
+    let (headers, err, ok) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("{}/trailers", agent.http_url()),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(headers.contains("X-Checksum: 5eb63bbb\r\n"), "{headers}");
+    // And, byte for byte, after the last chunk on the wire.
+    let req = format!(
+        "GET /trailers HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        agent.host()
+    );
+    let resp = raw_exchange(relay.http(), req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(
+        resp.ends_with("\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 5eb63bbb\r\n\r\n"),
+        "{resp}"
+    );
 }
 
 #[actix_rt::test]

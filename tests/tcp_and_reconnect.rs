@@ -1,6 +1,6 @@
 //! tcp tunnels, relay restarts that keep URLs and ports, and stream isolation.
 
-use burrow_e2e::{curl, port_of, upstream, TestAgent, TestRelay, TunnelOpts};
+use burrow_e2e::{curl, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,8 +50,11 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The saved leases, not a race, give the names back: while the relay restarts, the first
+/// agents reach it only through a gate that is shut, and a second agent asking for their
+/// name and port is refused because they are reserved for the agent that held them.
 #[actix_rt::test]
-async fn relay_restart_gives_back_the_same_url_and_port() {
+async fn relay_restart_keeps_urls_and_ports_for_their_agents_by_the_saved_leases() {
     let state = std::env::temp_dir().join(format!("burrow-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let (http, https, control) = (free_port(), free_port(), free_port());
@@ -63,23 +66,61 @@ async fn relay_restart_gives_back_the_same_url_and_port() {
         c.drain_grace = Duration::from_millis(200);
     };
     let relay = TestRelay::start_with(configure).await;
+    let gate = Gate::to(relay.handle.control_addr).await;
     let up = upstream::start().await;
     let echo = upstream::echo().await;
-    let web = TestAgent::http(&relay, up.addr.port()).await;
-    let tcp = TestAgent::start(&relay, TunnelOpts::tcp(echo.port()), None)
+    let via = gate.addr.port();
+    let web = TestAgent::start_via(&relay, via, TunnelOpts::http(up.addr.port()), None)
+        .await
+        .unwrap();
+    let tcp = TestAgent::start_via(&relay, via, TunnelOpts::tcp(echo.port()), None)
         .await
         .unwrap();
     let tcp_port = port_of(&tcp.urls[0]);
+    let name = web.host().split('.').next().unwrap().to_string();
     let url = format!("{}/hello", web.http_url());
     assert_eq!(curl(&[&url]).await.0, "hello");
 
+    gate.set_open(false);
     relay.handle.shutdown().await;
     let (_, _, ok) = curl(&["--max-time", "2", &url]).await;
     assert!(!ok, "relay is down");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _relay = TestRelay::start_with(configure).await;
+    let relay = TestRelay::start_with(configure).await;
 
-    // The agents reconnect on their own and get the same names back.
+    // The first agents cannot reach the new relay yet; a second agent asking for their
+    // name and port is refused by the leases the relay read back from its state directory.
+    let err = TestAgent::start(
+        &relay,
+        TunnelOpts::http(up.addr.port()).subdomain(&name),
+        None,
+    )
+    .await
+    .err()
+    .expect("the name is reserved for its agent");
+    assert!(
+        err.contains(&format!(
+            "{name}.localhost is already in use: reserved for the agent that held it"
+        )),
+        "{err}"
+    );
+    let err = TestAgent::start(
+        &relay,
+        TunnelOpts::tcp(echo.port()).remote_port(tcp_port),
+        None,
+    )
+    .await
+    .err()
+    .expect("the tcp port is reserved for its agent");
+    assert!(
+        err.contains(&format!(
+            "{tcp_port} is already in use: reserved for the agent that held it"
+        )),
+        "{err}"
+    );
+
+    // Let them through: the agents reconnect on their own and get the same names back.
+    gate.set_open(true);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (body, _, _) = curl(&["--max-time", "2", &url]).await;
@@ -111,6 +152,7 @@ async fn relay_restart_gives_back_the_same_url_and_port() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(relay);
     let _ = std::fs::remove_dir_all(&state);
 }
 

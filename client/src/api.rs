@@ -75,7 +75,16 @@ pub fn decode_name(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn tunnel_json(v: &TunnelView, m: Option<&TunnelMetrics>) -> Value {
+/// Whether `v`'s exchanges are captured: an http tunnel with `inspect` on, and an
+/// inspection store at all (`inspect_db_size: -1` has none, which turns inspection off for
+/// every tunnel, as in ngrok).
+pub(crate) fn inspected(v: &TunnelView, state: &ApiState) -> bool {
+    v.spec.inspect
+        && v.spec.proto() == burrow_protocol::control::TunnelProto::Http
+        && state.hub.inspector.is_some()
+}
+
+fn tunnel_json(v: &TunnelView, inspect: bool, m: Option<&TunnelMetrics>) -> Value {
     let m = m.cloned().unwrap_or_default();
     let mut conns = serde_json::to_value(&m.conns).unwrap_or_default();
     conns["gauge"] = json!(m.conns.gauge.unwrap_or(0));
@@ -85,7 +94,7 @@ fn tunnel_json(v: &TunnelView, m: Option<&TunnelMetrics>) -> Value {
         "uri": format!("/api/tunnels/{}", encode_name(&v.name)),
         "public_url": v.public_url,
         "proto": v.proto,
-        "config": { "addr": v.spec.local.display(), "inspect": v.spec.inspect && v.spec.proto() == burrow_protocol::control::TunnelProto::Http },
+        "config": { "addr": v.spec.local.display(), "inspect": inspect },
         "metrics": { "conns": conns, "http": m.http },
     })
 }
@@ -100,7 +109,10 @@ async fn views(state: &ApiState) -> Vec<Value> {
     let list = state.supervisor.send(ListTunnels).await.unwrap_or_default();
     let snaps = state.hub.snapshot().await;
     list.iter()
-        .map(|v| tunnel_json(v, snaps.get(&(v.spec.name.clone(), v.proto.clone()))))
+        .map(|v| {
+            let m = snaps.get(&(v.spec.name.clone(), v.proto.clone()));
+            tunnel_json(v, inspected(v, state), m)
+        })
         .collect()
 }
 
@@ -193,10 +205,26 @@ fn body_to_config(body: &Map<String, Value>) -> Result<(String, TunnelConfig), (
         (None, Some(other)) => return Err(bad(&format!("invalid field schemes: {other}"))),
         (None, None) => None,
     };
+    // `basic_auth` is a list of `user:password` (or one as a string); a tunnel holds one
+    // credential, so more, or anything else, is refused rather than leaving it unguarded.
     let auth = match (string("auth")?, body.get("basic_auth")) {
         (Some(a), _) => Some(a),
-        (None, Some(Value::Array(a))) => a.first().and_then(|v| v.as_str()).map(String::from),
-        _ => None,
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(Value::String(s))) => Some(s.clone()),
+        (None, Some(Value::Array(a))) => match a.as_slice() {
+            [] => None,
+            [Value::String(s)] => Some(s.clone()),
+            _ => {
+                return Err(bad(
+                    "invalid field basic_auth: want one \"user:password\" (a list of one)",
+                ))
+            }
+        },
+        (None, Some(other)) => {
+            return Err(bad(&format!(
+                "invalid field basic_auth: want \"user:password\", got {other}"
+            )))
+        }
     };
     let inspect = match body.get("inspect") {
         None | Some(Value::Null) => None,

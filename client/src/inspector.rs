@@ -1,6 +1,7 @@
 //! Captured HTTP exchanges for the local API: heads and bounded body prefixes, kept under
-//! `inspect_db_size` by evicting the oldest. Capturing copies bytes aside after they were
-//! forwarded; it never holds a stream back.
+//! `inspect_db_size` by evicting the oldest. The observer sees each chunk just before it is
+//! written on, and copies what it keeps aside then; it never waits, so it never holds a
+//! stream back.
 
 use crate::addr::LocalAddr;
 use crate::observe::Head;

@@ -96,7 +96,7 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
             escape(&t.name),
             escape(&t.public_url),
             escape(&t.spec.local.display()),
-            t.spec.inspect,
+            crate::api::inspected(t, &state),
             escape(&t.proto)
         ));
         html.push_str(&format!(

@@ -16,7 +16,8 @@ pub struct TunnelSpec {
     pub inspect: bool,
     /// `rewrite`, `preserve` or a fixed Host value.
     pub host_header: Option<String>,
-    /// Free-form metadata shown in the API.
+    /// ngrok's free-form `metadata`, from the configuration file or the API body: accepted
+    /// and kept for compatibility, but not shown by the API nor sent to the relay.
     pub metadata: Option<String>,
     /// TLS the agent terminates (tls tunnels with `crt` and `key`).
     pub tls: Option<crate::local::Termination>,

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{call, free_port, json, spawn, Running, Scratch};
-use std::process::Command;
 
 struct Agent {
     api: String,
@@ -13,16 +12,21 @@ struct Agent {
 }
 
 fn start(config: &str) -> Agent {
+    start_with(&["--none"], config)
+}
+
+/// `burrow start ARGS` with `config`; returns once the API and the relay session are up.
+fn start_with(args: &[&str], config: &str) -> Agent {
     let dir = Scratch::new("api");
     let path = dir.file("burrow.yml", config);
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        path.to_str().unwrap(),
-    ]);
+    let run = spawn(
+        &[
+            &["start"][..],
+            args,
+            &["--log", "stdout", "--config", path.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let mut api = String::new();
     let mut seen = [false; 3];
     while seen.iter().any(|s| !s) {
@@ -318,17 +322,14 @@ fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
     let port = holder.local_addr().unwrap().port();
     let dir = Scratch::new("busy");
     let path = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{port}\n"));
-    let out = Command::new(env!("CARGO_BIN_EXE_burrow"))
-        .args([
-            "start",
-            "--none",
-            "--log",
-            "stdout",
-            "--config",
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = common::run_burrow(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("lvl=eror"), "{stdout}");
@@ -338,4 +339,148 @@ fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
         )),
         "{stdout}"
     );
+}
+
+/// Public URLs by tunnel name, from `GET /api/tunnels`.
+fn public_urls(api: &str) -> std::collections::BTreeMap<String, String> {
+    let (code, body) = call("GET", &format!("{api}/api/tunnels"), None, &[]);
+    assert_eq!(code, 200, "{body}");
+    json(&body)["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["public_url"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn tunnel_calls_get_503_until_the_relay_session_is_up() {
+    // A relay that is not there: the session never comes up, the API does.
+    let relay = free_port();
+    let web = free_port();
+    let dir = Scratch::new("api503");
+    let path = dir.file(
+        "burrow.yml",
+        &format!("server_addr: 127.0.0.1:{relay}\nweb_addr: 127.0.0.1:{web}\n"),
+    );
+    let run = spawn(&[
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    run.line_matching(|l| l.contains("msg=\"starting web service\""));
+    run.line_matching(|l| l.contains("failed to reconnect session"));
+    let api = format!("http://127.0.0.1:{web}");
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        Some(&format!(
+            r#"{{"name":"early","addr":"{}","proto":"http"}}"#,
+            upstream()
+        )),
+        &[],
+    );
+    assert_eq!(code, 503, "{body}");
+    let v = json(&body);
+    assert_eq!(v["status_code"], 503);
+    assert_eq!(
+        v["details"]["err"],
+        "a successful ngrok tunnel session has not yet been established"
+    );
+    // Reading works meanwhile, and nothing was started.
+    assert!(public_urls(&api).is_empty());
+}
+
+#[test]
+fn basic_auth_in_a_create_body_guards_the_tunnel() {
+    let agent = start("{}\n");
+    let api = &agent.api;
+    let port = upstream();
+    for (name, field) in [
+        ("listed", r#""basic_auth":["ann:s3cret"]"#),
+        ("single", r#""basic_auth":"ann:s3cret""#),
+    ] {
+        let (code, body) = call(
+            "POST",
+            &format!("{api}/api/tunnels"),
+            Some(&format!(
+                r#"{{"name":"{name}","addr":"{port}","proto":"http","bind_tls":false,{field}}}"#
+            )),
+            &[],
+        );
+        assert_eq!(code, 201, "{body}");
+        let url = json(&body)["public_url"].as_str().unwrap().to_string();
+        let (code, _) = call("GET", &url, None, &[]);
+        assert_eq!(code, 401, "{name}: no credentials");
+        let (code, _) = call("GET", &url, None, &["-u", "ann:wrong"]);
+        assert_eq!(code, 401, "{name}: wrong password");
+        let (code, body) = call("GET", &url, None, &["-u", "ann:s3cret"]);
+        assert_eq!((code, body.as_str()), (200, "upstream"), "{name}");
+    }
+    // A tunnel holds one credential: more is refused, not half applied.
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/tunnels"),
+        Some(&format!(
+            r#"{{"name":"two","addr":"{port}","proto":"http","basic_auth":["a:1","b:2"]}}"#
+        )),
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("basic_auth"), "{body}");
+}
+
+#[test]
+fn start_names_the_tunnels_to_run_or_all_of_them() {
+    let (one, two) = (
+        common::http_server("200 OK", "one"),
+        common::http_server("200 OK", "two"),
+    );
+    let config = |web: u16| {
+        format!(
+            "web_addr: 127.0.0.1:{web}\ntunnels:\n  one:\n    proto: http\n    addr: {one}\n    bind_tls: false\n  two:\n    proto: http\n    addr: {two}\n    bind_tls: false\n  spare:\n    proto: tcp\n    addr: 1\n"
+        )
+    };
+
+    let agent = start_with(&["two"], &config(free_port()));
+    let urls = public_urls(&agent.api);
+    assert_eq!(urls.keys().collect::<Vec<_>>(), ["two"], "{urls:?}");
+    assert_eq!(common::curl(&urls["two"]), "two");
+    drop(agent);
+
+    let agent = start_with(&["one", "two"], &config(free_port()));
+    let urls = public_urls(&agent.api);
+    assert_eq!(urls.keys().collect::<Vec<_>>(), ["one", "two"], "{urls:?}");
+    assert_eq!(common::curl(&urls["one"]), "one");
+    assert_eq!(common::curl(&urls["two"]), "two");
+    drop(agent);
+
+    let agent = start_with(&["--all"], &config(free_port()));
+    let urls = public_urls(&agent.api);
+    assert_eq!(
+        urls.keys().collect::<Vec<_>>(),
+        ["one", "spare", "two"],
+        "{urls:?}"
+    );
+    assert_eq!(common::curl(&urls["one"]), "one");
+    assert_eq!(common::curl(&urls["two"]), "two");
+    assert!(urls["spare"].starts_with("tcp://"), "{urls:?}");
+
+    let out = common::run_burrow(&[
+        "start",
+        "nope",
+        "--config",
+        agent._dir.0.join("burrow.yml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "an unknown tunnel is named: {err}");
 }

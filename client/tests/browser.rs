@@ -23,8 +23,16 @@ struct Seen {
     last: Arc<Mutex<String>>,
 }
 
+/// `{"zipped":true,"cups":3}`, gzipped.
+const GZIPPED: [u8; 44] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xab, 0x56, 0xaa, 0xca, 0x2c, 0x28,
+    0x48, 0x4d, 0x51, 0xb2, 0x2a, 0x29, 0x2a, 0x4d, 0xd5, 0x51, 0x4a, 0x2e, 0x2d, 0x28, 0x56, 0xb2,
+    0x32, 0xae, 0x05, 0x00, 0xac, 0x7c, 0x08, 0xaa, 0x18, 0x00, 0x00, 0x00,
+];
+
 /// An upstream with keep-alive that answers by path: `/bad-json` with a broken JSON body,
-/// `/xml` with XML, `/evil` with hostile HTML, anything else with a small JSON document.
+/// `/xml` with XML, `/evil` with hostile HTML, `/gzip` with a gzipped JSON document,
+/// `/binary` with bytes that are not text, anything else with a small JSON document.
 fn upstream(seen: Seen) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -44,30 +52,35 @@ fn serve(s: TcpStream, seen: Seen) {
         *seen.last.lock().unwrap() = format!("{head}{}", String::from_utf8_lossy(&body));
         seen.hits.fetch_add(1, Ordering::SeqCst);
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let mut extra = "";
         let (ctype, reply) = match path.as_str() {
-            "/bad-json" => (
-                "application/json",
-                r#"{"name": "tea",, "cups": 2}"#.to_string(),
+            "/gzip" => {
+                extra = "Content-Encoding: gzip\r\n";
+                ("application/json", GZIPPED.to_vec())
+            }
+            "/binary" => (
+                "application/octet-stream",
+                [&[0u8, 1, 2, 0xff, 0xfe][..], b"BURROW"].concat(),
             ),
-            "/xml" => (
-                "application/xml",
-                "<order><item>tea</item></order>".to_string(),
-            ),
+            "/bad-json" => ("application/json", r#"{"name": "tea",, "cups": 2}"#.into()),
+            "/xml" => ("application/xml", "<order><item>tea</item></order>".into()),
             "/evil" => (
                 "text/html",
                 r#"<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">"#
-                    .to_string(),
+                    .into(),
             ),
             _ => (
                 "application/json",
-                format!(r#"{{"ok":true,"path":"{path}","items":[1,2,3]}}"#),
+                format!(r#"{{"ok":true,"path":"{path}","items":[1,2,3]}}"#).into_bytes(),
             ),
         };
-        let out = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{reply}",
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\n\r\n",
             reply.len()
-        );
-        if w.write_all(out.as_bytes()).is_err() {
+        )
+        .into_bytes();
+        out.extend_from_slice(&reply);
+        if w.write_all(&out).is_err() {
             return;
         }
     }
@@ -371,6 +384,79 @@ fn the_inspector_shows_replays_and_edits_live_traffic() {
         "four requests crossed the tunnel (replays went straight to the upstream)"
     );
     page.screenshot(&screenshot_path("status.png"));
+}
+
+#[test]
+fn body_views_decompress_gzip_tabulate_forms_and_dump_binary_as_hex() {
+    let s = setup("browser-bodies");
+    let mut browser = Browser::launch();
+    let page = browser.page(&format!("{}/inspect/http", s.api));
+    page.wait_for(
+        "the live indicator",
+        "document.querySelector('#live').textContent.trim() === 'live'",
+        WAIT,
+    );
+
+    // A gzipped response is labelled, decompressed and pretty-printed.
+    let (code, _) = call("GET", &format!("{}/gzip", s.public), None, &[]);
+    assert_eq!(code, 200);
+    open(&page, "/gzip");
+    let text = body_view(&page, "#resp-pane", "pre.pretty.json");
+    assert!(text.contains("gzip, 44 bytes"), "{text}");
+    assert!(text.contains("decompressed, 24 bytes"), "{text}");
+    assert!(text.contains("\"zipped\": true,\n  \"cups\": 3"), "{text}");
+
+    // A form body is a table of decoded names and values.
+    let (code, _) = call(
+        "POST",
+        &format!("{}/form", s.public),
+        None,
+        &[
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "--data-binary",
+            "name=Ann+Lee&note=tea%20%26%20cake&empty=",
+        ],
+    );
+    assert_eq!(code, 200);
+    open(&page, "/form");
+    body_view(&page, "#req-pane", "table.form");
+    let form = page.eval(
+        "[...document.querySelectorAll('#req-pane table.form tbody tr')].map(r => [r.querySelector('.name').textContent, r.querySelector('.value').textContent])",
+    );
+    assert_eq!(
+        form,
+        serde_json::json!([["name", "Ann Lee"], ["note", "tea & cake"], ["empty", ""]])
+    );
+
+    // A body that is not text is dumped as hex, with offsets and an ASCII column.
+    let (code, _) = call("GET", &format!("{}/binary", s.public), None, &[]);
+    assert_eq!(code, 200);
+    open(&page, "/binary");
+    let hex = body_view(&page, "#resp-pane", "pre.hex");
+    assert!(hex.contains("binary, 11 bytes"), "{hex}");
+    assert!(
+        hex.contains("00000000  00 01 02 ff fe 42 55 52  52 4f 57"),
+        "{hex}"
+    );
+    assert!(hex.contains("|.....BURROW|"), "{hex}");
+
+    // The Binary tab dumps the whole raw request as hex.
+    page.eval("document.querySelector('#req-pane .tab[data-tab=binary]').click()");
+    let dump = page.wait_for(
+        "the request's hex dump",
+        "document.querySelector('#req-pane .tab-body pre.hex') && document.querySelector('#req-pane .tab-body pre.hex').textContent",
+        WAIT,
+    );
+    let dump = dump.as_str().unwrap();
+    assert!(
+        dump.starts_with(
+            "00000000  47 45 54 20 2f 62 69 6e  61 72 79 20 48 54 54 50  |GET /binary HTTP|"
+        ),
+        "{dump}"
+    );
+    page.screenshot(&screenshot_path("inspector-bodies.png"));
+    assert!(errors(&page).is_empty(), "{:?}", errors(&page));
 }
 
 /// Sends `n` requests over a few keep-alive connections straight at the relay.

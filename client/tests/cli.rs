@@ -2,15 +2,8 @@
 
 mod common;
 
-use common::{curl, spawn};
-use std::process::Command;
+use common::{curl, run_burrow, spawn};
 use std::time::{Duration, Instant};
-
-fn burrow(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_burrow"));
-    c.args(args);
-    c
-}
 
 fn http_server() -> u16 {
     common::http_server("200 OK", "local!")
@@ -19,7 +12,7 @@ fn http_server() -> u16 {
 #[test]
 fn version() {
     for args in [&["--version"][..], &["version"], &["-version"]] {
-        let out = burrow(args).output().unwrap();
+        let out = run_burrow(args);
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -102,7 +95,7 @@ fn bad_command_lines_are_one_clear_line() {
         ),
     ];
     for (args, want) in cases {
-        let out = burrow(args).output().unwrap();
+        let out = run_burrow(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
@@ -112,9 +105,7 @@ fn bad_command_lines_are_one_clear_line() {
 
 #[test]
 fn invalid_subdomain_exits_non_zero_with_the_reason() {
-    let out = burrow(&["http", "8080", "-subdomain=Not_Valid"])
-        .output()
-        .unwrap();
+    let out = run_burrow(&["http", "8080", "-subdomain=Not_Valid"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid subdomain \"Not_Valid\""), "{err}");

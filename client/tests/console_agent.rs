@@ -11,7 +11,7 @@ struct Tmux(String);
 impl Tmux {
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.0])
+            .args(["-L", &self.0, "-f", "/dev/null"])
             .args(args)
             .output()
             .expect("tmux runs");
@@ -44,7 +44,10 @@ impl Drop for Tmux {
 #[test]
 fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
     assert!(
-        Command::new("tmux").arg("-V").output().is_ok(),
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "tmux is not installed: apt-get install -y tmux (./test.sh does)"
     );
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -66,8 +69,13 @@ fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
         &format!("web_addr: 127.0.0.1:{web}\nconsole_ui: true\n"),
     );
     let tmux = Tmux(format!("burrow-test-{}", std::process::id()));
+    // The pane's shell gets a scratch HOME and no proxy variables, like every other agent
+    // the tests start.
+    let home = common::Scratch::new("home");
     let cmd = format!(
-        "{} http {port} -config {}; echo agent-exited-$?; sleep 30",
+        "env {} HOME='{}' '{}' http {port} -config '{}'; echo agent-exited-$?; sleep 30",
+        common::PROXY_VARS.map(|v| format!("-u {v}")).join(" "),
+        home.0.display(),
         env!("CARGO_BIN_EXE_burrow"),
         cfg.display()
     );
@@ -101,9 +109,8 @@ fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
         screen.contains(&format!("-> http://localhost:{port}")),
         "{screen}"
     );
-    let out = Command::new("curl")
+    let out = common::curl_command()
         .args([
-            "-s",
             "-o",
             "/dev/null",
             "-w",
@@ -121,5 +128,5 @@ fn console_shows_the_session_and_live_requests_then_restores_the_terminal() {
         !screen.contains("Session Status"),
         "console not cleared:\n{screen}"
     );
-    drop(dir);
+    drop((dir, home));
 }

@@ -151,3 +151,89 @@ fn requests_are_captured_listed_replayed_and_cleared() {
         "{body}"
     );
 }
+
+/// The captured exchanges' ids, newest first.
+fn captured_ids(api: &str) -> Vec<String> {
+    let (code, body) = call("GET", &format!("{api}/api/requests/http"), None, &[]);
+    assert_eq!(code, 200, "{body}");
+    json(&body)["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn replay_is_502_naming_the_address_and_cause_when_the_local_server_is_down() {
+    let (_run, api, _dir) = agent("replay502", "");
+    // A local server that answers one request, then stops listening.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (s, _) = listener.accept().unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        common::read_request(&mut r).unwrap();
+        (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let public = http_tunnel(&api, "web", port);
+    let (code, body) = call("GET", &format!("{public}/once"), None, &[]);
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    server.join().unwrap();
+    let ids = captured_ids(&api);
+    assert_eq!(ids.len(), 1);
+
+    let (code, body) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(&format!(r#"{{"id":"{}"}}"#, ids[0])),
+        &[],
+    );
+    assert_eq!(code, 502, "{body}");
+    let v = json(&body);
+    assert_eq!(v["status_code"], 502);
+    let msg = v["msg"].as_str().unwrap();
+    assert!(msg.contains(&format!("localhost:{port}")), "{msg}");
+    assert!(
+        v["details"]["err"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("refused"),
+        "the cause is named: {v}"
+    );
+}
+
+#[test]
+fn inspect_db_size_minus_one_disables_inspection_for_every_tunnel() {
+    let (_run, api, _dir) = agent("nodb", "inspect_db_size: -1\n");
+    let (port, hits, _) = counting_upstream();
+    let public = http_tunnel(&api, "web", port);
+    // Traffic flows as usual...
+    let (code, body) = call("POST", &format!("{public}/orders"), Some("{}"), &[]);
+    assert_eq!((code, body.as_str()), (201, r#"{"ok":true}"#));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // ...and nothing is recorded, so there is nothing to fetch or replay.
+    assert!(captured_ids(&api).is_empty());
+    let (_, body) = call("GET", &format!("{api}/api/tunnels/web"), None, &[]);
+    assert_eq!(json(&body)["config"]["inspect"], false, "{body}");
+    let (code, _) = call(
+        "POST",
+        &format!("{api}/api/requests/http"),
+        Some(r#"{"id":"any"}"#),
+        &[],
+    );
+    assert_eq!(code, 404);
+    let (code, page) = call("GET", &format!("{api}/status"), None, &[]);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<th>inspect_db_size</th><td>-1 (inspection off)</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><th>Inspect</th><td>false</td></tr>"),
+        "{page}"
+    );
+}

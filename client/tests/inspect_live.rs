@@ -7,7 +7,7 @@ mod common;
 use common::{agent, call, http_tunnel, json, read_request};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -62,8 +62,8 @@ fn subscribe(
     std::process::Child,
     mpsc::Receiver<(String, serde_json::Value)>,
 ) {
-    let mut child = Command::new("curl")
-        .args(["-sSN", "--max-time", "30", &format!("{api}/inspect/events")])
+    let mut child = common::curl_command()
+        .args(["-N", "--max-time", "30", &format!("{api}/inspect/events")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -239,9 +239,8 @@ fn live_events_websocket_messages_har_and_the_page() {
     let _ = sse.wait();
 
     // The page: `/` leads to it, it and its files are served with a strict policy.
-    let out = Command::new("curl")
+    let out = common::curl_command()
         .args([
-            "-sS",
             "-o",
             "/dev/null",
             "-w",
@@ -254,8 +253,8 @@ fn live_events_websocket_messages_har_and_the_page() {
         String::from_utf8_lossy(&out.stdout),
         format!("302 {api}/inspect/http")
     );
-    let out = Command::new("curl")
-        .args(["-sSi", &format!("{api}/inspect/http")])
+    let out = common::curl_command()
+        .args(["-i", &format!("{api}/inspect/http")])
         .output()
         .unwrap();
     let page = String::from_utf8_lossy(&out.stdout).to_lowercase();

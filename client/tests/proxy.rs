@@ -311,8 +311,10 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
     )
     .unwrap();
     let lines = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
-            .args([
+        let home = Scratch::new("home");
+        let mut child = common::burrow(
+            &home,
+            &[
                 "http",
                 &up_port.to_string(),
                 "-bind-tls=false",
@@ -320,11 +322,12 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
                 "stdout",
                 "-config",
                 conf.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -353,8 +356,8 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
                 .nth(1)
                 .unwrap()
                 .to_string();
-            let out = Command::new("curl")
-                .args(["-sS", "--max-time", "10", &url])
+            let out = common::curl_command()
+                .args(["--max-time", "10", &url])
                 .output()
                 .unwrap();
             seen.push(format!("body={}", String::from_utf8_lossy(&out.stdout)));

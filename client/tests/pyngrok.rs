@@ -1,5 +1,7 @@
 //! pyngrok 7.5 (the Python wrapper, driving a v2 agent) against the real `burrow` binary.
 
+mod common;
+
 use std::process::Command;
 
 fn python() -> String {
@@ -16,7 +18,9 @@ fn python() -> String {
 /// Runs one of the pyngrok scripts against the binary; it prints `N passed, M failed`.
 fn run(script: &str) {
     let script = format!("{}/../tests/pyngrok/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python())
+    // pyngrok and the agents it starts get a scratch HOME and no proxy variables.
+    let home = common::Scratch::new("pyngrok-home");
+    let out = common::hermetic(&mut Command::new(python()), &home)
         .args([&script, env!("CARGO_BIN_EXE_burrow")])
         .output()
         .expect("python runs");

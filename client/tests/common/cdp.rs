@@ -41,6 +41,8 @@ const FLAGS: &[&str] = &[
     "--no-default-browser-check",
     "--mute-audio",
     "--remote-debugging-port=0",
+    // Hermetic: no proxy from the environment or the system settings.
+    "--no-proxy-server",
 ];
 
 /// Set in Chromium's environment to find its crashpad handlers, which leave the process
@@ -659,11 +661,12 @@ fn kill_all(child: &mut Child, profile: &Path) {
     let _ = child.wait();
 }
 
-/// Running (not zombie) processes in group `pgid` or with `mark` in their environment.
+/// Running (not zombie) processes in group `pgid` or with `mark` in their environment;
+/// panics when `/proc` cannot be listed (an empty answer would pass for "all stopped").
+/// A process that ends while being read is skipped.
 fn survivors(pgid: u32, mark: &[u8]) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+    let dir = std::fs::read_dir("/proc")
+        .unwrap_or_else(|e| panic!("cannot list /proc to find the browser's processes: {e}"));
     let pgid = pgid.to_string();
     let mut found = Vec::new();
     for entry in dir.flatten() {

@@ -49,11 +49,57 @@ impl Drop for Scratch {
     }
 }
 
+/// Proxy variables the agent and curl would follow: tests never go through a proxy the
+/// environment happens to set.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// Makes `cmd` hermetic: `HOME` is the scratch directory `home` (so the default
+/// `~/.burrow/burrow.yml` of whoever runs the tests is never read or written) and no proxy
+/// variables are passed on.
+pub fn hermetic<'a>(cmd: &'a mut Command, home: &Scratch) -> &'a mut Command {
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", &home.0)
+}
+
+/// The `burrow` binary with `args`, hermetic (see [`hermetic`]) with `home` as `HOME`.
+pub fn burrow(home: &Scratch, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_burrow"));
+    hermetic(&mut cmd, home).args(args);
+    cmd
+}
+
+/// curl, silent but showing errors, never through a proxy from the environment.
+pub fn curl_command() -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--noproxy", "*"]);
+    cmd
+}
+
+/// Runs the `burrow` binary with `args` to its end, with a scratch `HOME` and no proxy
+/// variables.
+pub fn run_burrow(args: &[&str]) -> std::process::Output {
+    let home = Scratch::new("home");
+    burrow(&home, args).output().unwrap()
+}
+
 /// A running `burrow` whose stdout arrives line by line; killed when dropped.
 pub struct Running {
     /// The process.
     pub child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Its `HOME`, removed after the process is gone.
+    _home: Scratch,
 }
 
 impl Drop for Running {
@@ -63,10 +109,10 @@ impl Drop for Running {
     }
 }
 
-/// Starts the `burrow` binary with `args`.
+/// Starts the `burrow` binary with `args`, with a scratch `HOME` and no proxy variables.
 pub fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_burrow"))
-        .args(args)
+    let home = Scratch::new("home");
+    let mut child = burrow(&home, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,7 +124,11 @@ pub fn spawn(args: &[&str]) -> Running {
             let _ = tx.send(l);
         }
     });
-    Running { child, lines }
+    Running {
+        child,
+        lines,
+        _home: home,
+    }
 }
 
 impl Running {
@@ -146,8 +196,8 @@ pub fn http_server(status: &'static str, body: &'static str) -> u16 {
 
 /// The body curl fetched from `url` (empty on failure).
 pub fn curl(url: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", url])
+    let out = curl_command()
+        .args(["--max-time", "10", url])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -155,9 +205,8 @@ pub fn curl(url: &str) -> String {
 
 /// (status, body) of a curl request.
 pub fn call(method: &str, url: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
-    let mut c = Command::new("curl");
+    let mut c = curl_command();
     c.args([
-        "-sS",
         "--max-time",
         "20",
         "-X",
