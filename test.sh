@@ -13,6 +13,8 @@ done
 # The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
 command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Without recommends, Chromium comes with no font at all.
+[[ " ${need[*]} " == *" chromium "* ]] && need+=(fonts-liberation)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
