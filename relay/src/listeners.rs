@@ -1,7 +1,7 @@
 //! Accept loops: agents on the control listener, visitors on the http and https ones.
 
 use crate::connection::Connection;
-use crate::session::Session;
+use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
 use actix::prelude::*;
@@ -98,29 +98,6 @@ async fn agent_handshake(
         });
         Session::new(state, peer, handle, pending)
     });
-}
-
-/// Largest frame payload an agent may send before it has authenticated.
-pub const PREAUTH_MAX_FRAME: u32 = 16 * 1024;
-
-/// One agent connection counted against `max_pending_agents` until it authenticates or
-/// goes away.
-#[derive(Debug)]
-pub struct Pending(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Pending {
-    fn admit(state: &RelayState) -> Option<Pending> {
-        let count = &state.pending_agents;
-        let prev = count.fetch_add(1, Ordering::AcqRel);
-        let pending = Pending(count.clone());
-        (prev < state.cfg.limits.max_pending_agents).then_some(pending)
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Accepts visitors on a public http (`tls` absent) or https listener.

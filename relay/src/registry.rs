@@ -258,6 +258,30 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_keeps_a_held_lease_s_remaining_time() {
+        let dir = std::env::temp_dir().join(format!("burrow-reg-{}", rand::random::<u64>()));
+        let held = LeaseKey::Host("held.localhost".into());
+        let live = LeaseKey::Host("live.localhost".into());
+        {
+            let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(3));
+            r.claim(&held, "one", 1).unwrap();
+            r.claim(&live, "two", 2).unwrap();
+            r.release(&held, "one", 1);
+            assert!(r.held_for(&held).is_some_and(|s| s <= 3));
+            // The relay dies with "two" still connected: no release.
+            r.flush();
+        }
+        let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+        let left = r.held_for(&held).expect("still held");
+        assert!(left <= 3, "a restart extended the lease to {left} s");
+        let fresh = r
+            .held_for(&live)
+            .expect("held for the agent that was connected");
+        assert!(fresh > 290, "{fresh}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn leases_hold_names_for_their_owner_and_survive_a_restart() {
         let dir = std::env::temp_dir().join(format!("burrow-reg-{}", rand::random::<u64>()));
         let key = LeaseKey::Host("abc.localhost".into());

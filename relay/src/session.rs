@@ -1,6 +1,5 @@
 //! One connected agent: authentication, tunnel binding, and cleanup when it goes.
 
-use crate::listeners::Pending;
 use crate::registry::LeaseKey;
 use crate::router::Route;
 use crate::state::RelayState;
@@ -13,6 +12,7 @@ use burrow_protocol::frame::DEFAULT_MAX_FRAME;
 use burrow_protocol::mux::{MuxEvent, MuxHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -310,5 +310,30 @@ impl StreamHandler<MuxEvent> for Session {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+/// Largest frame payload an agent may send before it has authenticated.
+pub const PREAUTH_MAX_FRAME: u32 = 16 * 1024;
+
+/// One agent connection counted against `max_pending_agents` until it authenticates or
+/// goes away.
+#[derive(Debug)]
+pub struct Pending(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Pending {
+    /// Counts one more waiting connection; `None` (and nothing counted) when the queue is
+    /// full.
+    pub fn admit(state: &RelayState) -> Option<Pending> {
+        let count = &state.pending_agents;
+        let prev = count.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending(count.clone());
+        (prev < state.cfg.limits.max_pending_agents).then_some(pending)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
