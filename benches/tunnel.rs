@@ -338,13 +338,13 @@ async fn start_agent(
 
 /// Runs an agent binding `count` http tunnels; prints `READY` once all are bound.
 fn agent_main(args: &[String]) -> Result<()> {
-    use burrow::tunnel::TunnelSpec;
+    use burrow::tunnels::spec::TunnelSpec;
     use burrow_protocol::control::{TunnelProto, TunnelRequest};
     let [server, ca, port, count] = args else {
         bail!("usage: {AGENT_ARG} SERVER CA_PEM LOCAL_PORT COUNT");
     };
     let count: usize = count.parse()?;
-    let local = burrow::addr::parse(TunnelProto::Http, port).map_err(anyhow::Error::msg)?;
+    let local = burrow::local::addr::parse(TunnelProto::Http, port).map_err(anyhow::Error::msg)?;
     let specs = (0..count)
         .map(|i| {
             let request = TunnelRequest::new(TunnelProto::Http);

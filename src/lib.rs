@@ -4,7 +4,7 @@
 
 pub mod upstream;
 
-use burrow::tunnel::TunnelSpec;
+use burrow::tunnels::spec::TunnelSpec;
 use burrow::AgentEvent;
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 use burrow_relay::{RelayConfig, RelayHandle};
@@ -184,7 +184,7 @@ impl TestAgent {
                 auth: opts.auth,
                 host_header: None,
             },
-            burrow::addr::parse(opts.proto, &opts.addr)?,
+            burrow::local::addr::parse(opts.proto, &opts.addr)?,
         );
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let supervisor = burrow::start(

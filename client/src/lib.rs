@@ -3,44 +3,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod addr;
-pub mod api;
-pub mod api_requests;
 pub mod cli;
 pub mod config;
-pub mod connection;
 pub mod console;
 pub mod embedded;
-pub mod files;
-pub mod inspector;
+pub mod inspect;
 pub mod local;
 pub mod logfmt;
 pub mod metrics;
-pub mod observe;
-pub mod proxy;
-pub mod reconcile;
-pub mod session;
-pub mod supervisor;
-
-pub use supervisor::Supervisor as AgentSupervisor;
-pub mod spec;
-pub mod status;
-pub mod tunnel;
+pub mod outbound;
+pub mod tunnels;
 pub mod web;
-pub mod wsframes;
+
+pub use tunnels::supervisor::Supervisor as AgentSupervisor;
 
 use actix::prelude::*;
 use anyhow::Context as _;
 use cli::{Command, Flags};
-use config::{Config, ConsoleUi};
-use session::SessionConfig;
+use config::settings::{load_config, Settings, WebAddr};
+use config::ConsoleUi;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-pub use supervisor::AgentEvent;
-use supervisor::{Shutdown, Supervisor};
-use tunnel::TunnelSpec;
+use tunnels::connection::Observers;
+use tunnels::session::SessionConfig;
+use tunnels::spec::TunnelSpec;
+pub use tunnels::supervisor::AgentEvent;
+use tunnels::supervisor::{Shutdown, Supervisor};
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -126,194 +116,21 @@ pub fn start(
     tunnels: Vec<TunnelSpec>,
     events: Box<dyn Fn(AgentEvent)>,
 ) -> Addr<Supervisor> {
-    start_with_metrics(session, tunnels, metrics::MetricsHub::start(), events)
+    let obs = Observers {
+        metrics: metrics::MetricsHub::start(),
+        inspector: None,
+    };
+    start_observed(session, tunnels, obs, events)
 }
 
-/// Like [`start`], sharing an existing metrics hub (the API reads it).
-pub fn start_with_metrics(
+/// Like [`start`], sharing existing observers (the API reads them).
+pub fn start_observed(
     session: SessionConfig,
     tunnels: Vec<TunnelSpec>,
-    hub: metrics::MetricsHub,
+    obs: Observers,
     events: Box<dyn Fn(AgentEvent)>,
 ) -> Addr<Supervisor> {
-    Supervisor::new(session, tunnels, hub, events).start()
-}
-
-/// Parses a log level name as ngrok writes them.
-pub fn parse_level(l: &str) -> Result<tracing::Level, String> {
-    match l.to_ascii_lowercase().as_str() {
-        "dbug" | "debug" | "trace" => Ok(tracing::Level::DEBUG),
-        "info" => Ok(tracing::Level::INFO),
-        "warn" | "warning" => Ok(tracing::Level::WARN),
-        "eror" | "error" | "crit" => Ok(tracing::Level::ERROR),
-        other => Err(format!(
-            "invalid log level {other:?}: want debug (dbug), info, warn, error (eror) or crit"
-        )),
-    }
-}
-
-/// Where the local API listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebAddr {
-    /// Not configured: 127.0.0.1:4040, or the next free port.
-    Default,
-    /// Configured: this address or a fatal error.
-    Explicit(std::net::SocketAddr),
-    /// `web_addr: false`.
-    Off,
-}
-
-/// The agent's effective settings: configuration files, then command-line flags on top.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Relay address, or the embedded relay.
-    pub server: Option<String>,
-    /// Token for the relay.
-    pub authtoken: Option<String>,
-    /// `host`, `trusted` or a PEM path.
-    pub root_cas: Option<String>,
-    /// Local API address.
-    pub web_addr: WebAddr,
-    /// `stdout`, `stderr`, `false` or a path.
-    pub log: String,
-    /// Minimum level.
-    pub log_level: tracing::Level,
-    /// Line format.
-    pub log_format: logfmt::Format,
-    /// Console UI mode.
-    pub console_ui: ConsoleUi,
-    /// `transparent` or `black`.
-    pub console_ui_color: String,
-    /// Outbound HTTP proxy.
-    pub http_proxy: Option<String>,
-    /// Outbound SOCKS5 proxy.
-    pub socks5_proxy: Option<String>,
-    /// Bytes of captured requests (-1: capture off).
-    pub inspect_db_size: i64,
-    /// Region label.
-    pub region: String,
-    /// The configuration files read.
-    pub config_paths: Vec<PathBuf>,
-}
-
-/// Reads the configuration files the flags name (or the default one).
-pub fn load_config(flags: &Flags) -> Result<(Config, Vec<PathBuf>), config::ConfigError> {
-    let mut loaded = Vec::new();
-    if flags.config.is_empty() {
-        if let Some(p) = config::default_path() {
-            if let Some(l) = config::load(&p, false)? {
-                loaded.push(l);
-            }
-        }
-    } else {
-        for p in &flags.config {
-            loaded.extend(config::load(std::path::Path::new(p), true)?);
-        }
-    }
-    let paths = loaded.iter().map(|l| l.path.clone()).collect();
-    Ok((config::merge_all(&loaded)?, paths))
-}
-
-impl Settings {
-    /// Combines the configuration and the flags (flags win).
-    pub fn resolve(cfg: &Config, flags: &Flags, paths: Vec<PathBuf>) -> anyhow::Result<Self> {
-        let web_addr = match cfg.web_addr.as_ref() {
-            None => WebAddr::Default,
-            Some(w) => match w.value() {
-                None => WebAddr::Off,
-                Some(a) => WebAddr::Explicit(
-                    a.parse()
-                        .with_context(|| format!("invalid web_addr {a:?}"))?,
-                ),
-            },
-        };
-        let log = flags
-            .log
-            .clone()
-            .or_else(|| {
-                cfg.log
-                    .as_ref()
-                    .map(|l| l.value().unwrap_or("false").to_string())
-            })
-            .unwrap_or_else(|| "false".into());
-        let level = flags
-            .log_level
-            .as_deref()
-            .or(cfg.log_level.as_deref())
-            .unwrap_or("info");
-        let log_level = parse_level(level).map_err(anyhow::Error::msg)?;
-        let log_format = logfmt::Format::parse(
-            flags
-                .log_format
-                .as_deref()
-                .or(cfg.log_format.as_deref())
-                .unwrap_or("logfmt"),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let console_ui = match &cfg.console_ui {
-            Some(v) => config::parse_console_ui(v).map_err(anyhow::Error::msg)?,
-            None => ConsoleUi::IfTty,
-        };
-        Ok(Settings {
-            server: flags.server.clone().or_else(|| cfg.server_addr.clone()),
-            authtoken: flags.authtoken.clone().or_else(|| cfg.authtoken.clone()),
-            root_cas: flags.root_cas.clone().or_else(|| cfg.root_cas.clone()),
-            web_addr,
-            log,
-            log_level,
-            log_format,
-            console_ui,
-            console_ui_color: cfg
-                .console_ui_color
-                .clone()
-                .unwrap_or_else(|| "transparent".into()),
-            http_proxy: cfg.http_proxy.clone(),
-            socks5_proxy: cfg.socks5_proxy.clone(),
-            inspect_db_size: cfg.inspect_db_size.unwrap_or(0),
-            region: flags
-                .region
-                .clone()
-                .or_else(|| cfg.region.clone())
-                .unwrap_or_else(|| "local".into()),
-            config_paths: paths,
-        })
-    }
-}
-
-/// The command-line tunnel, with its config entry's options under the flags.
-fn tunnel_from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec> {
-    use config::{Proto, Scalar, TunnelConfig};
-    let (proto, addr) = match command {
-        Command::Http(a) => (Proto::Http, a),
-        Command::Tcp(a) => (Proto::Tcp, a),
-        Command::Tls(a) => (Proto::Tls, a),
-        _ => anyhow::bail!("not a tunnel command"),
-    };
-    if let Some(r) = &flags.remote_addr {
-        spec::parse_remote_addr(r)
-            .map_err(|e| anyhow::anyhow!("{}", e.replace("remote_addr", "-remote-addr")))?;
-    }
-    let t = TunnelConfig {
-        proto: Some(proto),
-        addr: Some(Scalar::Str(addr.clone())),
-        inspect: flags.inspect,
-        auth: flags.auth.clone(),
-        host_header: flags.host_header.clone(),
-        bind_tls: flags.bind_tls.clone().map(Scalar::Str),
-        subdomain: flags.subdomain.clone(),
-        hostname: flags.hostname.clone(),
-        crt: flags.crt.clone(),
-        key: flags.key.clone(),
-        client_cas: flags.client_cas.clone(),
-        remote_addr: flags.remote_addr.clone(),
-        metadata: None,
-    };
-    spec::from_config("command_line", &t).map_err(|e| {
-        let e = e
-            .replace("bind_tls", "-bind-tls")
-            .replace("invalid auth", "invalid -auth");
-        anyhow::anyhow!("{e}\nTry 'burrow help' for usage.")
-    })
+    Supervisor::new(session, tunnels, obs, events).start()
 }
 
 /// Where log lines go; returns whether stdout is free for the console.
@@ -464,11 +281,11 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 let t = configured
                     .get(&n)
                     .with_context(|| format!("tunnel {n:?} is not defined in the configuration"))?;
-                out.push(spec::from_config(&n, t).map_err(anyhow::Error::msg)?);
+                out.push(config::spec::from_config(&n, t).map_err(anyhow::Error::msg)?);
             }
             out
         }
-        other => vec![tunnel_from_flags(other, flags)?],
+        other => vec![config::spec::from_flags(other, flags)?],
     };
     let console = init_logging(&settings)?;
     if cfg.update.is_some() || cfg.update_channel.is_some() {
@@ -486,7 +303,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 let tls = client_tls(settings.root_cas.as_deref(), None)?;
                 let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
                 let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
-                cfg.proxy = proxy::choose(
+                cfg.proxy = outbound::choose(
                     settings.http_proxy.as_deref(),
                     settings.socks5_proxy.as_deref(),
                     &|k| std::env::var(k).ok(),
@@ -559,19 +376,24 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 System::current().stop_with_code(1);
             }
         });
-        let hub = metrics::MetricsHub::start()
-            .with_inspector(inspector::Inspector::new(settings.inspect_db_size));
-        let sup = start_with_metrics(session, tunnels, hub.clone(), print);
+        let hub = metrics::MetricsHub::start();
+        let inspector = inspect::store::Inspector::new(settings.inspect_db_size);
+        let obs = Observers {
+            metrics: hub.clone(),
+            inspector: inspector.clone(),
+        };
+        let sup = start_observed(session, tunnels, obs, print);
         if let Some(listener) = web {
             let addr = listener.local_addr()?;
             view.borrow_mut().web_interface = Some(format!("http://{addr}"));
-            let server = api::serve(
+            let server = web::serve(
                 listener,
-                api::ApiState {
+                web::ApiState {
                     supervisor: sup.clone(),
                     hub: hub.clone(),
+                    inspector,
                     addr,
-                    settings: status::settings_rows(&settings),
+                    settings: settings.rows(),
                 },
             )?;
             actix_rt::spawn(server);

@@ -194,6 +194,19 @@ impl<S: Subscriber> Layer<S> for LogfmtLayer {
     }
 }
 
+/// Parses a log level name as ngrok writes them.
+pub fn parse_level(l: &str) -> Result<tracing::Level, String> {
+    match l.to_ascii_lowercase().as_str() {
+        "dbug" | "debug" | "trace" => Ok(tracing::Level::DEBUG),
+        "info" => Ok(tracing::Level::INFO),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "eror" | "error" | "crit" => Ok(tracing::Level::ERROR),
+        other => Err(format!(
+            "invalid log level {other:?}: want debug (dbug), info, warn, error (eror) or crit"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

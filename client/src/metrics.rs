@@ -166,8 +166,6 @@ pub struct MetricsHub {
     counters: Arc<DashMap<Key, Arc<Counters>>>,
     actor: Addr<Metrics>,
     recent: Arc<std::sync::Mutex<std::collections::VecDeque<Recent>>>,
-    /// Where captured exchanges go (none when capture is off).
-    pub inspector: Option<Arc<crate::inspector::Inspector>>,
 }
 
 impl MetricsHub {
@@ -184,14 +182,7 @@ impl MetricsHub {
             counters,
             actor,
             recent: Default::default(),
-            inspector: None,
         }
-    }
-
-    /// The same hub, capturing exchanges into `inspector`.
-    pub fn with_inspector(mut self, inspector: Option<Arc<crate::inspector::Inspector>>) -> Self {
-        self.inspector = inspector;
-        self
     }
 
     /// Remembers a finished exchange for the console (newest first).

@@ -5,7 +5,7 @@
 
 mod common;
 
-use burrow::proxy::{dial, Proxy};
+use burrow::outbound::{dial, Proxy};
 use common::{free_port, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,9 +1,8 @@
 //! The agent's session with the relay: dial (TLS), authenticate, bind, dispatch streams,
 //! and reconnect with capped, jittered exponential back-off when the link drops.
 
-use crate::metrics::MetricsHub;
-use crate::supervisor::{SessionDown, SessionFatal, SessionUp, Supervisor, TunnelFailed, TunnelUp};
-use crate::tunnel::TunnelSpec;
+use crate::tunnels::connection::Observers;
+use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
 use burrow_protocol::control::{self, ClientMessage, ServerMessage, StreamMeta};
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, MuxHandle, Role};
@@ -32,7 +31,7 @@ pub struct SessionConfig {
     /// Ceiling of the reconnect back-off.
     pub max_backoff: Duration,
     /// Outbound proxy to reach the relay through, if any.
-    pub proxy: Option<crate::proxy::Proxy>,
+    pub proxy: Option<crate::outbound::Proxy>,
 }
 
 /// Why a dial failed.
@@ -58,7 +57,7 @@ async fn dial(
     let t = |e: String| Transient(e);
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
-        crate::proxy::dial(cfg.proxy.as_ref(), &cfg.server_addr),
+        crate::outbound::dial(cfg.proxy.as_ref(), &cfg.server_addr),
     )
     .await
     .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
@@ -127,7 +126,7 @@ async fn dial(
 /// The agent's session actor.
 pub struct Session {
     cfg: SessionConfig,
-    sup: Addr<Supervisor>,
+    sup: Reports,
     pool: ArbiterPool,
     open: Arc<AtomicUsize>,
     mux: Option<MuxHandle>,
@@ -136,12 +135,12 @@ pub struct Session {
     targets: HashMap<u64, Arc<TunnelSpec>>,
     failures: u32,
     generation: u64,
-    hub: MetricsHub,
+    obs: Observers,
 }
 
 impl Session {
     /// A session reporting to `sup`.
-    pub fn new(cfg: SessionConfig, sup: Addr<Supervisor>, hub: MetricsHub) -> Self {
+    pub fn new(cfg: SessionConfig, sup: Reports, obs: Observers) -> Self {
         Session {
             cfg,
             sup,
@@ -153,7 +152,7 @@ impl Session {
             targets: HashMap::new(),
             failures: 0,
             generation: 0,
-            hub,
+            obs,
         }
     }
 
@@ -172,12 +171,12 @@ impl Session {
                                 .map_gen(generation),
                         );
                         info!(obj = "csess", id = %id, "client session established");
-                        act.sup.do_send(SessionUp);
+                        act.sup.up.do_send(SessionUp);
                     }
-                    Err(DialError::Fatal(msg)) => act.sup.do_send(SessionFatal(msg)),
+                    Err(DialError::Fatal(msg)) => act.sup.fatal.do_send(SessionFatal(msg)),
                     Err(DialError::Transient(msg)) => {
                         warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
-                        act.sup.do_send(SessionDown(msg));
+                        act.sup.down.do_send(SessionDown(msg));
                         act.retry(ctx);
                     }
                 }),
@@ -252,7 +251,7 @@ impl StreamHandler<Tagged> for Session {
                         if let Some(spec) = spec {
                             self.targets.insert(tunnel_id, spec);
                         }
-                        self.sup.do_send(TunnelUp {
+                        self.sup.tunnel_up.do_send(TunnelUp {
                             name,
                             tunnel_id,
                             urls,
@@ -261,7 +260,9 @@ impl StreamHandler<Tagged> for Session {
                 }
                 Ok(ServerMessage::BindFailed { req, message }) => {
                     if let Some((name, _)) = self.pending.remove(&req) {
-                        self.sup.do_send(TunnelFailed { name, message });
+                        self.sup
+                            .tunnel_failed
+                            .do_send(TunnelFailed { name, message });
                     }
                 }
                 Ok(ServerMessage::Error { message }) => {
@@ -283,7 +284,7 @@ impl StreamHandler<Tagged> for Session {
                 Connection::spawn(
                     self.pool.pick(),
                     self.open.clone(),
-                    crate::connection::serve(spec, meta, stream, self.hub.clone()),
+                    crate::tunnels::connection::serve(spec, meta, stream, self.obs.clone()),
                 );
             }
             MuxEvent::Closed(err) => {
@@ -294,7 +295,7 @@ impl StreamHandler<Tagged> for Session {
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "closed by relay".into());
                 warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
-                self.sup.do_send(SessionDown(err.clone()));
+                self.sup.down.do_send(SessionDown(err.clone()));
                 self.retry(ctx);
             }
         }
@@ -382,4 +383,55 @@ impl Handler<Close> for Session {
         self.generation += 1;
         ctx.stop();
     }
+}
+
+/// The session is authenticated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionUp;
+
+/// The session dropped; it is reconnecting.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionDown(pub String);
+
+/// The relay refused the agent for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionFatal(pub String);
+
+/// A tunnel is bound (or its schemes changed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TunnelUp {
+    /// Tunnel name.
+    pub name: String,
+    /// Relay's id for it.
+    pub tunnel_id: u64,
+    /// Its public URLs.
+    pub urls: Vec<String>,
+}
+
+/// A bind was refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TunnelFailed {
+    /// Tunnel name.
+    pub name: String,
+    /// The relay's reason.
+    pub message: String,
+}
+
+/// Where a session reports what happens to it (its supervisor).
+pub struct Reports {
+    /// Authenticated.
+    pub up: Recipient<SessionUp>,
+    /// Dropped; reconnecting.
+    pub down: Recipient<SessionDown>,
+    /// Refused for good.
+    pub fatal: Recipient<SessionFatal>,
+    /// A tunnel bound.
+    pub tunnel_up: Recipient<TunnelUp>,
+    /// A bind refused.
+    pub tunnel_failed: Recipient<TunnelFailed>,
 }

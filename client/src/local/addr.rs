@@ -64,7 +64,7 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
                 "invalid address {s:?}: file:// fits http tunnels only"
             ));
         }
-        let path = crate::files::parse_file_url(s)?;
+        let path = crate::local::files::parse_file_url(s)?;
         return Ok(LocalAddr {
             scheme: "file",
             host: String::new(),

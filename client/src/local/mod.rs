@@ -2,7 +2,10 @@
 //! (not verified: it is the user's own server, usually with a self-signed certificate),
 //! or the built-in file server; and terminating TLS for tls tunnels given `crt`/`key`.
 
-use crate::addr::LocalAddr;
+pub mod addr;
+pub mod files;
+
+use crate::local::addr::LocalAddr;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -33,7 +36,7 @@ pub async fn dial(local: &LocalAddr) -> std::io::Result<Local> {
         let (ours, theirs) = tokio::io::duplex(FILE_PIPE);
         let root = root.clone();
         actix_rt::spawn(async move {
-            if let Err(e) = crate::files::serve(&root, theirs).await {
+            if let Err(e) = crate::local::files::serve(&root, theirs).await {
                 tracing::debug!(err = %e, "file server connection ended");
             }
         });

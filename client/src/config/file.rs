@@ -275,7 +275,9 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// Merges files in order (later keys win, tunnels merge by name) and validates the result.
-pub fn merge_all(files: &[Loaded]) -> Result<Config, ConfigError> {
+/// Merges the files in order (later ones win) and checks the settings, not the tunnels
+/// (see [`crate::config::merge_all`]).
+pub fn merge_files(files: &[Loaded]) -> Result<Config, ConfigError> {
     let mut merged = Value::Mapping(Mapping::new());
     for f in files {
         merge(&mut merged, f.value.clone());
@@ -285,11 +287,12 @@ pub fn merge_all(files: &[Loaded]) -> Result<Config, ConfigError> {
         .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
     let cfg: Config = serde_yaml::from_str(&text)
         .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
-    validate(&cfg, files)?;
+    validate(&cfg)?;
     Ok(cfg)
 }
 
-fn where_defined(files: &[Loaded], tunnel: &str) -> String {
+/// Which file defines `tunnel`, for error messages.
+pub fn where_defined(files: &[Loaded], tunnel: &str) -> String {
     for f in files.iter().rev() {
         let defines = f.value.get("tunnels").and_then(|t| t.get(tunnel)).is_some();
         if defines {
@@ -299,7 +302,7 @@ fn where_defined(files: &[Loaded], tunnel: &str) -> String {
     "the configuration".into()
 }
 
-fn validate(cfg: &Config, files: &[Loaded]) -> Result<(), ConfigError> {
+fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(c) = &cfg.console_ui {
         parse_console_ui(c).map_err(ConfigError)?;
     }
@@ -318,7 +321,7 @@ fn validate(cfg: &Config, files: &[Loaded]) -> Result<(), ConfigError> {
         }
     }
     if let Some(l) = &cfg.log_level {
-        crate::parse_level(l).map_err(ConfigError)?;
+        crate::logfmt::parse_level(l).map_err(ConfigError)?;
     }
     if let Some(n) = cfg.inspect_db_size {
         if n < -1 {
@@ -330,14 +333,6 @@ fn validate(cfg: &Config, files: &[Loaded]) -> Result<(), ConfigError> {
     if let Some(w) = cfg.web_addr.as_ref().and_then(|w| w.value()) {
         w.parse::<std::net::SocketAddr>()
             .map_err(|_| ConfigError(format!("invalid web_addr {w:?}: want IP:PORT or false")))?;
-    }
-    for (name, t) in cfg.tunnels.iter().flatten() {
-        crate::spec::from_config(name, t).map_err(|e| {
-            ConfigError(format!(
-                "invalid tunnel {name:?} in {}: {e}",
-                where_defined(files, name)
-            ))
-        })?;
     }
     Ok(())
 }
@@ -401,6 +396,7 @@ pub fn save_authtoken(path: &Path, token: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::merge_all;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         let l = parse_text(Path::new("/etc/b.yml"), text.to_string())?;

@@ -1,7 +1,7 @@
 //! The pure half of the Supervisor: from the old desired set of tunnels and the new one,
 //! the typed changes that turn one into the other.
 
-use crate::tunnel::TunnelSpec;
+use crate::tunnels::spec::TunnelSpec;
 use burrow_protocol::control::{BindTls, TunnelProto};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ mod tests {
                 bind_tls,
                 ..TunnelRequest::new(TunnelProto::Http)
             },
-            crate::addr::parse(TunnelProto::Http, addr).unwrap(),
+            crate::local::addr::parse(TunnelProto::Http, addr).unwrap(),
         ))
     }
 

@@ -1,9 +1,10 @@
 //! Turning configuration entries, command-line flags and API bodies into tunnel specs,
 //! with the same checks and the same error messages for all three.
 
-use crate::addr;
-use crate::config::{Proto, Scalar, TunnelConfig};
-use crate::tunnel::{parse_bind_tls, TunnelSpec};
+use crate::cli::{Command, Flags};
+use crate::config::file::{Proto, Scalar, TunnelConfig};
+use crate::local::addr;
+use crate::tunnels::spec::{parse_bind_tls, TunnelSpec};
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 
 fn proto(p: Proto) -> TunnelProto {
@@ -140,6 +141,42 @@ fn relay_host_header(mode: Option<&str>, local: &addr::LocalAddr) -> Option<Stri
         }
         v => Some(v.to_string()),
     }
+}
+
+/// The command-line tunnel, with its config entry's options under the flags.
+pub fn from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec> {
+    use crate::config::file::{Proto, Scalar, TunnelConfig};
+    let (proto, addr) = match command {
+        Command::Http(a) => (Proto::Http, a),
+        Command::Tcp(a) => (Proto::Tcp, a),
+        Command::Tls(a) => (Proto::Tls, a),
+        _ => anyhow::bail!("not a tunnel command"),
+    };
+    if let Some(r) = &flags.remote_addr {
+        parse_remote_addr(r)
+            .map_err(|e| anyhow::anyhow!("{}", e.replace("remote_addr", "-remote-addr")))?;
+    }
+    let t = TunnelConfig {
+        proto: Some(proto),
+        addr: Some(Scalar::Str(addr.clone())),
+        inspect: flags.inspect,
+        auth: flags.auth.clone(),
+        host_header: flags.host_header.clone(),
+        bind_tls: flags.bind_tls.clone().map(Scalar::Str),
+        subdomain: flags.subdomain.clone(),
+        hostname: flags.hostname.clone(),
+        crt: flags.crt.clone(),
+        key: flags.key.clone(),
+        client_cas: flags.client_cas.clone(),
+        remote_addr: flags.remote_addr.clone(),
+        metadata: None,
+    };
+    from_config("command_line", &t).map_err(|e| {
+        let e = e
+            .replace("bind_tls", "-bind-tls")
+            .replace("invalid auth", "invalid -auth");
+        anyhow::anyhow!("{e}\nTry 'burrow help' for usage.")
+    })
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! reconciles the bound tunnels with it through typed changes, re-binds everything with
 //! the names it had after a reconnect, and retries failed binds with back-off.
 
-use crate::metrics::MetricsHub;
-use crate::reconcile::{diff, Change, Desired};
-use crate::session::{Bind, Close, Session, SessionConfig, SetSchemes, Unbind};
-use crate::tunnel::{sticky, TunnelSpec};
+use crate::tunnels::connection::Observers;
+use crate::tunnels::reconcile::{diff, Change, Desired};
+use crate::tunnels::session::{
+    Bind, Close, Reports, Session, SessionConfig, SessionDown, SessionFatal, SessionUp, SetSchemes,
+    TunnelFailed, TunnelUp, Unbind,
+};
+use crate::tunnels::spec::{sticky, TunnelSpec};
 use actix::prelude::*;
 use burrow_protocol::control::{BindTls, TunnelProto};
 use std::collections::HashMap;
@@ -82,7 +85,7 @@ pub enum AgentEvent {
 pub struct Supervisor {
     session_cfg: SessionConfig,
     session: Option<Addr<Session>>,
-    hub: MetricsHub,
+    obs: Observers,
     desired: Desired,
     running: HashMap<String, Running>,
     online: bool,
@@ -109,13 +112,13 @@ impl Supervisor {
     pub fn new(
         session_cfg: SessionConfig,
         tunnels: Vec<TunnelSpec>,
-        hub: MetricsHub,
+        obs: Observers,
         events: Box<dyn Fn(AgentEvent)>,
     ) -> Self {
         Supervisor {
             session_cfg,
             session: None,
-            hub,
+            obs,
             desired: tunnels
                 .into_iter()
                 .map(|t| (t.name.clone(), Arc::new(t)))
@@ -170,7 +173,7 @@ impl Supervisor {
                             s.do_send(Unbind(b.tunnel_id));
                         }
                         for (api_name, scheme) in &r.twins {
-                            self.hub.forget(&(name.clone(), scheme.clone()));
+                            self.obs.metrics.forget(&(name.clone(), scheme.clone()));
                             if r.bound.is_some() {
                                 info!(obj = "tunnels", name = %api_name, "stopped tunnel");
                             }
@@ -220,47 +223,22 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         info!(obj = "tunnels.session", "tunnel session started");
         let initial = std::mem::take(&mut self.desired);
-        self.session =
-            Some(Session::new(self.session_cfg.clone(), ctx.address(), self.hub.clone()).start());
+        self.session = Some(
+            Session::new(
+                self.session_cfg.clone(),
+                Reports {
+                    up: ctx.address().recipient(),
+                    down: ctx.address().recipient(),
+                    fatal: ctx.address().recipient(),
+                    tunnel_up: ctx.address().recipient(),
+                    tunnel_failed: ctx.address().recipient(),
+                },
+                self.obs.clone(),
+            )
+            .start(),
+        );
         self.reconcile(initial);
     }
-}
-
-/// The session is authenticated.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionUp;
-
-/// The session dropped; it is reconnecting.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionDown(pub String);
-
-/// The relay refused the agent for good.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionFatal(pub String);
-
-/// A tunnel is bound (or its schemes changed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TunnelUp {
-    /// Tunnel name.
-    pub name: String,
-    /// Relay's id for it.
-    pub tunnel_id: u64,
-    /// Its public URLs.
-    pub urls: Vec<String>,
-}
-
-/// A bind was refused.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TunnelFailed {
-    /// Tunnel name.
-    pub name: String,
-    /// The relay's reason.
-    pub message: String,
 }
 
 /// Stop: unbind, close the session and stop the system with exit code 0.
@@ -433,7 +411,7 @@ impl Handler<RemoveTunnel> for Supervisor {
         let r = self.running.get_mut(&name).expect("found above");
         let (removed, scheme) = r.twins.remove(i);
         info!(obj = "tunnels", name = %removed, "stopped tunnel");
-        self.hub.forget(&(name.clone(), scheme));
+        self.obs.metrics.forget(&(name.clone(), scheme));
         let mut new = self.desired.clone();
         if r.twins.is_empty() {
             new.remove(&name);

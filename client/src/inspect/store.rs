@@ -3,134 +3,16 @@
 //! written on, and copies what it keeps aside then; it never waits, so it never holds a
 //! stream back.
 
-use crate::addr::LocalAddr;
-use crate::observe::Head;
-use crate::wsframes::WsMessage;
+use crate::inspect::captured::{ws_size, Captured, WsLog, WS_MESSAGES_CAP};
+use crate::inspect::json;
+use crate::inspect::wsframes::WsMessage;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
 /// Default store size, as ngrok's `inspect_db_size` default.
 pub const DEFAULT_DB_SIZE: usize = 50 * 1024 * 1024;
-/// Most body bytes kept per message; the rest still flows, and the record says it was cut.
-pub const BODY_CAP: usize = 256 * 1024;
-
-/// One side of an exchange.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The head as parsed.
-    pub head: Head,
-    /// The body prefix kept (de-chunked).
-    pub body: Vec<u8>,
-    /// Body bytes seen in total.
-    pub body_size: u64,
-    /// Whether the body was longer than what was kept.
-    pub truncated: bool,
-}
-
-impl Message {
-    /// A message with an empty body so far. The parsed header fields are let go: a store of
-    /// tens of thousands of exchanges keeps each head as its raw bytes (one allocation
-    /// instead of two per field) and parses them again when they are shown.
-    pub fn new(mut head: Head) -> Self {
-        head.headers = Vec::new();
-        Message {
-            head,
-            body: Vec::new(),
-            body_size: 0,
-            truncated: false,
-        }
-    }
-
-    /// Keeps `bytes` of body, up to the cap.
-    pub fn push_body(&mut self, bytes: &[u8]) {
-        let room = BODY_CAP.saturating_sub(self.body.len());
-        self.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        self.body_size += bytes.len() as u64;
-        self.truncated |= bytes.len() > room;
-    }
-
-    /// The header fields, in order.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        crate::observe::header_fields(&self.head.raw)
-    }
-
-    /// The head and kept body, as they crossed the wire.
-    pub fn raw(&self) -> Vec<u8> {
-        [self.head.raw.as_slice(), self.body.as_slice()].concat()
-    }
-
-    fn size(&self) -> usize {
-        self.head.raw.len() + self.body.len() + 64
-    }
-}
-
-/// The WebSocket messages of an upgraded exchange, appended while the connection lives.
-#[derive(Debug, Default)]
-pub struct WsLog {
-    messages: Mutex<Vec<Arc<WsMessage>>>,
-    /// Set once the exchange left the store: later messages are not kept.
-    evicted: std::sync::atomic::AtomicBool,
-}
-
-impl WsLog {
-    /// The messages so far.
-    pub fn messages(&self) -> Vec<Arc<WsMessage>> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn size(&self) -> usize {
-        let m = self.messages.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|x| ws_size(x)).sum()
-    }
-}
-
-fn ws_size(m: &WsMessage) -> usize {
-    m.data.len() + 64
-}
-
-/// Most WebSocket messages kept per connection; later ones are counted only.
-pub const WS_MESSAGES_CAP: usize = 1000;
-
-/// An exchange: pending until its response ended.
-#[derive(Debug, Clone)]
-pub struct Captured {
-    /// Identifier in the API.
-    pub id: String,
-    /// API name of the tunnel (`NAME` or `NAME (http)`).
-    pub tunnel_name: Arc<str>,
-    /// The visitor.
-    pub remote_addr: Arc<str>,
-    /// When the request began.
-    pub start: SystemTime,
-    /// Until the response ended.
-    pub duration: Duration,
-    /// The request (shared with the pending state, so announcing it early copies nothing).
-    pub request: Arc<Message>,
-    /// The response, if one came.
-    pub response: Option<Message>,
-    /// Whether the response is still to come or still flowing.
-    pub pending: bool,
-    /// Where a replay goes.
-    pub local: Arc<LocalAddr>,
-    /// WebSocket messages, when the exchange upgraded to WebSocket.
-    pub ws: Option<Arc<WsLog>>,
-}
-
-impl Captured {
-    fn size(&self) -> usize {
-        self.request.size()
-            + self.response.as_ref().map_or(0, Message::size)
-            + self.ws.as_ref().map_or(0, |w| w.size())
-            + 256
-    }
-}
-
 /// What the store tells live subscribers, already rendered as JSON so that a subscriber
 /// that stops reading holds small strings, not captured bodies.
 #[derive(Debug, Clone)]
@@ -207,7 +89,7 @@ impl Inspector {
         s.bytes += c.size();
         s.items.push_front(c.clone());
         let evicted = self.evict(&mut s);
-        self.announce(|| Event::Request(crate::api_requests::summary(&c).to_string().into()));
+        self.announce(|| Event::Request(json::summary(&c).to_string().into()));
         self.announce_evicted(evicted);
     }
 
@@ -226,7 +108,7 @@ impl Inspector {
         let old = std::mem::replace(&mut s.items[i], c.clone());
         s.bytes = (s.bytes + c.size()).saturating_sub(old.size());
         let evicted = self.evict(&mut s);
-        self.announce(|| Event::Request(crate::api_requests::summary(&c).to_string().into()));
+        self.announce(|| Event::Request(json::summary(&c).to_string().into()));
         self.announce_evicted(evicted);
     }
 
@@ -267,7 +149,7 @@ impl Inspector {
             Vec::new()
         };
         self.announce(|| {
-            let v = serde_json::json!({"id": id, "message": crate::api_requests::ws_json(&m)});
+            let v = serde_json::json!({"id": id, "message": json::ws_json(&m)});
             Event::Ws(v.to_string().into())
         });
         self.announce_evicted(evicted);
@@ -308,19 +190,13 @@ impl Inspector {
     }
 }
 
-/// A fresh exchange id.
-pub fn new_id() -> String {
-    format!(
-        "ex_{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::captured::{new_id, Message, BODY_CAP};
+    use crate::inspect::observe::Head;
     use burrow_protocol::control::TunnelProto;
+    use std::time::{Duration, SystemTime};
 
     fn exchange(body: usize) -> Captured {
         let head = Head {
@@ -341,7 +217,7 @@ mod tests {
             request: Arc::new(request),
             response: None,
             pending: false,
-            local: Arc::new(crate::addr::parse(TunnelProto::Http, "80").unwrap()),
+            local: Arc::new(crate::local::addr::parse(TunnelProto::Http, "80").unwrap()),
             ws: None,
         }
     }
@@ -355,7 +231,7 @@ mod tests {
         // Completed after it was cleared: nothing to replace, and its log keeps nothing.
         i.finish(c);
         let msg = WsMessage {
-            from: crate::wsframes::From::Client,
+            from: crate::inspect::wsframes::From::Client,
             opcode: 1,
             at: SystemTime::now(),
             size: 5,

@@ -1,12 +1,13 @@
 //! One stream from the relay: dial the local server and splice, or answer 502. Counts the
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
-use crate::inspector::{new_id, Captured, Inspector, Message, WsLog};
+use crate::inspect::captured::{new_id, Captured, Message, WsLog};
+use crate::inspect::observe::{Event, Observer, Side};
+use crate::inspect::store::Inspector;
+use crate::inspect::wsframes::{FrameReader, From};
 use crate::local::{self, Local, Termination};
 use crate::metrics::{Counters, Key, MetricsHub, Recent};
-use crate::observe::{Event, Observer, Side};
-use crate::tunnel::TunnelSpec;
-use crate::wsframes::{FrameReader, From};
+use crate::tunnels::spec::TunnelSpec;
 use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_or, MuxStream};
 use burrow_relay::http::pages;
@@ -41,7 +42,7 @@ struct Capture {
     inspector: Arc<Inspector>,
     tunnel_name: Arc<str>,
     remote_addr: Arc<str>,
-    local: Arc<crate::addr::LocalAddr>,
+    local: Arc<crate::local::addr::LocalAddr>,
     pending: VecDeque<Pending>,
     /// After an upgrade to WebSocket: the exchange, its message log and a frame reader for
     /// each direction.
@@ -72,7 +73,7 @@ impl Capture {
         }
     }
 
-    fn begin(&mut self, head: crate::observe::Head) {
+    fn begin(&mut self, head: crate::inspect::observe::Head) {
         let p = Pending {
             id: new_id(),
             start: SystemTime::now(),
@@ -208,14 +209,25 @@ impl Exchanges {
     }
 }
 
+/// What watches the traffic of the agent's connections: the metrics, and the store of
+/// captured exchanges when capture is on.
+#[derive(Clone)]
+pub struct Observers {
+    /// Counters and histograms.
+    pub metrics: MetricsHub,
+    /// Captured exchanges (none with `inspect_db_size: -1`).
+    pub inspector: Option<Arc<Inspector>>,
+}
+
 /// Serves one stream of `spec`'s tunnel.
-pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream, hub: MetricsHub) {
+pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream, obs: Observers) {
+    let hub = &obs.metrics;
     let key: Key = (spec.name.clone(), meta.scheme.clone());
     let counters = hub.counters(&key);
     counters.conns.fetch_add(1, Ordering::Relaxed);
     counters.open.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    run(&spec, &meta, stream, &key, &counters, &hub).await;
+    run(&spec, &meta, stream, &key, &counters, &obs).await;
     counters.open.fetch_sub(1, Ordering::Relaxed);
     hub.conn_done(key, started.elapsed());
 }
@@ -226,7 +238,7 @@ async fn run(
     stream: MuxStream,
     key: &Key,
     counters: &Arc<Counters>,
-    hub: &MetricsHub,
+    obs: &Observers,
 ) {
     if let Some(t) = &spec.tls {
         return terminate(spec, meta, stream, t).await;
@@ -244,10 +256,10 @@ async fn run(
             started: VecDeque::new(),
             key: key.clone(),
             counters: counters.clone(),
-            hub: hub.clone(),
+            hub: obs.metrics.clone(),
             status: 0,
             count: true,
-            capture: hub
+            capture: obs
                 .inspector
                 .clone()
                 .filter(|_| spec.inspect)
@@ -376,10 +388,10 @@ async fn terminate(spec: &TunnelSpec, meta: &StreamMeta, stream: MuxStream, t: &
 /// Sends `raw` to `local` again and captures the new exchange under `tunnel_name`, reading
 /// the whole response so the capture is complete.
 pub async fn replay(
-    hub: &MetricsHub,
+    obs: &Observers,
     tunnel_name: &str,
     remote_addr: &str,
-    local: &crate::addr::LocalAddr,
+    local: &crate::local::addr::LocalAddr,
     raw: &[u8],
     within: Duration,
 ) -> std::io::Result<()> {
@@ -397,10 +409,10 @@ pub async fn replay(
         started: VecDeque::new(),
         key: (tunnel_name.to_string(), "replay".to_string()),
         counters: Arc::default(),
-        hub: hub.clone(),
+        hub: obs.metrics.clone(),
         status: 0,
         count: false,
-        capture: hub.inspector.clone().map(|inspector| Capture {
+        capture: obs.inspector.clone().map(|inspector| Capture {
             inspector,
             tunnel_name: tunnel_name.into(),
             remote_addr: remote_addr.into(),

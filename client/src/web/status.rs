@@ -1,54 +1,11 @@
 //! The status page (`/status`): each tunnel's configuration, the global configuration
 //! (the auth token only as a prefix) and the metrics tables, as small server-rendered HTML.
 
-use crate::api::ApiState;
 use crate::metrics::Snapshot;
-use crate::supervisor::ListTunnels;
-use crate::Settings;
+use crate::tunnels::supervisor::ListTunnels;
+use crate::web::state::ApiState;
 use actix_web::{web, HttpResponse};
 use burrow_relay::http::pages::escape;
-
-/// The global settings worth showing, with the auth token cut to a prefix.
-pub fn settings_rows(s: &Settings) -> Vec<(String, String)> {
-    let token = match &s.authtoken {
-        Some(t) if t.chars().count() > 6 => format!("{}…", t.chars().take(6).collect::<String>()),
-        Some(_) => "(set)".into(),
-        None => "(none)".into(),
-    };
-    let paths = s
-        .config_paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    vec![
-        ("authtoken".into(), token),
-        (
-            "server_addr".into(),
-            s.server
-                .clone()
-                .unwrap_or_else(|| "(embedded relay)".into()),
-        ),
-        ("region".into(), s.region.clone()),
-        (
-            "inspect_db_size".into(),
-            match s.inspect_db_size {
-                0 => format!("{} (default)", crate::inspector::DEFAULT_DB_SIZE),
-                n if n < 0 => format!("{n} (inspection off)"),
-                n => n.to_string(),
-            },
-        ),
-        ("log".into(), s.log.clone()),
-        (
-            "configuration files".into(),
-            if paths.is_empty() {
-                "(none)".into()
-            } else {
-                paths
-            },
-        ),
-    ]
-}
 
 fn secs(ns: f64) -> String {
     format!("{:.3}s", ns / 1e9)
@@ -96,7 +53,7 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
             escape(&t.name),
             escape(&t.public_url),
             escape(&t.spec.local.display()),
-            crate::api::inspected(t, &state),
+            crate::web::state::inspected(t, &state),
             escape(&t.proto)
         ));
         html.push_str(&format!(
@@ -135,6 +92,6 @@ pub async fn page(state: web::Data<ApiState>) -> HttpResponse {
     html.push_str("</table></main></body></html>\n");
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", crate::web::CSP))
+        .insert_header(("Content-Security-Policy", crate::web::inspector::CSP))
         .body(html)
 }

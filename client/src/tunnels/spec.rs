@@ -1,6 +1,6 @@
 //! What a tunnel is on the agent side: its request to the relay and its local target.
 
-use crate::addr::LocalAddr;
+use crate::local::addr::LocalAddr;
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 
 /// A tunnel the user asked for.

@@ -1,159 +1,15 @@
 //! `/api/requests/http`: captured exchanges in ngrok v2's shape, and replay.
 
-use crate::api::{error, ApiState};
-use crate::inspector::{Captured, Message};
-use crate::wsframes::WsMessage;
+use crate::inspect::captured::Message;
+use crate::inspect::json::to_json;
+use crate::tunnels::connection::Observers;
+use crate::web::state::{error, ApiState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use burrow_relay::http::auth::base64;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Duration;
 
-fn headers(m: &Message) -> Value {
-    let mut out = Map::new();
-    for (k, v) in m.headers() {
-        let entry = out.entry(k).or_insert_with(|| json!([]));
-        if let Value::Array(a) = entry {
-            a.push(json!(v));
-        }
-    }
-    Value::Object(out)
-}
-
-/// The protocol word of a captured head's first line.
-pub fn proto(raw: &[u8], request: bool) -> String {
-    let line = raw.split(|&b| b == b'\r').next().unwrap_or_default();
-    let text = String::from_utf8_lossy(line);
-    let word = if request {
-        text.rsplit(' ').next()
-    } else {
-        text.split(' ').next()
-    };
-    word.unwrap_or("HTTP/1.1").to_string()
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    // The log timestamp is the same civil time; ngrok's API uses RFC 3339 with a Z.
-    let s = crate::logfmt::timestamp(t);
-    format!("{}Z", &s[..19])
-}
-
-/// RFC 3339 with milliseconds, for HAR.
-pub fn rfc3339_ms(t: std::time::SystemTime) -> String {
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_millis());
-    let s = crate::logfmt::timestamp(t);
-    format!("{}.{ms:03}Z", &s[..19])
-}
-
-fn epoch_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// One WebSocket message as the API shows it.
-pub fn ws_json(m: &WsMessage) -> Value {
-    json!({
-        "from": m.from.as_str(),
-        "opcode": m.opcode,
-        "at_ms": epoch_ms(m.at),
-        "size": m.size,
-        "truncated": m.truncated,
-        "compressed": m.compressed,
-        "data": base64(&m.data),
-    })
-}
-
-/// Name/value pairs of a query string or form body, percent-decoded.
-pub fn form_pairs(s: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let hex = |c: u8| (c as char).to_digit(16);
-                    match (hex(b[i + 1]), hex(b[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-/// An exchange without its bytes: what the inspector's list and live events carry.
-pub fn summary(c: &Captured) -> Value {
-    render(c, false)
-}
-
-/// An exchange as the API shows it.
-pub fn to_json(c: &Captured) -> Value {
-    render(c, true)
-}
-
-fn render(c: &Captured, full: bool) -> Value {
-    let req = &c.request;
-    let ws = c.ws.as_ref().map(|w| w.messages()).unwrap_or_default();
-    let mut v = json!({
-        "uri": format!("/api/requests/http/{}", c.id),
-        "id": c.id,
-        "tunnel_name": &*c.tunnel_name,
-        "remote_addr": &*c.remote_addr,
-        "start": rfc3339(c.start),
-        "start_ms": epoch_ms(c.start),
-        "duration": if c.pending { 0 } else { c.duration.as_nanos() as u64 },
-        "pending": c.pending,
-        "request": {
-            "method": req.head.method,
-            "proto": proto(&req.head.raw, true),
-            "headers": headers(req),
-            "uri": req.head.path,
-            "size": req.body_size,
-            "truncated": req.truncated,
-        },
-        "response": Value::Null,
-        "websocket": ws.len(),
-    });
-    if full {
-        v["request"]["raw"] = json!(base64(&req.raw()));
-        v["websocket_messages"] = ws.iter().map(|m| ws_json(m)).collect();
-    }
-    if let Some(resp) = &c.response {
-        let reason = burrow_relay::http::pages::reason(resp.head.status);
-        v["response"] = json!({
-            "status": format!("{} {reason}", resp.head.status).trim_end().to_string(),
-            "status_code": resp.head.status,
-            "proto": proto(&resp.head.raw, false),
-            "headers": headers(resp),
-            "size": resp.body_size,
-            "truncated": resp.truncated,
-        });
-        if full {
-            v["response"]["raw"] = json!(base64(&resp.raw()));
-        }
-    }
-    v
-}
-
-fn inspector(state: &ApiState) -> Option<&std::sync::Arc<crate::inspector::Inspector>> {
-    state.hub.inspector.as_ref()
+fn inspector(state: &ApiState) -> Option<&std::sync::Arc<crate::inspect::store::Inspector>> {
+    state.inspector.as_ref()
 }
 
 /// `GET /api/requests/http?limit=&tunnel_name=`.
@@ -202,7 +58,7 @@ pub async fn replay(
     body: web::Bytes,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
-    let v = match crate::api::json_object(&req, &body) {
+    let v = match crate::web::state::json_object(&req, &body) {
         Ok(m) => Value::Object(m),
         Err(resp) => return *resp,
     };
@@ -234,7 +90,7 @@ pub async fn replay(
     if let Some(t) = tunnel {
         let live = state
             .supervisor
-            .send(crate::supervisor::ListTunnels)
+            .send(crate::tunnels::supervisor::ListTunnels)
             .await
             .unwrap_or_default();
         let Some(view) = live.into_iter().find(|x| x.name == t) else {
@@ -272,8 +128,12 @@ pub async fn replay(
         }
         None => (*c.local).clone(),
     };
-    let result = crate::connection::replay(
-        &state.hub,
+    let obs = Observers {
+        metrics: state.hub.clone(),
+        inspector: state.inspector.clone(),
+    };
+    let result = crate::tunnels::connection::replay(
+        &obs,
         tunnel.unwrap_or(&c.tunnel_name),
         &c.remote_addr,
         &local,
@@ -435,7 +295,7 @@ fn header_list(what: &str, v: &Value) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Head;
+    use crate::inspect::observe::Head;
 
     fn orig() -> Message {
         let mut m = Message::new(Head {
@@ -491,7 +351,7 @@ mod tests {
             String::from_utf8(raw).unwrap(),
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
         );
-        m.push_body(&vec![b'x'; crate::inspector::BODY_CAP]);
+        m.push_body(&vec![b'x'; crate::inspect::captured::BODY_CAP]);
         assert!(modified(&m, &json!({})).unwrap_err().contains("cut"));
         assert!(modified(&m, &json!({"body": "short"})).is_ok());
     }
@@ -510,19 +370,6 @@ mod tests {
         );
         assert!(modified(&orig(), &json!({"trailers": {"X": ["a\nb"]}})).is_err());
         assert!(modified(&orig(), &json!({"trailers": [1]})).is_err());
-    }
-
-    #[test]
-    fn form_pairs_decode() {
-        assert_eq!(
-            form_pairs("a=1&b=x+y%21&c&%zz=%e2%82%ac"),
-            [
-                ("a".into(), "1".into()),
-                ("b".into(), "x y!".into()),
-                ("c".into(), String::new()),
-                ("%zz".into(), "€".into())
-            ]
-        );
     }
 
     #[test]

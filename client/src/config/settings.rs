@@ -1,0 +1,180 @@
+//! The agent's effective settings: configuration files first, command-line flags on top.
+
+use crate::cli::Flags;
+use crate::config::{self, Config, ConsoleUi};
+use crate::logfmt::{self, parse_level};
+use anyhow::Context as _;
+use std::path::PathBuf;
+
+/// Where the local API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebAddr {
+    /// Not configured: 127.0.0.1:4040, or the next free port.
+    Default,
+    /// Configured: this address or a fatal error.
+    Explicit(std::net::SocketAddr),
+    /// `web_addr: false`.
+    Off,
+}
+
+/// The agent's effective settings: configuration files, then command-line flags on top.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Relay address, or the embedded relay.
+    pub server: Option<String>,
+    /// Token for the relay.
+    pub authtoken: Option<String>,
+    /// `host`, `trusted` or a PEM path.
+    pub root_cas: Option<String>,
+    /// Local API address.
+    pub web_addr: WebAddr,
+    /// `stdout`, `stderr`, `false` or a path.
+    pub log: String,
+    /// Minimum level.
+    pub log_level: tracing::Level,
+    /// Line format.
+    pub log_format: logfmt::Format,
+    /// Console UI mode.
+    pub console_ui: ConsoleUi,
+    /// `transparent` or `black`.
+    pub console_ui_color: String,
+    /// Outbound HTTP proxy.
+    pub http_proxy: Option<String>,
+    /// Outbound SOCKS5 proxy.
+    pub socks5_proxy: Option<String>,
+    /// Bytes of captured requests (-1: capture off).
+    pub inspect_db_size: i64,
+    /// Region label.
+    pub region: String,
+    /// The configuration files read.
+    pub config_paths: Vec<PathBuf>,
+}
+
+/// Reads the configuration files the flags name (or the default one).
+pub fn load_config(flags: &Flags) -> Result<(Config, Vec<PathBuf>), config::ConfigError> {
+    let mut loaded = Vec::new();
+    if flags.config.is_empty() {
+        if let Some(p) = config::default_path() {
+            if let Some(l) = config::load(&p, false)? {
+                loaded.push(l);
+            }
+        }
+    } else {
+        for p in &flags.config {
+            loaded.extend(config::load(std::path::Path::new(p), true)?);
+        }
+    }
+    let paths = loaded.iter().map(|l| l.path.clone()).collect();
+    Ok((config::merge_all(&loaded)?, paths))
+}
+
+impl Settings {
+    /// The global settings worth showing, with the auth token cut to a prefix.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let s = self;
+        let token = match &s.authtoken {
+            Some(t) if t.chars().count() > 6 => {
+                format!("{}…", t.chars().take(6).collect::<String>())
+            }
+            Some(_) => "(set)".into(),
+            None => "(none)".into(),
+        };
+        let paths = s
+            .config_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        vec![
+            ("authtoken".into(), token),
+            (
+                "server_addr".into(),
+                s.server
+                    .clone()
+                    .unwrap_or_else(|| "(embedded relay)".into()),
+            ),
+            ("region".into(), s.region.clone()),
+            (
+                "inspect_db_size".into(),
+                match s.inspect_db_size {
+                    0 => format!("{} (default)", crate::inspect::store::DEFAULT_DB_SIZE),
+                    n if n < 0 => format!("{n} (inspection off)"),
+                    n => n.to_string(),
+                },
+            ),
+            ("log".into(), s.log.clone()),
+            (
+                "configuration files".into(),
+                if paths.is_empty() {
+                    "(none)".into()
+                } else {
+                    paths
+                },
+            ),
+        ]
+    }
+
+    /// Combines the configuration and the flags (flags win).
+    pub fn resolve(cfg: &Config, flags: &Flags, paths: Vec<PathBuf>) -> anyhow::Result<Self> {
+        let web_addr = match cfg.web_addr.as_ref() {
+            None => WebAddr::Default,
+            Some(w) => match w.value() {
+                None => WebAddr::Off,
+                Some(a) => WebAddr::Explicit(
+                    a.parse()
+                        .with_context(|| format!("invalid web_addr {a:?}"))?,
+                ),
+            },
+        };
+        let log = flags
+            .log
+            .clone()
+            .or_else(|| {
+                cfg.log
+                    .as_ref()
+                    .map(|l| l.value().unwrap_or("false").to_string())
+            })
+            .unwrap_or_else(|| "false".into());
+        let level = flags
+            .log_level
+            .as_deref()
+            .or(cfg.log_level.as_deref())
+            .unwrap_or("info");
+        let log_level = parse_level(level).map_err(anyhow::Error::msg)?;
+        let log_format = logfmt::Format::parse(
+            flags
+                .log_format
+                .as_deref()
+                .or(cfg.log_format.as_deref())
+                .unwrap_or("logfmt"),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let console_ui = match &cfg.console_ui {
+            Some(v) => config::parse_console_ui(v).map_err(anyhow::Error::msg)?,
+            None => ConsoleUi::IfTty,
+        };
+        Ok(Settings {
+            server: flags.server.clone().or_else(|| cfg.server_addr.clone()),
+            authtoken: flags.authtoken.clone().or_else(|| cfg.authtoken.clone()),
+            root_cas: flags.root_cas.clone().or_else(|| cfg.root_cas.clone()),
+            web_addr,
+            log,
+            log_level,
+            log_format,
+            console_ui,
+            console_ui_color: cfg
+                .console_ui_color
+                .clone()
+                .unwrap_or_else(|| "transparent".into()),
+            http_proxy: cfg.http_proxy.clone(),
+            socks5_proxy: cfg.socks5_proxy.clone(),
+            inspect_db_size: cfg.inspect_db_size.unwrap_or(0),
+            region: flags
+                .region
+                .clone()
+                .or_else(|| cfg.region.clone())
+                .unwrap_or_else(|| "local".into()),
+            config_paths: paths,
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! The tunnels: what the user asked for (specs), the supervisor that keeps the running set
+//! equal to it, the session with the relay, and the connection served for each stream.
+
+pub mod connection;
+pub mod reconcile;
+pub mod session;
+pub mod spec;
+pub mod supervisor;
