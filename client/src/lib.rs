@@ -152,6 +152,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<bool> {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("burrow", level)
         .with_target("burrow_relay", level)
+        .with_target("burrow_http", level)
         .with_target("burrow_protocol", level);
     tracing_subscriber::registry()
         .with(logfmt::LogfmtLayer::with_format(sink, settings.log_format).with_filter(filter))
@@ -294,7 +295,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             "burrow does not update itself; update settings are ignored"
         );
     }
-    burrow_relay::install_crypto();
+    burrow_http::tls::install_crypto();
     let web = bind_web(&settings.web_addr)?;
     let sys = actix_rt::System::new();
     let setup: anyhow::Result<()> = sys.block_on(async {
@@ -466,7 +467,7 @@ async fn console_stats(
             method: r.method,
             path: r.path,
             status_code: Some(r.status),
-            status_text: burrow_relay::http::pages::reason(r.status).to_string(),
+            status_text: burrow_http::pages::reason(r.status).to_string(),
         })
         .collect();
     (c, requests)

@@ -4,7 +4,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod connection;
 pub mod http;
 pub mod listeners;
 pub mod registry;
@@ -18,7 +17,7 @@ pub mod tls;
 pub use config::{Limits, PortRange, RelayConfig};
 pub use tls::TlsSource;
 
-use connection::ArbiterPool;
+use burrow_http::workers::ArbiterPool;
 use state::RelayState;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -135,7 +134,4 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     })
 }
 
-/// Installs the process-wide rustls crypto provider (ring); safe to call repeatedly.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use burrow_http::tls::install_crypto;

@@ -1,10 +1,10 @@
 //! Accept loops: agents on the control listener, visitors on the http and https ones.
 
-use crate::connection::Connection;
 use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
 use actix::prelude::*;
+use burrow_http::workers::Connection;
 use burrow_protocol::control::{self, StreamMeta, TunnelProto};
 use burrow_protocol::mux::{self, MuxConfig, Role};
 use burrow_protocol::preamble;
@@ -170,7 +170,7 @@ async fn tls_visitor(
         Err(HelloError::NotTls) => {
             info!(%peer, "plain HTTP on the TLS port");
             let page =
-                crate::http::pages::page(400, "This port speaks HTTPS: use an https:// URL.");
+                burrow_http::pages::page(400, "This port speaks HTTPS: use an https:// URL.");
             let _ = sock.write_all(&page).await;
             return;
         }

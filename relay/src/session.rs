@@ -148,7 +148,7 @@ impl Session {
         match t.proto {
             TunnelProto::Http | TunnelProto::Tls => {
                 if let Some(h) = &t.host_header {
-                    crate::state::validate_host_header(h)?;
+                    burrow_http::hostname::validate_host_header(h)?;
                 }
                 if t.proto == TunnelProto::Tls && self.state.https_port.is_none() {
                     return Err("this relay has no TLS listener for tls tunnels".into());

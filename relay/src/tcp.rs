@@ -1,9 +1,9 @@
 //! Public TCP ports for tcp tunnels: one accept loop per port, routed through the
 //! router so a reconnecting agent takes its port back without a rebind.
 
-use crate::connection::Connection;
 use crate::registry::LeaseKey;
 use crate::state::RelayState;
+use burrow_http::workers::Connection;
 use burrow_protocol::control::{self, StreamMeta};
 use burrow_protocol::mux::splice;
 use std::net::SocketAddr;

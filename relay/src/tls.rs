@@ -2,7 +2,7 @@
 //! for the relay's names on demand (so `*.localhost`, which clients refuse as a wildcard,
 //! still gets an exact certificate per host).
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use dashmap::DashMap;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -193,23 +193,6 @@ impl ResolvesServerCert for Fixed {
     }
 }
 
-/// Loads a PEM certificate chain and key, naming the file on any problem.
-pub fn load_pem_pair(
-    cert: &Path,
-    key: &Path,
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read certificate file {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad PEM in certificate file {}", cert.display()))?;
-    if certs.is_empty() {
-        bail!("no certificate found in {}", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read a private key from {}", key.display()))?;
-    Ok((certs, key))
-}
-
 impl RelayTls {
     /// Builds the relay's TLS identity.
     pub fn new(
@@ -221,7 +204,7 @@ impl RelayTls {
         let builder = rustls::ServerConfig::builder().with_no_client_auth();
         let (resolver, ca_pem, fp): (Arc<dyn ResolvesServerCert>, _, _) = match source {
             TlsSource::Files { cert, key } => {
-                let (certs, key) = load_pem_pair(cert, key)?;
+                let (certs, key) = burrow_http::tls::load_pem_pair(cert, key)?;
                 let fp = fingerprint(&certs[0]);
                 let signer = rustls::crypto::ring::sign::any_supported_type(&key)
                     .context("unsupported private key type")?;

@@ -46,12 +46,12 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
         check_auth(a)?;
     }
     if let Some(s) = &t.subdomain {
-        burrow_relay::state::validate_label(s)?;
+        burrow_http::hostname::validate_label(s)?;
     }
     if let Some(h) = &t.hostname {
         // The relay has the last word (its own domain cannot be covered); this catches
         // malformed names before anything starts.
-        burrow_relay::state::custom_hostname(h, "")?;
+        burrow_http::hostname::custom_hostname(h, "")?;
     }
     if p != TunnelProto::Http {
         for (set, key) in [

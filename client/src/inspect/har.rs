@@ -87,7 +87,7 @@ pub fn har_entry(c: &Captured) -> Value {
             }
             json!({
                 "status": r.head.status,
-                "statusText": burrow_relay::http::pages::reason(r.head.status),
+                "statusText": burrow_http::pages::reason(r.head.status),
                 "httpVersion": http_version(&r.head.raw, false),
                 "cookies": [],
                 "headers": har_headers(r),

@@ -113,7 +113,7 @@ fn render(c: &Captured, full: bool) -> Value {
         v["websocket_messages"] = ws.iter().map(|m| ws_json(m)).collect();
     }
     if let Some(resp) = &c.response {
-        let reason = burrow_relay::http::pages::reason(resp.head.status);
+        let reason = burrow_http::pages::reason(resp.head.status);
         v["response"] = json!({
             "status": format!("{} {reason}", resp.head.status).trim_end().to_string(),
             "status_code": resp.head.status,

@@ -26,7 +26,7 @@
 //!   for a symlink between that check and the open; visitors cannot.
 
 use crate::logfmt::civil_from_days;
-use burrow_relay::http::pages::{escape, reason};
+use burrow_http::pages::{escape, reason};
 use std::cmp::min;
 use std::io;
 use std::path::{Component, Path, PathBuf};

@@ -156,7 +156,7 @@ impl Termination {
     /// Loads the certificate, key and client CAs, naming the file on any problem.
     pub fn load(crt: &Path, key: &Path, client_cas: Option<&Path>) -> Result<Self, String> {
         let (certs, key_der) =
-            burrow_relay::tls::load_pem_pair(crt, key).map_err(|e| format!("{e:#}"))?;
+            burrow_http::tls::load_pem_pair(crt, key).map_err(|e| format!("{e:#}"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

@@ -12,7 +12,8 @@
 //!
 //! User and password are percent-decoded.
 
-use burrow_relay::http::auth::base64;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use std::io;
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -218,7 +219,7 @@ async fn http_connect<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some((user, pass)) = auth {
-        let token = base64(format!("{user}:{pass}").as_bytes());
+        let token = BASE64.encode(format!("{user}:{pass}").as_bytes());
         req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
     }
     req.push_str("\r\n");

@@ -4,10 +4,10 @@
 use crate::tunnels::connection::Observers;
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
+use burrow_http::workers::{ArbiterPool, Connection};
 use burrow_protocol::control::{self, ClientMessage, ServerMessage, StreamMeta};
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, MuxHandle, Role};
 use burrow_protocol::preamble;
-use burrow_relay::connection::{ArbiterPool, Connection};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

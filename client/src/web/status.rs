@@ -5,7 +5,7 @@ use crate::metrics::Snapshot;
 use crate::tunnels::supervisor::ListTunnels;
 use crate::web::state::ApiState;
 use actix_web::{web, HttpResponse};
-use burrow_relay::http::pages::escape;
+use burrow_http::pages::escape;
 
 fn secs(ns: f64) -> String {
     format!("{:.3}s", ns / 1e9)

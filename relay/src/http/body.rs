@@ -1,6 +1,6 @@
 //! Buffered visitor input: reads heads and forwards bodies to the agent by their framing.
 
-use super::head::{self, HeadError, RequestHead};
+use burrow_http::head::{self, HeadError, RequestHead};
 use burrow_protocol::mux::MuxStream;
 use bytes::{Buf, BytesMut};
 use std::io;

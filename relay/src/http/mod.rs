@@ -3,8 +3,6 @@
 
 pub mod auth;
 pub mod body;
-pub mod head;
-pub mod pages;
 pub mod response;
 pub mod serve;
 

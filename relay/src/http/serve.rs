@@ -1,12 +1,12 @@
 //! One visitor connection on the public HTTP(S) listener.
 
 use super::body::{Input, InputError};
-use super::head::{self, RequestHead};
-use super::pages;
 use super::response::{Event, Expect, ResponseError, Responses};
 use crate::config::Limits;
 use crate::registry::{LeaseKey, Registry};
 use crate::router::{Route, Router};
+use burrow_http::head::{self, RequestHead};
+use burrow_http::pages;
 use burrow_protocol::control::{self, StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_to_mux, MuxStream};
 use bytes::Bytes;
