@@ -1,6 +1,5 @@
 //! Test support for Burrow's end-to-end tests and benchmarks: real relays, agents and
 //! upstream servers on loopback, every port chosen by the system.
-#![forbid(unsafe_code)]
 
 pub mod upstream;
 

@@ -197,17 +197,23 @@ async fn serve(
             r
         };
         match path.as_str() {
-            "/hello" => c.s.write_all(&reply("200 OK", b"hello", "Content-Type: text/plain\r\n")).await?,
+            "/hello" => {
+                c.s.write_all(&reply("200 OK", b"hello", "Content-Type: text/plain\r\n"))
+                    .await?;
+            }
             "/echo" => c.s.write_all(&reply("200 OK", &body, "")).await?,
             "/headers" => c.s.write_all(&reply("200 OK", &head, "")).await?,
-            "/upload" => c.s.write_all(&reply("200 OK", counted.to_string().as_bytes(), "")).await?,
+            "/upload" => {
+                c.s.write_all(&reply("200 OK", counted.to_string().as_bytes(), ""))
+                    .await?;
+            }
             "/chunked" => {
                 c.s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n0\r\n\r\n")
-                    .await?
+                    .await?;
             }
             "/trailers" => {
                 c.s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 5eb63bbb\r\n\r\n")
-                    .await?
+                    .await?;
             }
             "/ws" => {
                 c.s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
@@ -230,7 +236,10 @@ async fn serve(
                     left -= k as u64;
                 }
             }
-            _ => c.s.write_all(&reply("404 Not Found", b"no such path", "")).await?,
+            _ => {
+                c.s.write_all(&reply("404 Not Found", b"no such path", ""))
+                    .await?;
+            }
         }
         if close {
             c.s.shutdown().await?;

@@ -1,7 +1,5 @@
 //! burrow, the agent: exposes local servers through a Burrow relay, driven by ngrok v2's
 //! command line. With no relay configured it runs one in the same process on loopback.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
@@ -297,7 +295,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
     }
     burrow_http::tls::install_crypto();
     let web = bind_web(&settings.web_addr)?;
-    let sys = actix_rt::System::new();
+    let sys = System::new();
     let setup: anyhow::Result<()> = sys.block_on(async {
         let session = match &settings.server {
             Some(server) => {
@@ -365,7 +363,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 if quiet && scr.borrow().is_none() {
                     eprintln!("WARN: relay unreachable, retrying: {why}");
                 }
-                v.borrow_mut().status = console::SessionStatus::Reconnecting(why)
+                v.borrow_mut().status = console::SessionStatus::Reconnecting(why);
             }
             AgentEvent::Fatal(msg) => {
                 if let Some(mut c) = scr.borrow_mut().take() {
@@ -401,7 +399,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
             tracing::info!(obj = "web", addr = %addr, "starting web service");
         }
         if screen.borrow().is_some() {
-            let (view, screen, hub) = (view.clone(), screen.clone(), hub.clone());
+            let (view, screen, hub) = (view, screen.clone(), hub);
             actix_rt::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {

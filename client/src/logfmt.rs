@@ -195,12 +195,12 @@ impl<S: Subscriber> Layer<S> for LogfmtLayer {
 }
 
 /// Parses a log level name as ngrok writes them.
-pub fn parse_level(l: &str) -> Result<tracing::Level, String> {
+pub fn parse_level(l: &str) -> Result<Level, String> {
     match l.to_ascii_lowercase().as_str() {
-        "dbug" | "debug" | "trace" => Ok(tracing::Level::DEBUG),
-        "info" => Ok(tracing::Level::INFO),
-        "warn" | "warning" => Ok(tracing::Level::WARN),
-        "eror" | "error" | "crit" => Ok(tracing::Level::ERROR),
+        "dbug" | "debug" | "trace" => Ok(Level::DEBUG),
+        "info" => Ok(Level::INFO),
+        "warn" | "warning" => Ok(Level::WARN),
+        "eror" | "error" | "crit" => Ok(Level::ERROR),
         other => Err(format!(
             "invalid log level {other:?}: want debug (dbug), info, warn, error (eror) or crit"
         )),

@@ -110,17 +110,17 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             "http-addr" => cfg.http_addr = addr(&value)?,
             "https-addr" => cfg.https_addr = addr(&value)?,
             "control-addr" => {
-                cfg.control_addr = addr(&value)?.context("--control-addr cannot be off")?
+                cfg.control_addr = addr(&value)?.context("--control-addr cannot be off")?;
             }
             "tcp-bind" => {
                 cfg.tcp_bind = value
                     .parse()
-                    .with_context(|| format!("--tcp-bind: invalid IP {value:?}"))?
+                    .with_context(|| format!("--tcp-bind: invalid IP {value:?}"))?;
             }
             "tcp-ports" => {
                 cfg.tcp_ports = value
                     .parse()
-                    .map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?
+                    .map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?;
             }
             "auth-token" => cfg.tokens.push(value),
             "auth-token-file" => {
@@ -143,13 +143,13 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                 cfg.limits.max_head =
                     value.parse().ok().filter(|n| *n >= 1024).with_context(|| {
                         format!("--max-head: want a byte count of at least 1024, got {value:?}")
-                    })?
+                    })?;
             }
             "max-pending-agents" => {
                 cfg.limits.max_pending_agents =
                     value.parse().ok().filter(|n| *n >= 1).with_context(|| {
                         format!("--max-pending-agents: want a count of at least 1, got {value:?}")
-                    })?
+                    })?;
             }
             "window-budget" | "session-window-budget" => {
                 let mib: u64 = value.parse().ok().filter(|n| *n >= 1).with_context(|| {

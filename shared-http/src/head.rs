@@ -169,9 +169,8 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<RequestHead>, HeadError> {
         (None, Some(0)) | (None, None) => Framing::None,
         (None, Some(n)) => Framing::Length(n),
     };
-    let host = match host {
-        Some(h) => h,
-        None => return Err(bad("missing Host header")),
+    let Some(host) = host else {
+        return Err(bad("missing Host header"));
     };
     Ok(Some(RequestHead {
         len: end,

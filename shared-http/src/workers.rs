@@ -17,7 +17,7 @@ pub struct Connection {
 impl Connection {
     /// Starts `job` as a connection actor on `arbiter`, counted in `open` while it runs.
     pub fn spawn(
-        arbiter: &actix::ArbiterHandle,
+        arbiter: &ArbiterHandle,
         open: Arc<AtomicUsize>,
         job: impl Future<Output = ()> + Send + 'static,
     ) {
@@ -47,7 +47,7 @@ impl Actor for Connection {
 /// Worker arbiters that connection actors are spread over, so every core pumps bytes.
 #[derive(Clone)]
 pub struct ArbiterPool {
-    arbiters: Arc<Vec<actix::ArbiterHandle>>,
+    arbiters: Arc<Vec<ArbiterHandle>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -62,7 +62,7 @@ impl ArbiterPool {
             (0, _) => std::thread::available_parallelism().map_or(2, |n| n.get()),
             (n, _) => n,
         };
-        let arbiters = (0..n).map(|_| actix::Arbiter::new().handle()).collect();
+        let arbiters = (0..n).map(|_| Arbiter::new().handle()).collect();
         ArbiterPool {
             arbiters: Arc::new(arbiters),
             next: Arc::new(AtomicUsize::new(0)),
@@ -70,7 +70,7 @@ impl ArbiterPool {
     }
 
     /// The next arbiter, round-robin.
-    pub fn pick(&self) -> &actix::ArbiterHandle {
+    pub fn pick(&self) -> &ArbiterHandle {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         &self.arbiters[i]
     }

@@ -120,11 +120,11 @@ impl Frame {
         dst.put_u32((self.encoded_len() - HEADER_LEN) as u32);
         match self {
             Frame::Control(p) | Frame::Open { meta: p, .. } | Frame::Data { payload: p, .. } => {
-                dst.extend_from_slice(p)
+                dst.extend_from_slice(p);
             }
             Frame::Window { increment, .. } => dst.put_u32(*increment),
             Frame::Reset { reason, .. } | Frame::GoAway(reason) => {
-                dst.extend_from_slice(reason.as_bytes())
+                dst.extend_from_slice(reason.as_bytes());
             }
             Frame::Ping(t) | Frame::Pong(t) => dst.put_u64(*t),
         }

@@ -209,7 +209,7 @@ impl Observer {
         let length = get("content-length").and_then(|v| v.parse::<u64>().ok());
         let upgrade = get("upgrade").is_some();
         let head = Head {
-            method: method.clone(),
+            method,
             path,
             status,
             headers: parsed,

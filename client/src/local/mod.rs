@@ -36,7 +36,7 @@ pub async fn dial(local: &LocalAddr) -> std::io::Result<Local> {
         let (ours, theirs) = tokio::io::duplex(FILE_PIPE);
         let root = root.clone();
         actix_rt::spawn(async move {
-            if let Err(e) = crate::local::files::serve(&root, theirs).await {
+            if let Err(e) = files::serve(&root, theirs).await {
                 tracing::debug!(err = %e, "file server connection ended");
             }
         });

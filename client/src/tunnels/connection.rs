@@ -42,7 +42,7 @@ struct Capture {
     inspector: Arc<Inspector>,
     tunnel_name: Arc<str>,
     remote_addr: Arc<str>,
-    local: Arc<crate::local::addr::LocalAddr>,
+    local: Arc<local::addr::LocalAddr>,
     pending: VecDeque<Pending>,
     /// After an upgrade to WebSocket: the exchange, its message log and a frame reader for
     /// each direction.
@@ -313,10 +313,10 @@ async fn run(
     }
     match result {
         Ok(stats) => {
-            debug!(name = %spec.name, remote = %meta.remote_addr, ?stats, "connection closed")
+            debug!(name = %spec.name, remote = %meta.remote_addr, ?stats, "connection closed");
         }
         Err(e) => {
-            debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended")
+            debug!(name = %spec.name, remote = %meta.remote_addr, err = %e, "connection ended");
         }
     }
 }
@@ -391,7 +391,7 @@ pub async fn replay(
     obs: &Observers,
     tunnel_name: &str,
     remote_addr: &str,
-    local: &crate::local::addr::LocalAddr,
+    local: &local::addr::LocalAddr,
     raw: &[u8],
     within: Duration,
 ) -> std::io::Result<()> {

@@ -29,7 +29,7 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<Change> {
             None => removes.push(Change::Remove(name.clone())),
             Some(n) if n == spec => {}
             Some(n) if only_schemes_differ(spec, n) => {
-                adds.push(Change::SetSchemes(name.clone(), n.request.bind_tls))
+                adds.push(Change::SetSchemes(name.clone(), n.request.bind_tls));
             }
             Some(n) => {
                 removes.push(Change::Remove(name.clone()));
@@ -94,10 +94,7 @@ mod tests {
             vec![]
         );
         assert_eq!(
-            diff(
-                &set(&[a.clone(), b.clone()]),
-                &set(&[b2.clone(), c.clone()])
-            ),
+            diff(&set(&[a.clone(), b]), &set(&[b2.clone(), c.clone()])),
             vec![
                 Change::Remove("a".into()),
                 Change::Remove("b".into()),

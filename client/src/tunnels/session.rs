@@ -210,7 +210,7 @@ impl<S> MapGen for S {
 /// Tags each event of a connection's stream with its generation.
 pub struct TaggedStream<S>(S, u64);
 
-impl<S: futures_core::Stream<Item = MuxEvent> + Unpin> futures_core::Stream for TaggedStream<S> {
+impl<S: Stream<Item = MuxEvent> + Unpin> Stream for TaggedStream<S> {
     type Item = Tagged;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
@@ -269,7 +269,7 @@ impl StreamHandler<Tagged> for Session {
                     warn!(obj = "tunnels.session", err = %message, "relay reported an error");
                 }
                 Ok(other) => {
-                    warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay")
+                    warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay");
                 }
                 Err(e) => warn!(obj = "tunnels.session", err = %e, "bad message from relay"),
             },
@@ -295,7 +295,7 @@ impl StreamHandler<Tagged> for Session {
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "closed by relay".into());
                 warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
-                self.sup.down.do_send(SessionDown(err.clone()));
+                self.sup.down.do_send(SessionDown(err));
                 self.retry(ctx);
             }
         }
@@ -345,7 +345,7 @@ impl Handler<Unbind> for Session {
 /// Change the schemes of a bound http tunnel (name, tunnel id, schemes).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetSchemes(pub String, pub u64, pub burrow_protocol::control::BindTls);
+pub struct SetSchemes(pub String, pub u64, pub control::BindTls);
 
 impl Handler<SetSchemes> for Session {
     type Result = ();
