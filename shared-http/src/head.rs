@@ -260,6 +260,105 @@ pub fn forwarded(
     out.freeze()
 }
 
+/// What following a message needs from its head, read leniently: the follower watches
+/// traffic that was already checked (or that is the local server's own business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loose {
+    /// Request method, or empty for a response.
+    pub method: String,
+    /// Request target, or empty for a response.
+    pub path: String,
+    /// Response status, or 0 for a request.
+    pub status: u16,
+    /// The last transfer coding is chunked.
+    pub chunked: bool,
+    /// A readable Content-Length.
+    pub length: Option<u64>,
+    /// An `Upgrade` field is present.
+    pub upgrade: bool,
+    /// A Content-Length that is not a number, or two that differ: where the body ends
+    /// cannot be known.
+    pub bad_length: bool,
+}
+
+/// Reads a complete request (`request`) or response head; `None` if it is not HTTP.
+pub fn parse_loose(request: bool, raw: &[u8]) -> Option<Loose> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (method, path, status, fields) = if request {
+        let mut r = httparse::Request::new(&mut fields);
+        match r.parse(raw) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return None,
+        }
+        let (m, p) = (
+            r.method.unwrap_or("").to_string(),
+            r.path.unwrap_or("").to_string(),
+        );
+        (m, p, 0, r.headers)
+    } else {
+        let mut r = httparse::Response::new(&mut fields);
+        match r.parse(raw) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return None,
+        }
+        (String::new(), String::new(), r.code.unwrap_or(0), r.headers)
+    };
+    let mut loose = Loose {
+        method,
+        path,
+        status,
+        chunked: false,
+        length: None,
+        upgrade: false,
+        bad_length: false,
+    };
+    for f in fields.iter() {
+        let value = || String::from_utf8_lossy(f.value).trim().to_ascii_lowercase();
+        if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            loose.chunked = value().ends_with("chunked");
+        } else if f.name.eq_ignore_ascii_case("content-length") {
+            match value().parse::<u64>() {
+                Ok(n) if loose.length.is_none_or(|l| l == n) => loose.length = Some(n),
+                _ => loose.bad_length = true,
+            }
+        } else if f.name.eq_ignore_ascii_case("upgrade") {
+            loose.upgrade = true;
+        }
+    }
+    Some(loose)
+}
+
+/// The header fields of a complete head (request or response) in `raw`, in order; what
+/// cannot be parsed yields none.
+pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+        return Vec::new();
+    };
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(&raw[eol + 2..], &mut fields) {
+        Ok(httparse::Status::Complete((_, hs))) => hs
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).to_string(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The size on a chunk-size line (without its CRLF): hex digits only, at most 15 of them,
+/// extensions after `;` ignored; anything else is `None`.
+pub fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,9 @@
 //! A captured HTTP exchange: its request and response heads, bounded body prefixes, and
 //! WebSocket messages.
 
-use crate::inspect::observe::Head;
 use crate::inspect::wsframes::WsMessage;
 use crate::local::addr::LocalAddr;
+use burrow_http::follow::Head;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -24,11 +24,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message with an empty body so far. The parsed header fields are let go: a store of
-    /// tens of thousands of exchanges keeps each head as its raw bytes (one allocation
-    /// instead of two per field) and parses them again when they are shown.
-    pub fn new(mut head: Head) -> Self {
-        head.headers = Vec::new();
+    /// A message with an empty body so far. A store of tens of thousands of exchanges keeps
+    /// each head as its raw bytes (one allocation instead of two per field) and parses the
+    /// header fields when they are shown.
+    pub fn new(head: Head) -> Self {
         Message {
             head,
             body: Vec::new(),
@@ -47,7 +46,7 @@ impl Message {
 
     /// The header fields, in order.
     pub fn headers(&self) -> Vec<(String, String)> {
-        crate::inspect::observe::header_fields(&self.head.raw)
+        burrow_http::follow::header_fields(&self.head.raw)
     }
 
     /// The head and kept body, as they crossed the wire.

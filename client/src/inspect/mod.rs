@@ -4,6 +4,5 @@
 pub mod captured;
 pub mod har;
 pub mod json;
-pub mod observe;
 pub mod store;
 pub mod wsframes;

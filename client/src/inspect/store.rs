@@ -194,7 +194,7 @@ impl Inspector {
 mod tests {
     use super::*;
     use crate::inspect::captured::{new_id, Message, BODY_CAP};
-    use crate::inspect::observe::Head;
+    use burrow_http::follow::Head;
     use burrow_protocol::control::TunnelProto;
     use std::time::{Duration, SystemTime};
 
@@ -203,7 +203,6 @@ mod tests {
             method: "POST".into(),
             path: "/".into(),
             status: 0,
-            headers: vec![],
             raw: b"POST / HTTP/1.1\r\n\r\n".to_vec(),
         };
         let mut request = Message::new(head);

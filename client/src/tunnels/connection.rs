@@ -2,12 +2,12 @@
 //! connection and, on http tunnels, times each exchange by watching heads go by.
 
 use crate::inspect::captured::{new_id, Captured, Message, WsLog};
-use crate::inspect::observe::{Event, Observer, Side};
 use crate::inspect::store::Inspector;
 use crate::inspect::wsframes::{FrameReader, From};
 use crate::local::{self, Local, Termination};
 use crate::metrics::{Counters, Key, MetricsHub, Recent};
 use crate::tunnels::spec::TunnelSpec;
+use burrow_http::follow::{Event, Follower, Side};
 use burrow_http::pages;
 use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_from_mux_observed, pump_to_mux_or, MuxStream};
@@ -25,8 +25,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Follows the exchanges of one http connection for the metrics.
 struct Exchanges {
-    requests: Observer,
-    responses: Observer,
+    requests: Follower,
+    responses: Follower,
     started: VecDeque<(Instant, String, String)>,
     key: Key,
     counters: Arc<Counters>,
@@ -73,7 +73,7 @@ impl Capture {
         }
     }
 
-    fn begin(&mut self, head: crate::inspect::observe::Head) {
+    fn begin(&mut self, head: burrow_http::follow::Head) {
         let p = Pending {
             id: new_id(),
             start: SystemTime::now(),
@@ -251,8 +251,8 @@ async fn run(
     };
     let exchanges = (spec.proto() == TunnelProto::Http).then(|| {
         Mutex::new(Exchanges {
-            requests: Observer::new(Side::Request),
-            responses: Observer::new(Side::Response),
+            requests: Follower::new(Side::Request),
+            responses: Follower::new(Side::Response),
             started: VecDeque::new(),
             key: key.clone(),
             counters: counters.clone(),
@@ -404,8 +404,8 @@ pub async fn replay(
         Local::Other(io) => io,
     };
     let mut x = Exchanges {
-        requests: Observer::new(Side::Request),
-        responses: Observer::new(Side::Response),
+        requests: Follower::new(Side::Request),
+        responses: Follower::new(Side::Response),
         started: VecDeque::new(),
         key: (tunnel_name.to_string(), "replay".to_string()),
         counters: Arc::default(),

@@ -1,5 +1,6 @@
 //! Buffered visitor input: reads heads and forwards bodies to the agent by their framing.
 
+use burrow_http::head::chunk_size;
 use burrow_http::head::{self, HeadError, RequestHead};
 use burrow_protocol::mux::MuxStream;
 use bytes::{Buf, BytesMut};
@@ -159,18 +160,12 @@ impl<R: AsyncRead + Unpin> Input<R> {
 }
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, InputError> {
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let bad = || {
+    chunk_size(line).ok_or_else(|| {
         InputError::Framing(format!(
             "bad chunk size {:?}",
             String::from_utf8_lossy(line)
         ))
-    };
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(bad());
-    }
-    let s = std::str::from_utf8(digits).map_err(|_| bad())?;
-    u64::from_str_radix(s, 16).map_err(|_| bad())
+    })
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ where
     let ip = peer.ip().to_string();
     let host = first.host.clone();
     let track = Track {
-        responses: Mutex::new(Responses::new(limits.max_head)),
+        responses: Mutex::new(Responses::new()),
         verdict: Mutex::new(None),
         decided: Notify::new(),
     };

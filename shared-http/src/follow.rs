@@ -1,7 +1,8 @@
-//! Watches an HTTP/1.x byte stream go by without changing it: finds each message's head
-//! and where its body ends, so the agent can time exchanges (and later capture them).
-//! Sans-IO: feed it chunks, it returns events. When it cannot follow (an upgrade, a head
-//! it cannot parse), it goes quiet rather than guess, and the bytes flow on untouched.
+//! Follows an HTTP/1.x byte stream going by without changing it: finds each message's head
+//! and where its body ends. The agent times and captures exchanges with it; the relay
+//! knows with it where each response ends and whether an upgrade was accepted.
+//! Sans-IO: feed it chunks, it reports events. When it cannot follow (an upgrade, a head
+//! it cannot parse), it goes opaque rather than guess, and the bytes flow on untouched.
 
 /// Largest head the observer buffers before giving up on a stream.
 // Above the relay's default head limit (64 KiB) plus the forwarding headers it adds.
@@ -16,9 +17,7 @@ pub struct Head {
     pub path: String,
     /// Status code (responses) or 0.
     pub status: u16,
-    /// Header lines as (name, value).
-    pub headers: Vec<(String, String)>,
-    /// The head's raw bytes.
+    /// The head's raw bytes (header fields: [`header_fields`]).
     pub raw: Vec<u8>,
 }
 
@@ -63,17 +62,17 @@ pub enum Side {
 
 /// Follows one direction of an HTTP/1.x connection.
 #[derive(Debug)]
-pub struct Observer {
+pub struct Follower {
     side: Side,
     state: State,
     /// Methods of requests whose responses are still to come (HEAD has no body).
     pending_methods: std::collections::VecDeque<String>,
 }
 
-impl Observer {
+impl Follower {
     /// An observer for one side.
     pub fn new(side: Side) -> Self {
-        Observer {
+        Follower {
             side,
             state: State::Head(Vec::new()),
             pending_methods: Default::default(),
@@ -102,11 +101,18 @@ impl Observer {
     /// Consumes a chunk and reports what it contained.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
         let mut out = Vec::new();
+        self.feed_with(chunk, |e| out.push(e));
+        out
+    }
+
+    /// Like [`Follower::feed`], handing each event to `out` as it is found (no allocation
+    /// per chunk: the relay follows every response with it).
+    pub fn feed_with(&mut self, chunk: &[u8], mut out: impl FnMut(Event)) {
         let mut i = 0;
         while i < chunk.len() {
             match &mut self.state {
                 State::Opaque => {
-                    out.push(Event::Rest(i..chunk.len()));
+                    out(Event::Rest(i..chunk.len()));
                     break;
                 }
                 State::Head(buf) => {
@@ -128,7 +134,7 @@ impl Observer {
                     match body {
                         Body::Length(n) => {
                             let k = (rest.len() as u64).min(*n) as usize;
-                            out.push(Event::Body(i..i + k));
+                            out(Event::Body(i..i + k));
                             *n -= k as u64;
                             i += k;
                             if *n == 0 {
@@ -136,20 +142,17 @@ impl Observer {
                             }
                         }
                         Body::UntilClose => {
-                            out.push(Event::Body(i..chunk.len()));
+                            out(Event::Body(i..chunk.len()));
                             i = chunk.len();
                         }
                         Body::ChunkSize(line) => {
                             line.push(rest[0]);
                             i += 1;
                             if line.ends_with(b"\r\n") {
-                                let text =
-                                    String::from_utf8_lossy(&line[..line.len() - 2]).to_string();
-                                let size = text.split(';').next().unwrap_or("").trim();
-                                match u64::from_str_radix(size, 16) {
-                                    Ok(0) => *body = Body::Trailers(Vec::new()),
-                                    Ok(n) => *body = Body::ChunkData(n),
-                                    Err(_) => self.state = State::Opaque,
+                                match crate::head::chunk_size(&line[..line.len() - 2]) {
+                                    Some(0) => *body = Body::Trailers(Vec::new()),
+                                    Some(n) => *body = Body::ChunkData(n),
+                                    None => self.state = State::Opaque,
                                 }
                             } else if line.len() > 4096 {
                                 self.state = State::Opaque;
@@ -157,7 +160,7 @@ impl Observer {
                         }
                         Body::ChunkData(n) => {
                             let k = (rest.len() as u64).min(*n) as usize;
-                            out.push(Event::Body(i..i + k));
+                            out(Event::Body(i..i + k));
                             *n -= k as u64;
                             i += k;
                             if *n == 0 {
@@ -165,6 +168,12 @@ impl Observer {
                             }
                         }
                         Body::ChunkCrlf(left) => {
+                            let want = if *left == 2 { b'\r' } else { b'\n' };
+                            if rest[0] != want {
+                                // Chunk data longer than its size said: framing is lost.
+                                self.state = State::Opaque;
+                                continue;
+                            }
                             i += 1;
                             *left -= 1;
                             if *left == 0 {
@@ -186,36 +195,38 @@ impl Observer {
                 }
             }
         }
-        out
     }
 
-    fn end(&mut self, out: &mut Vec<Event>) {
-        out.push(Event::End);
+    fn end(&mut self, out: &mut impl FnMut(Event)) {
+        out(Event::End);
         self.state = State::Head(Vec::new());
     }
 
-    fn on_head(&mut self, raw: Vec<u8>, out: &mut Vec<Event>) {
-        let Some((method, path, status, parsed)) = parse_head(self.side, &raw) else {
+    fn on_head(&mut self, raw: Vec<u8>, out: &mut impl FnMut(Event)) {
+        let Some(Loose {
+            method,
+            path,
+            status,
+            chunked,
+            length,
+            upgrade,
+            bad_length,
+        }) = parse_loose(self.side == Side::Request, &raw)
+        else {
             self.state = State::Opaque;
             return;
         };
-        let get = |n: &str| {
-            parsed
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.trim().to_ascii_lowercase())
-        };
-        let chunked = get("transfer-encoding").is_some_and(|v| v.ends_with("chunked"));
-        let length = get("content-length").and_then(|v| v.parse::<u64>().ok());
-        let upgrade = get("upgrade").is_some();
         let head = Head {
             method,
             path,
             status,
-            headers: parsed,
             raw,
         };
-        out.push(Event::Head(head));
+        out(Event::Head(head));
+        if bad_length {
+            self.state = State::Opaque;
+            return;
+        }
         let body = match self.side {
             Side::Request => {
                 if upgrade {
@@ -257,69 +268,8 @@ impl Observer {
     }
 }
 
-type Parsed = (String, String, u16, Vec<(String, String)>);
-
-/// The header fields of a complete head (request or response) in `raw`, in order; what
-/// cannot be parsed yields none.
-pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
-    let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-        return Vec::new();
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    match httparse::parse_headers(&raw[eol + 2..], &mut headers) {
-        Ok(httparse::Status::Complete((_, hs))) => hs
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).to_string(),
-                )
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Method, path, status and headers of a complete head, or `None` if it is not HTTP.
-fn parse_head(side: Side, raw: &[u8]) -> Option<Parsed> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let owned = |hs: &[httparse::Header<'_>]| {
-        hs.iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).to_string(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    match side {
-        Side::Request => {
-            let mut r = httparse::Request::new(&mut headers);
-            match r.parse(raw) {
-                Ok(httparse::Status::Complete(_)) => Some((
-                    r.method.unwrap_or("").to_string(),
-                    r.path.unwrap_or("").to_string(),
-                    0,
-                    owned(r.headers),
-                )),
-                _ => None,
-            }
-        }
-        Side::Response => {
-            let mut r = httparse::Response::new(&mut headers);
-            match r.parse(raw) {
-                Ok(httparse::Status::Complete(_)) => Some((
-                    String::new(),
-                    String::new(),
-                    r.code.unwrap_or(0),
-                    owned(r.headers),
-                )),
-                _ => None,
-            }
-        }
-    }
-}
+pub use crate::head::header_fields;
+use crate::head::{parse_loose, Loose};
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
@@ -329,7 +279,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn heads_and_ends(o: &mut Observer, chunks: &[&[u8]]) -> (Vec<String>, usize, usize) {
+    fn heads_and_ends(o: &mut Follower, chunks: &[&[u8]]) -> (Vec<String>, usize, usize) {
         let (mut heads, mut ends, mut body) = (Vec::new(), 0, 0);
         for c in chunks {
             for e in o.feed(c) {
@@ -352,7 +302,7 @@ mod tests {
     fn pipelined_requests_split_anywhere() {
         let all = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n";
         for split in 0..all.len() {
-            let mut o = Observer::new(Side::Request);
+            let mut o = Follower::new(Side::Request);
             let (heads, ends, body) = heads_and_ends(&mut o, &[&all[..split], &all[split..]]);
             assert_eq!(heads, ["POST /a", "GET /b", "POST /c"], "split {split}");
             assert_eq!((ends, body), (3, 6));
@@ -361,7 +311,7 @@ mod tests {
 
     #[test]
     fn responses_know_head_and_interim_and_close_delimited() {
-        let mut o = Observer::new(Side::Response);
+        let mut o = Follower::new(Side::Response);
         o.expect_response_to("HEAD");
         o.expect_response_to("GET");
         o.expect_response_to("GET");
@@ -377,7 +327,7 @@ mod tests {
 
     #[test]
     fn upgrade_and_garbage_go_opaque() {
-        let mut o = Observer::new(Side::Response);
+        let mut o = Follower::new(Side::Response);
         o.expect_response_to("GET");
         let events = o.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello");
         assert!(o.is_opaque());
@@ -387,7 +337,7 @@ mod tests {
             "frames after the head"
         );
         assert_eq!(o.feed(b"abc"), [Event::Rest(0..3)]);
-        let mut o = Observer::new(Side::Request);
+        let mut o = Follower::new(Side::Request);
         o.feed(b"\x16\x03\x01 not http\r\n\r\n");
         assert!(o.is_opaque());
     }
