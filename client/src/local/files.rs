@@ -1338,13 +1338,25 @@ mod tests {
         )
         .await;
         assert_eq!(parse_responses(&out, &[])[0].body, b"one");
-        // A body on a GET is not read; the request is still answered.
+        // A body on a GET is not read: the request is answered, then the connection closes.
         let out = exchange(
             dir.path(),
             b"GET /1.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody",
         )
         .await;
         assert_eq!(parse_responses(&out, &[])[0].body, b"one");
+        let out = exchange(
+            dir.path(),
+            b"GET /1.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /2.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .await;
+        let out = parse_responses(&out, &[]);
+        assert_eq!(
+            out.len(),
+            1,
+            "the connection closes after a request with a body"
+        );
+        assert_eq!(out[0].header("connection"), Some("close"));
 
         let out = exchange(
             dir.path(),
