@@ -2,140 +2,266 @@
 //! (`ngrok http file:///var/www`): [`serve`] answers HTTP/1.1 on one visitor connection from a
 //! local directory, and [`parse_file_url`] turns the address into that directory.
 //!
-//! What it does: GET and HEAD, keep-alive and pipelining, directory listings (or the
-//! directory's `index.html`), content types from a built-in extension table, `Last-Modified`,
-//! weak `ETag`s, `If-None-Match` / `If-Modified-Since` (304), and a single byte range (206 / 416).
+//! The HTTP work is done by actix: actix-http's HTTP/1 dispatcher reads requests (keep-alive,
+//! head size limits, malformed heads), and actix-files' [`NamedFile`] answers for a file:
+//! content type by extension (`text/*` with `charset=utf-8`), `Last-Modified`, a strong
+//! `ETag`, `If-None-Match` / `If-Modified-Since` (304), `If-Match` / `If-Unmodified-Since`
+//! (412), a single byte range (206 / 416; of several ranges the first is sent), HEAD, and
+//! streaming. The request path is parsed by actix-files' [`PathBufWrap`]: percent-decoded
+//! once, `..` stops at the root, an encoded `/` is refused (400), and so are names starting
+//! with `*` or ending with `:`, `<` or `>`.
 //!
-//! Limits and choices:
-//! - A request head may be at most 64 KiB with at most 100 fields (431 past either).
-//! - Only GET and HEAD; anything else gets 405. A body on a GET or HEAD is read and discarded
-//!   when it is small and announced by `Content-Length`; otherwise the response closes the
-//!   connection.
-//! - Several ranges in one `Range` header get the whole file with 200, which RFC 9110 §14.2
-//!   allows (a server may ignore `Range`); `multipart/byteranges` is not produced.
-//! - `If-Range` with an entity tag never matches, because our tags are weak and `If-Range`
-//!   needs a strong comparison (RFC 9110 §13.1.5), so the whole file is sent; `If-Range`
-//!   with a date works. `If-Match` and `If-Unmodified-Since` are not evaluated.
-//! - Hidden (dot) files are served like any other, as ngrok v2 does: the operator chose the
-//!   directory, and hiding files by name would suggest a protection that isn't there.
-//! - Listings show at most 10,000 entries; names that are not UTF-8 are shown lossily and
-//!   cannot be requested (request paths must be UTF-8).
-//! - Nothing outside the directory is ever served: `..` may not climb above it, and every
-//!   target is canonicalized (following symlinks) and must still lie inside the canonicalized
-//!   directory. Someone who can write inside the directory could still swap a path component
-//!   for a symlink between that check and the open; visitors cannot.
+//! What stays ours, each because actix-files' `Files` service or actix-http does it
+//! differently:
+//! - Nothing outside the directory is ever served: every target is canonicalized (following
+//!   symlinks) and must lie inside the canonicalized directory, or the answer is 403. `Files`
+//!   follows a symlink wherever it points. Someone who can write inside the directory could
+//!   still swap a path component for a symlink between that check and the open; visitors cannot.
+//! - A directory asked for without its trailing slash is redirected (301) to a location built
+//!   from the parsed names, with the query kept; `Files` copies the raw path, so `//host`
+//!   would become a redirect to another site.
+//! - A directory's `index.html` is served only when it is a regular file inside the root;
+//!   otherwise the directory is listed. `Files` would open a directory called `index.html`.
+//! - The listing escapes names in text and percent-encodes them in links, lists hidden (dot)
+//!   files, and sorts directories first, then by name; `Files`' own listing leaves `"` raw
+//!   inside `href`. At most 10,000 entries are shown; names that are not UTF-8 are shown
+//!   lossily and cannot be requested.
+//! - `If-Range` is evaluated (the file's `ETag`, or exactly its `Last-Modified` date, allows
+//!   the range; anything else gets the whole file); `NamedFile` ignores it, which could splice
+//!   a resumed download from two versions of a file.
+//! - Pipelined requests reach the dispatcher one at a time (`OneRequestAtATime`), because
+//!   it frames every queued response for the last request it decoded.
+//!
+//! Hidden (dot) files are served like any other, as ngrok v2 does: the operator chose the
+//! directory, and hiding files by name would suggest a protection that isn't there. Only GET
+//! and HEAD are answered; anything else gets 405. A body sent with a request is not read:
+//! the request is answered and the connection then closed.
 
 use crate::logfmt::civil_from_days;
-use burrow_http::pages::{escape, reason};
-use std::cmp::min;
+use actix_files::{NamedFile, PathBufWrap};
+use actix_service::{fn_service, map_config, Service, ServiceFactory};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, EntityTag, HeaderValue, HttpDate};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{App, HttpResponse};
+use burrow_http::pages::escape;
+use bytes::Bytes;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use std::cell::Cell;
 use std::io;
-use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Longest request head accepted; browsers send a few KiB, cookies included.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields accepted in one request head.
-const MAX_HEADERS: usize = 100;
-/// File bodies go out in pieces of this size, so a large file never sits in memory.
-const CHUNK: usize = 64 * 1024;
-/// Largest body on a GET or HEAD that is read and thrown away to keep the connection usable.
-const MAX_DISCARDED_BODY: u64 = 64 * 1024;
 /// Most entries shown in one directory listing.
 const MAX_LISTING: usize = 10_000;
-/// After refusing a request whose body was not read, how long and how much of it is still
-/// read before closing: closing a TCP socket with unread data resets the connection, and the
-/// visitor could then lose the response it has not read yet.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// See [`LINGER_TIME`].
-const LINGER_BYTES: usize = 1024 * 1024;
 
-/// Serves HTTP/1.1 requests on `io` from the directory `root` until the visitor closes, an
-/// error occurs, or the connection is not keep-alive.
+/// Every byte but the unreserved ones (RFC 3986 §2.3) is encoded in a link to a listed name,
+/// so a name works as a relative link whatever it holds: `a:b` would otherwise read as a
+/// URL scheme.
+const NOT_UNRESERVED: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Serves HTTP/1.1 requests on `io` from the directory `root` until the visitor closes, the
+/// connection is not keep-alive, or it stays idle past actix-http's keep-alive time.
 ///
-/// Requests are answered one at a time in the order they arrive, so pipelined requests get
-/// their responses in order. A visitor closing between requests is a normal end (`Ok`); an
-/// I/O error on `io` or on a file being sent is returned.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(root: &Path, io: S) -> io::Result<()> {
-    let mut io = io;
-    // Bytes read but not yet used: the next request head, and any pipelined ones after it.
-    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
-    loop {
-        let (req, head_len) = loop {
-            match parse_head(&buf) {
-                Head::Complete(req, n) => break (req, n),
-                Head::TooLarge => {
-                    let resp = Response::error(431, "The request head is too large.");
-                    return refuse_and_close(&mut io, resp).await;
-                }
-                Head::Malformed => {
-                    let resp = Response::error(400, "The request could not be parsed.");
-                    return refuse_and_close(&mut io, resp).await;
-                }
-                Head::Partial if buf.len() >= MAX_HEAD => {
-                    let resp = Response::error(431, "The request head is too large.");
-                    return refuse_and_close(&mut io, resp).await;
-                }
-                Head::Partial => {
-                    buf.reserve(8 * 1024);
-                    if io.read_buf(&mut buf).await? == 0 {
-                        // Closed between requests (or mid-head, which has nobody to answer).
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        buf.drain(..head_len);
+/// Runs on the current thread's actix (Tokio local) runtime. The directory is looked up per
+/// request, so one created or replaced after the tunnel started is served as it is now.
+/// Pipelined requests are answered in order, each framed for its own method and version. A
+/// visitor closing between requests is a normal end (`Ok`); a broken connection is an error.
+pub async fn serve<S>(root: &Path, io: S) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let root: Rc<Path> = Rc::from(root);
+    let gate = Rc::new(Gate::default());
+    let io = OneRequestAtATime::new(io, gate.clone());
+    let app = App::new().default_service(fn_service(move |req: ServiceRequest| {
+        let root = root.clone();
+        let in_flight = InFlight::start(gate.clone());
+        async move {
+            let res = respond(&root, req).await.map_body(|head, body| {
+                head.headers
+                    .insert(header::SERVER, HeaderValue::from_static("burrow"));
+                BoxBody::new(Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })
+            });
+            Ok::<_, actix_web::Error>(res)
+        }
+    }));
+    let connection = actix_http::HttpService::build()
+        .h1(map_config(app, |()| AppConfig::default()))
+        .new_service(())
+        .await
+        .map_err(|e| io::Error::other(format!("the file server did not start: {e:?}")))?;
+    connection
+        .call((io, None))
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))
+}
 
-        if req.framing == Framing::Invalid {
-            let resp = Response::error(400, "The request's body length is ambiguous.");
-            return refuse_and_close(&mut io, resp).await;
-        }
-        if req.bad_host {
-            let resp = Response::error(400, "An HTTP/1.1 request needs exactly one Host field.");
-            return refuse_and_close(&mut io, resp).await;
-        }
-        let has_body = !matches!(req.framing, Framing::None | Framing::Length(0));
+/// Whether a request is being answered, shared by the connection's reader and its responses.
+#[derive(Default)]
+struct Gate {
+    /// Requests taken by the service whose response body has not finished.
+    busy: Cell<usize>,
+    /// The reader waiting for `busy` to fall to zero.
+    waiting: Cell<Option<Waker>>,
+}
 
-        if req.method == Method::Other {
-            let resp = Response::method_not_allowed(&req.method_name);
-            log_request(&req, resp.status);
-            if has_body {
-                // Its body is not wanted, and without reading it the next request's start
-                // is unknown, so the connection ends here.
-                return refuse_and_close(&mut io, resp).await;
-            }
-            write_response(&mut io, resp, false, conn_header(&req, !req.keep_alive)).await?;
-            if !req.keep_alive {
-                return close(&mut io).await;
-            }
-            continue;
-        }
+/// Marks one request as being answered until dropped.
+struct InFlight(Rc<Gate>);
 
-        let mut unread_body = false;
-        match req.framing {
-            Framing::Length(n) if n > 0 && n <= MAX_DISCARDED_BODY => {
-                if !discard(&mut io, &mut buf, n).await? {
-                    return Ok(());
-                }
-            }
-            Framing::Length(0) | Framing::None => {}
-            // Too large to be worth reading, or chunked (not decoded here): answer, then close.
-            _ => unread_body = true,
-        }
+impl InFlight {
+    fn start(gate: Rc<Gate>) -> InFlight {
+        gate.busy.set(gate.busy.get() + 1);
+        InFlight(gate)
+    }
+}
 
-        let resp = respond(root, &req).await;
-        log_request(&req, resp.status);
-        let closing = !req.keep_alive || unread_body || resp.close;
-        let head_only = req.method == Method::Head;
-        write_response(&mut io, resp, head_only, conn_header(&req, closing)).await?;
-        if unread_body {
-            linger(&mut io).await;
-            return Ok(());
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.busy.set(self.0.busy.get().saturating_sub(1));
+        if let Some(w) = self.0.waiting.take() {
+            w.wake();
         }
-        if closing {
-            return close(&mut io).await;
+    }
+}
+
+/// A response body that ends its request's [`InFlight`] when the dispatcher is done with it.
+struct Tracked {
+    body: BoxBody,
+    /// Held for its `Drop`.
+    _in_flight: InFlight,
+}
+
+impl MessageBody for Tracked {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+/// Bytes held back while looking for the end of a request head; past this much, they are
+/// passed on as they are (a large request body, or a head too large, which actix-http refuses).
+const MAX_HELD: usize = 64 * 1024;
+
+/// The visitor's stream as the HTTP/1 dispatcher reads it: at most one request head per read,
+/// and nothing more while a response is being produced or sent.
+///
+/// actix-http's dispatcher decodes every pipelined request it has bytes for before answering
+/// the first, and its codec keeps only the last decoded request's method, version and
+/// keep-alive choice: a `GET` answered while a later `HEAD` is queued lost its body, and a
+/// `HEAD` answered while a later `GET` was queued got one, leaving the visitor out of step.
+/// Holding the next request back until the previous response is done keeps each answer
+/// framed for its own request.
+struct OneRequestAtATime<S> {
+    io: S,
+    /// Read from `io`, not yet handed on.
+    held: Vec<u8>,
+    /// `io` has ended.
+    eof: bool,
+    /// A head was just handed on: the next read waits one turn so that the dispatcher decodes
+    /// it (and starts answering it) before asking for more.
+    handed_head: bool,
+    gate: Rc<Gate>,
+}
+
+impl<S> OneRequestAtATime<S> {
+    fn new(io: S, gate: Rc<Gate>) -> Self {
+        OneRequestAtATime {
+            io,
+            held: Vec::new(),
+            eof: false,
+            handed_head: false,
+            gate,
         }
+    }
+}
+
+/// Where the first request head in `buf` ends (after its blank line), if it is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for OneRequestAtATime<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.gate.busy.get() > 0 {
+                this.gate.waiting.set(Some(cx.waker().clone()));
+                return Poll::Pending;
+            }
+            if this.handed_head {
+                this.handed_head = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let end = head_end(&this.held);
+            if end.is_some() || this.held.len() >= MAX_HELD || (this.eof && !this.held.is_empty()) {
+                let want = end.unwrap_or(this.held.len());
+                let n = want.min(out.remaining());
+                out.put_slice(&this.held[..n]);
+                this.held.drain(..n);
+                this.handed_head = end == Some(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8192];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => this.eof = true,
+                Poll::Ready(Ok(())) => this.held.extend_from_slice(rb.filled()),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for OneRequestAtATime<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -191,466 +317,8 @@ fn is_drive_path(s: &str) -> bool {
         && (b.len() == 2 || b[2] == b'/' || b[2] == b'\\')
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Head,
-    Other,
-}
-
-/// How the request says its body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    /// `Transfer-Encoding`: the body's length is only known by decoding it.
-    Encoded,
-    /// A malformed or self-contradicting `Content-Length`, or one next to
-    /// `Transfer-Encoding`: where the next request starts cannot be known safely.
-    Invalid,
-}
-
-/// The parts of a request head this server uses.
-#[derive(Debug)]
-struct Request {
-    method: Method,
-    method_name: String,
-    target: String,
-    http10: bool,
-    keep_alive: bool,
-    bad_host: bool,
-    framing: Framing,
-    if_none_match: Option<String>,
-    if_modified_since: Option<String>,
-    range: Option<String>,
-    if_range: Option<String>,
-}
-
-enum Head {
-    Complete(Request, usize),
-    Partial,
-    TooLarge,
-    Malformed,
-}
-
-fn parse_head(buf: &[u8]) -> Head {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Head::TooLarge,
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Head::Partial,
-        Err(httparse::Error::TooManyHeaders) => return Head::TooLarge,
-        Err(_) => return Head::Malformed,
-    };
-    let (Some(method_name), Some(target), Some(version)) =
-        (parsed.method, parsed.path, parsed.version)
-    else {
-        return Head::Malformed;
-    };
-    let method = match method_name {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
-        _ => Method::Other,
-    };
-    let http10 = version == 0;
-
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut hosts = 0usize;
-    let mut length: Option<u64> = None;
-    let mut length_bad = false;
-    let mut encoded = false;
-    let mut if_none_match: Option<String> = None;
-    let mut if_modified_since = None;
-    let mut range: Option<String> = None;
-    let mut if_range = None;
-
-    for field in parsed.headers.iter() {
-        let name = field.name;
-        // Values that are not UTF-8 can't be any of the values understood here.
-        let value = std::str::from_utf8(field.value).ok().map(str::trim);
-        if name.eq_ignore_ascii_case("connection") {
-            for token in value.unwrap_or("").split(',') {
-                let token = token.trim();
-                close |= token.eq_ignore_ascii_case("close");
-                keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            // Repeated fields (or a list) are fine only when every value agrees.
-            for v in value.unwrap_or("x").split(',') {
-                match parse_digits(v.trim()) {
-                    Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                    _ => length_bad = true,
-                }
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            encoded = true;
-        } else if name.eq_ignore_ascii_case("if-none-match") {
-            if let Some(v) = value {
-                // Repeated fields form one list.
-                if_none_match = Some(match if_none_match {
-                    Some(prev) => format!("{prev}, {v}"),
-                    None => v.to_string(),
-                });
-            }
-        } else if name.eq_ignore_ascii_case("if-modified-since") {
-            if_modified_since = value.map(str::to_string);
-        } else if name.eq_ignore_ascii_case("range") {
-            if let Some(v) = value {
-                // A second Range field is treated as more ranges, which means the whole file.
-                range = Some(match range {
-                    Some(prev) => format!("{prev},{v}"),
-                    None => v.to_string(),
-                });
-            }
-        } else if name.eq_ignore_ascii_case("if-range") {
-            if_range = value.map(str::to_string);
-        }
-    }
-
-    let framing = match (length, length_bad, encoded) {
-        (_, true, _) | (Some(_), _, true) => Framing::Invalid,
-        (None, false, true) => Framing::Encoded,
-        (Some(n), false, false) => Framing::Length(n),
-        (None, false, false) => Framing::None,
-    };
-    let keep_alive = if http10 {
-        keep_alive_token && !close
-    } else {
-        !close
-    };
-    // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with several, is a 400.
-    let bad_host = hosts > 1 || (!http10 && hosts == 0);
-
-    Head::Complete(
-        Request {
-            method,
-            method_name: method_name.to_string(),
-            target: target.to_string(),
-            http10,
-            keep_alive,
-            bad_host,
-            framing,
-            if_none_match,
-            if_modified_since,
-            range,
-            if_range,
-        },
-        len,
-    )
-}
-
-/// One or more ASCII digits as a `u64`; anything else (signs, spaces, overflow) is `None`.
-fn parse_digits(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Reads and throws away `n` body bytes, first from `buf`. `false` if the visitor closed first.
-async fn discard<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>, n: u64) -> io::Result<bool> {
-    let buffered = usize::try_from(n).map_or(buf.len(), |n| min(n, buf.len()));
-    buf.drain(..buffered);
-    let mut left = n - buffered as u64;
-    let mut scratch = vec![0u8; min(left, 16 * 1024) as usize];
-    while left > 0 {
-        let want = min(left, scratch.len() as u64) as usize;
-        let got = io.read(&mut scratch[..want]).await?;
-        if got == 0 {
-            return Ok(false);
-        }
-        left -= got as u64;
-    }
-    Ok(true)
-}
-
-/// What the `Connection` field of a response says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Conn {
-    /// Nothing: HTTP/1.1 keeps the connection by default.
-    Default,
-    /// `keep-alive`, which an HTTP/1.0 visitor needs to hear to keep the connection.
-    KeepAlive,
-    Close,
-}
-
-fn conn_header(req: &Request, closing: bool) -> Conn {
-    if closing {
-        Conn::Close
-    } else if req.http10 {
-        Conn::KeepAlive
-    } else {
-        Conn::Default
-    }
-}
-
-fn log_request(req: &Request, status: u16) {
-    tracing::debug!(method = %req.method_name, target = %req.target, status, "file server");
-}
-
-enum Body {
-    /// No body and no `Content-Length` (304).
-    None,
-    Bytes(Vec<u8>),
-    /// `len` bytes from the file's current position.
-    File(tokio::fs::File, u64),
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Body,
-    /// End the connection after this response, whatever the request asked.
-    close: bool,
-}
-
-impl Response {
-    fn new(status: u16) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Body::None,
-            close: false,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    fn html(mut self, page: String) -> Response {
-        self.headers
-            .push(("Content-Type", "text/html; charset=utf-8".to_string()));
-        self.body = Body::Bytes(page.into_bytes());
-        self
-    }
-
-    /// A small HTML page for an error status; `detail` is plain text and gets escaped.
-    fn error(status: u16, detail: &str) -> Response {
-        let title = format!("{status} {}", reason(status));
-        Response::new(status).html(format!(
-            "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-             <body>\n<h1>{title}</h1>\n<p>{}</p>\n</body>\n</html>\n",
-            escape(detail)
-        ))
-    }
-
-    /// An error page naming the requested path.
-    fn path_error(status: u16, path: &str) -> Response {
-        Response::error(status, path)
-    }
-
-    fn method_not_allowed(method: &str) -> Response {
-        Response::error(
-            405,
-            &format!("{method} is not allowed here; this server answers GET and HEAD."),
-        )
-        .header("Allow", "GET, HEAD")
-    }
-}
-
-async fn write_response<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    resp: Response,
-    head_only: bool,
-    conn: Conn,
-) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    head.push_str("Server: burrow\r\n");
-    head.push_str(&format!(
-        "Date: {}\r\n",
-        http_date(unix_secs(SystemTime::now()))
-    ));
-    for (name, value) in &resp.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    match &resp.body {
-        Body::None => {}
-        Body::Bytes(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
-        Body::File(_, len) => head.push_str(&format!("Content-Length: {len}\r\n")),
-    }
-    match conn {
-        Conn::Default => {}
-        Conn::KeepAlive => head.push_str("Connection: keep-alive\r\n"),
-        Conn::Close => head.push_str("Connection: close\r\n"),
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    match resp.body {
-        Body::Bytes(b) if !head_only => {
-            // One write for small responses: fewer packets on the tunnel.
-            out.extend_from_slice(&b);
-            io.write_all(&out).await?;
-        }
-        Body::File(file, len) if !head_only => {
-            io.write_all(&out).await?;
-            send_file(io, file, len).await?;
-        }
-        _ => io.write_all(&out).await?,
-    }
-    io.flush().await
-}
-
-async fn send_file<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    mut file: tokio::fs::File,
-    len: u64,
-) -> io::Result<()> {
-    let mut left = len;
-    let mut chunk = vec![0u8; min(len, CHUNK as u64) as usize];
-    while left > 0 {
-        let want = min(left, chunk.len() as u64) as usize;
-        let got = file.read(&mut chunk[..want]).await?;
-        if got == 0 {
-            // The Content-Length already sent can't be met; only dropping the connection
-            // tells the visitor the body is incomplete.
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being sent",
-            ));
-        }
-        io.write_all(&chunk[..got]).await?;
-        left -= got as u64;
-    }
-    Ok(())
-}
-
-/// Ends the connection after the last response.
-async fn close<S: AsyncWrite + Unpin>(io: &mut S) -> io::Result<()> {
-    // The visitor may already be gone; that is no error of this connection.
-    let _ = io.shutdown().await;
-    Ok(())
-}
-
-/// Answers a request that leaves the connection unusable, then ends the connection.
-async fn refuse_and_close<S: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut S,
-    resp: Response,
-) -> io::Result<()> {
-    write_response(io, resp, false, Conn::Close).await?;
-    linger(io).await;
-    Ok(())
-}
-
-/// Closes our side, then reads (bounded) what the visitor still sends; see [`LINGER_TIME`].
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
-    if io.shutdown().await.is_err() {
-        return;
-    }
-    let mut scratch = vec![0u8; 16 * 1024];
-    let drain = async {
-        let mut total = 0usize;
-        while total < LINGER_BYTES {
-            match io.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
-}
-
-/// The response to a GET or HEAD.
-async fn respond(root: &Path, req: &Request) -> Response {
-    let Some((raw_path, query)) = split_target(&req.target) else {
-        let mut resp = Response::path_error(400, &req.target);
-        resp.close = true;
-        return resp;
-    };
-    let Some(path) = decode_request_path(raw_path) else {
-        let mut resp = Response::path_error(400, raw_path);
-        resp.close = true;
-        return resp;
-    };
-    let Some(segments) = normalise(&path) else {
-        return Response::path_error(403, &path);
-    };
-
-    // Canonicalized per request so that a directory created (or replaced) after the tunnel
-    // started is served as it is now.
-    let canon_root = match tokio::fs::canonicalize(root).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(root = %root.display(), error = %e, "file server: cannot open directory");
-            return Response::path_error(status_for(&e), &path);
-        }
-    };
-    let rel: PathBuf = segments.iter().collect();
-    let (target, meta) = match resolve(&canon_root, &rel).await {
-        Ok(found) => found,
-        Err(status) => return Response::path_error(status, &path),
-    };
-
-    if meta.is_dir() {
-        if !path.ends_with('/') {
-            return redirect_to_dir(&segments, query);
-        }
-        match resolve(&canon_root, &rel.join("index.html")).await {
-            Ok((index, index_meta)) if index_meta.is_file() => {
-                return serve_file(req, &index, &path).await
-            }
-            // A directory called index.html, or none at all: list instead.
-            Ok(_) | Err(404) => {}
-            Err(status) => return Response::path_error(status, &path),
-        }
-        return listing(target, &segments).await;
-    }
-    if meta.is_file() {
-        if path.ends_with('/') && !segments.is_empty() {
-            return Response::path_error(404, &path);
-        }
-        return serve_file(req, &target, &path).await;
-    }
-    // FIFOs, sockets and devices: opening one could block or read forever.
-    Response::path_error(403, &path)
-}
-
-/// Splits a request target into its path and query. Absolute-form targets
-/// (`http://host/path`) are accepted as RFC 9112 §3.2.2 requires; anything that is neither
-/// that nor a path starting with `/` is `None`.
-fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
-    // A fragment never belongs in a request; ignore one rather than look for a file named so.
-    let target = target.split('#').next().unwrap_or("");
-    let lower_starts = |p: &str| {
-        target
-            .get(..p.len())
-            .is_some_and(|s| s.eq_ignore_ascii_case(p))
-    };
-    let rest = if lower_starts("http://") || lower_starts("https://") {
-        let after_scheme = target.find("//").map_or("", |i| &target[i + 2..]);
-        let path_start = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
-        let rest = &after_scheme[path_start..];
-        if rest.is_empty() || rest.starts_with('?') {
-            // `http://host` and `http://host?q` ask for the root.
-            return Some(("/", rest.strip_prefix('?')));
-        }
-        rest
-    } else {
-        target
-    };
-    if !rest.starts_with('/') {
-        return None;
-    }
-    Some(match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    })
-}
-
-/// Percent-decodes a request path; `None` for bad escapes, `%00` and non-UTF-8 results.
-fn decode_request_path(raw: &str) -> Option<String> {
-    let bytes = percent_decode(raw)?;
-    if bytes.contains(&0) {
-        return None;
-    }
-    String::from_utf8(bytes).ok()
-}
-
+/// Strict percent-decoding for [`parse_file_url`]: `None` for a `%` not followed by two hex
+/// digits.
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -678,43 +346,75 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-/// The decoded path as plain names under the root, with `.` and `..` worked out; `None` if
-/// `..` would climb above the root or a segment is not a plain file name on this platform.
-/// Decoding comes first, so `%2e%2e` and `..%2f` are caught like `..` and `../`.
-fn normalise(path: &str) -> Option<Vec<String>> {
-    let separators: &[char] = if cfg!(windows) { &['/', '\\'] } else { &['/'] };
-    let mut out: Vec<String> = Vec::new();
-    for segment in path.split(separators) {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop()?;
-            }
-            name => {
-                let mut parts = Path::new(name).components();
-                let plain = matches!(
-                    (parts.next(), parts.next()),
-                    (Some(Component::Normal(_)), None)
-                );
-                // On Windows `name:stream` opens an alternate data stream and `C:` a drive.
-                if !plain || (cfg!(windows) && name.contains(':')) {
-                    return None;
-                }
-                out.push(name.to_string());
-            }
-        }
+/// The response to one request.
+async fn respond(root: &Path, req: ServiceRequest) -> ServiceResponse {
+    let raw = req.path().to_owned();
+    // Shown in error pages: decoded, and escaped by `error_page`.
+    let shown = percent_decode_str(&raw).decode_utf8_lossy().into_owned();
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let detail = format!(
+            "{} is not allowed here; this server answers GET and HEAD.",
+            req.method()
+        );
+        let mut res = error_page(StatusCode::METHOD_NOT_ALLOWED, &detail);
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return req.into_response(res);
     }
-    Some(out)
+    let rel = match PathBufWrap::parse_path(&raw, true) {
+        Ok(rel) if !rel.as_ref().as_os_str().as_encoded_bytes().contains(&0) => {
+            rel.as_ref().to_path_buf()
+        }
+        // Not UTF-8, an encoded `/`, `%00`, or a name Windows would read as something else.
+        _ => return req.into_response(error_page(StatusCode::BAD_REQUEST, &shown)),
+    };
+
+    let canon_root = match tokio::fs::canonicalize(root).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(root = %root.display(), error = %e, "file server: cannot open directory");
+            return req.into_response(error_page(status_for(&e), &shown));
+        }
+    };
+    let (target, meta) = match resolve(&canon_root, &rel).await {
+        Ok(found) => found,
+        Err(status) => return req.into_response(error_page(status, &shown)),
+    };
+    if meta.is_dir() {
+        if !raw.ends_with('/') {
+            return redirect_to_dir(req, &rel);
+        }
+        match resolve(&canon_root, &rel.join("index.html")).await {
+            Ok((index, index_meta)) if index_meta.is_file() => {
+                return serve_file(req, &index, &shown).await
+            }
+            // A directory called index.html, or none at all: list instead.
+            Ok(_) | Err(StatusCode::NOT_FOUND) => {}
+            Err(status) => return req.into_response(error_page(status, &shown)),
+        }
+        return listing(req, target, &rel).await;
+    }
+    if meta.is_file() {
+        if raw.ends_with('/') {
+            return req.into_response(error_page(StatusCode::NOT_FOUND, &shown));
+        }
+        return serve_file(req, &target, &shown).await;
+    }
+    // FIFOs, sockets and devices: opening one could block or read forever.
+    req.into_response(error_page(StatusCode::FORBIDDEN, &shown))
 }
 
 /// Finds `rel` under the canonical root, following symlinks, and refuses (403) anything whose
 /// real location is outside it.
-async fn resolve(canon_root: &Path, rel: &Path) -> Result<(PathBuf, std::fs::Metadata), u16> {
+async fn resolve(
+    canon_root: &Path,
+    rel: &Path,
+) -> Result<(PathBuf, std::fs::Metadata), StatusCode> {
     let real = tokio::fs::canonicalize(canon_root.join(rel))
         .await
         .map_err(|e| status_for(&e))?;
     if !real.starts_with(canon_root) {
-        return Err(403);
+        return Err(StatusCode::FORBIDDEN);
     }
     let meta = tokio::fs::metadata(&real)
         .await
@@ -725,293 +425,123 @@ async fn resolve(canon_root: &Path, rel: &Path) -> Result<(PathBuf, std::fs::Met
 /// The status for failing to find or open a path. Anything other than a permission problem
 /// counts as "not there" (a file used as a directory, a name too long, a symlink loop): the
 /// visitor can't do anything about the difference, and the details are not theirs to see.
-fn status_for(e: &io::Error) -> u16 {
+fn status_for(e: &io::Error) -> StatusCode {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => 403,
-        _ => 404,
+        io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::NOT_FOUND,
     }
 }
 
-fn redirect_to_dir(segments: &[String], query: Option<&str>) -> Response {
-    // Built from the normalised names, never from the raw target: `//evil.example` must not
-    // turn into a redirect to another site.
+/// A small HTML page for an error status; `detail` is plain text and gets escaped.
+fn error_page(status: StatusCode, detail: &str) -> HttpResponse {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+             <body>\n<h1>{title}</h1>\n<p>{}</p>\n</body>\n</html>\n",
+            escape(detail)
+        ))
+}
+
+/// 301 to the directory with a trailing slash, keeping the query.
+fn redirect_to_dir(req: ServiceRequest, rel: &Path) -> ServiceResponse {
+    // Built from the parsed names, never from the raw target: `//evil.example` must not turn
+    // into a redirect to another site.
     let mut location = String::from("/");
-    for s in segments {
-        location.push_str(&percent_encode(s));
+    for name in rel.iter() {
+        location.extend(utf8_percent_encode(&name.to_string_lossy(), NOT_UNRESERVED));
         location.push('/');
     }
-    if let Some(q) = query {
+    let query = req.query_string();
+    if !query.is_empty() {
         location.push('?');
-        location.push_str(&header_safe(q));
+        // A header value carries no control or non-ASCII bytes.
+        location.extend(utf8_percent_encode(query, CONTROLS));
     }
     let page = format!(
         "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>301 Moved Permanently</title></head>\n\
          <body>\n<h1>301 Moved Permanently</h1>\n<p><a href=\"{0}\">{0}</a></p>\n</body>\n</html>\n",
         escape(&location)
     );
-    Response::new(301).header("Location", location).html(page)
+    let res = HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, location))
+        .content_type("text/html; charset=utf-8")
+        .body(page);
+    req.into_response(res)
 }
 
-/// Percent-encodes every byte that is not unreserved (RFC 3986 §2.3), so a name works as a
-/// relative link whatever it holds: `a:b` would otherwise read as a URL scheme.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A query string copied into a header: the parser lets bytes above 0x7F through, which a
-/// header value should not carry raw.
-fn header_safe(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_graphic() {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A file's size and modification time, as validators.
-struct Validators {
-    etag: String,
-    /// Seconds since the Unix epoch; `None` when the platform gives none (or it is pre-1970).
-    modified: Option<u64>,
-}
-
-impl Validators {
-    fn of(meta: &std::fs::Metadata) -> Validators {
-        let since_epoch = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-        let size = meta.len();
-        // Weak: equal size and mtime don't prove equal bytes.
-        let etag = match since_epoch {
-            Some(d) => format!("W/\"{size:x}-{:x}-{:x}\"", d.as_secs(), d.subsec_nanos()),
-            None => format!("W/\"{size:x}\""),
-        };
-        Validators {
-            etag,
-            modified: since_epoch.map(|d| d.as_secs()),
-        }
-    }
-
-    /// RFC 9110 §13.2.2: If-None-Match decides when present; If-Modified-Since only otherwise.
-    fn not_modified(&self, req: &Request) -> bool {
-        if let Some(list) = &req.if_none_match {
-            return list
-                .split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || (!tag.is_empty() && weak_eq(tag, &self.etag)));
-        }
-        match (&req.if_modified_since, self.modified) {
-            (Some(since), Some(modified)) => {
-                parse_http_date(since).is_some_and(|since| modified <= since)
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `If-Range` (if any) lets a range be served.
-    fn range_allowed(&self, req: &Request) -> bool {
-        let Some(cond) = &req.if_range else {
-            return true;
-        };
-        if cond.starts_with('"') || cond.starts_with("W/") {
-            // Needs a strong match, and our tags are weak.
-            return false;
-        }
-        matches!((parse_http_date(cond), self.modified), (Some(a), Some(b)) if a == b)
-    }
-}
-
-/// Weak comparison (RFC 9110 §8.8.3.2): the opaque tags match, `W/` or not.
-fn weak_eq(a: &str, b: &str) -> bool {
-    a.strip_prefix("W/").unwrap_or(a) == b.strip_prefix("W/").unwrap_or(b)
-}
-
-/// What a `Range` field asks of a file of a given size.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeAsk {
-    /// No usable single range: send the whole file.
-    Whole,
-    /// Bytes `start..=end`.
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-fn parse_range(value: &str, size: u64) -> RangeAsk {
-    let Some((unit, spec)) = value.trim().split_once('=') else {
-        return RangeAsk::Whole;
+/// Sends the file at `path` (already resolved inside the root) through actix-files.
+async fn serve_file(mut req: ServiceRequest, path: &Path, shown: &str) -> ServiceResponse {
+    let file = match NamedFile::open_async(path).await {
+        Ok(file) => file,
+        Err(e) => return req.into_response(error_page(status_for(&e), shown)),
     };
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
-        return RangeAsk::Whole;
+    if !if_range_allows(&req, &file) {
+        req.headers_mut().remove(header::RANGE);
     }
-    if spec.contains(',') {
-        // Several ranges: the whole file with 200 instead of multipart/byteranges, which
-        // RFC 9110 §14.2 permits and every client handles.
-        return RangeAsk::Whole;
+    // Browsers decide between showing and downloading, as they do for other servers.
+    let file = file.disable_content_disposition();
+    let (req, _) = req.into_parts();
+    let mut res = file.into_response(&req);
+    // actix-files adds a charset to a few text types only; every text file here is taken as
+    // UTF-8, as browsers would otherwise guess from the page that loads it.
+    let text_without_charset = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|ct| ct.starts_with("text/") && !ct.contains("charset"))
+        .map(|ct| format!("{ct}; charset=utf-8"));
+    if let Some(ct) = text_without_charset.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+        res.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    if first.is_empty() {
-        // `-n`: the last n bytes.
-        return match parse_digits(last) {
-            None => RangeAsk::Whole,
-            Some(0) => RangeAsk::Unsatisfiable,
-            Some(_) if size == 0 => RangeAsk::Unsatisfiable,
-            Some(n) => RangeAsk::Part(size - min(n, size), size - 1),
-        };
-    }
-    let Some(start) = parse_digits(first) else {
-        return RangeAsk::Whole;
-    };
-    let end = if last.is_empty() {
-        u64::MAX
-    } else {
-        match parse_digits(last) {
-            Some(end) if end >= start => end,
-            // Malformed, and RFC 9110 §14.2 says to ignore a Range that is.
-            _ => return RangeAsk::Whole,
-        }
-    };
-    if start >= size {
-        return RangeAsk::Unsatisfiable;
-    }
-    RangeAsk::Part(start, min(end, size - 1))
+    ServiceResponse::new(req, res)
 }
 
-async fn serve_file(req: &Request, path: &Path, shown: &str) -> Response {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) => return Response::path_error(status_for(&e), shown),
+/// Whether `Range` may be honoured given `If-Range` (RFC 9110 §13.1.5): yes without one; with
+/// an entity tag only if it is strongly equal to the file's; with a date only if it is exactly
+/// the file's `Last-Modified`. Otherwise the whole file is sent.
+fn if_range_allows(req: &ServiceRequest, file: &NamedFile) -> bool {
+    let Some(value) = req.headers().get(header::IF_RANGE) else {
+        return true;
     };
-    // The open file's own metadata, so size and validators describe what will be sent.
-    let meta = match file.metadata().await {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Response::path_error(403, shown),
-        Err(e) => return Response::path_error(status_for(&e), shown),
+    let Ok(value) = value.to_str() else {
+        return false;
     };
-    let size = meta.len();
-    let v = Validators::of(&meta);
-
-    let mut resp = Response::new(200);
-    resp = resp.header("ETag", v.etag.clone());
-    if let Some(m) = v.modified {
-        resp = resp.header("Last-Modified", http_date(m));
+    if let Ok(tag) = value.parse::<EntityTag>() {
+        return etag_of(file).is_some_and(|ours| ours.strong_eq(&tag));
     }
-    if v.not_modified(req) {
-        resp.status = 304;
-        return resp;
-    }
-    resp = resp
-        .header("Content-Type", content_type(path))
-        .header("Accept-Ranges", "bytes")
-        .header("X-Content-Type-Options", "nosniff");
-
-    // RFC 9110 §14.2: range handling is defined for GET only; HEAD describes the whole file.
-    let ask = match &req.range {
-        Some(r) if req.method == Method::Get && v.range_allowed(req) => parse_range(r, size),
-        _ => RangeAsk::Whole,
-    };
-    match ask {
-        RangeAsk::Whole => {
-            resp.body = Body::File(file, size);
-            resp
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+    match (value.parse::<HttpDate>(), file.modified()) {
+        (Ok(date), Some(modified)) => {
+            secs(modified).is_some() && secs(SystemTime::from(date)) == secs(modified)
         }
-        RangeAsk::Part(start, end) => {
-            if let Err(e) = file.seek(io::SeekFrom::Start(start)).await {
-                tracing::warn!(path = %path.display(), error = %e, "file server: seek failed");
-                return Response::path_error(500, shown);
-            }
-            resp.status = 206;
-            resp.body = Body::File(file, end - start + 1);
-            resp.header("Content-Range", format!("bytes {start}-{end}/{size}"))
-        }
-        RangeAsk::Unsatisfiable => {
-            Response::error(416, &format!("{shown}: the range is outside the file."))
-                .header("Content-Range", format!("bytes */{size}"))
-                .header("Accept-Ranges", "bytes")
-        }
+        _ => false,
     }
 }
 
-/// Content-Type by file extension; `text/*` types get `charset=utf-8`.
-fn content_type(path: &Path) -> String {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let mime = match ext.as_str() {
-        "html" | "htm" => "text/html",
-        "css" => "text/css",
-        "js" | "mjs" | "cjs" => "text/javascript",
-        "json" | "map" => "application/json",
-        "webmanifest" => "application/manifest+json",
-        "txt" | "log" | "text" | "conf" | "ini" | "toml" | "c" | "h" | "cpp" | "hpp" | "java" => {
-            "text/plain"
-        }
-        "md" | "markdown" => "text/markdown",
-        "xml" => "application/xml",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "bmp" => "image/bmp",
-        "ico" => "image/x-icon",
-        "tif" | "tiff" => "image/tiff",
-        "pdf" => "application/pdf",
-        "zip" => "application/zip",
-        "gz" | "tgz" => "application/gzip",
-        "bz2" => "application/x-bzip2",
-        "xz" => "application/x-xz",
-        "zst" => "application/zstd",
-        "7z" => "application/x-7z-compressed",
-        "tar" => "application/x-tar",
-        "wasm" => "application/wasm",
-        "mp4" | "m4v" => "video/mp4",
-        "webm" => "video/webm",
-        "ogv" => "video/ogg",
-        "mov" => "video/quicktime",
-        "mp3" => "audio/mpeg",
-        "m4a" => "audio/mp4",
-        "wav" => "audio/wav",
-        "ogg" | "oga" | "opus" => "audio/ogg",
-        "flac" => "audio/flac",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "otf" => "font/otf",
-        "csv" => "text/csv",
-        "tsv" => "text/tab-separated-values",
-        "yaml" | "yml" => "text/yaml",
-        "sh" | "bash" => "text/x-shellscript",
-        "rs" => "text/x-rust",
-        "go" => "text/x-go",
-        "py" => "text/x-python",
-        _ => "application/octet-stream",
-    };
-    if mime.starts_with("text/") {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    }
+/// The `ETag` actix-files sends for `file` (its format: inode, length, and modification
+/// seconds and nanoseconds, in hex). A test compares the two, so a change on their side shows.
+fn etag_of(file: &NamedFile) -> Option<EntityTag> {
+    let modified = file.modified()?.duration_since(UNIX_EPOCH).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(file.metadata());
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some(EntityTag::new_strong(format!(
+        "{:x}:{:x}:{:x}:{:x}",
+        ino,
+        file.metadata().len(),
+        modified.as_secs(),
+        modified.subsec_nanos()
+    )))
 }
 
+/// One name in a directory listing.
 struct Entry {
     name: String,
     is_dir: bool,
@@ -1019,20 +549,21 @@ struct Entry {
     modified: Option<u64>,
 }
 
-async fn listing(dir: PathBuf, segments: &[String]) -> Response {
+/// The listing page of `dir`, reached as `rel` under the root.
+async fn listing(req: ServiceRequest, dir: PathBuf, rel: &Path) -> ServiceResponse {
     let mut title = String::from("/");
-    for s in segments {
-        title.push_str(s);
+    for name in rel.iter() {
+        title.push_str(&name.to_string_lossy());
         title.push('/');
     }
     // One blocking task for the whole directory instead of one per entry.
     let read = tokio::task::spawn_blocking(move || read_listing(&dir)).await;
-    let (entries, hidden) = match read {
+    let (entries, more) = match read {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return Response::path_error(status_for(&e), &title),
+        Ok(Err(e)) => return req.into_response(error_page(status_for(&e), &title)),
         Err(e) => {
             tracing::warn!(error = %e, "file server: listing task failed");
-            return Response::path_error(500, &title);
+            return req.into_response(error_page(StatusCode::INTERNAL_SERVER_ERROR, &title));
         }
     };
 
@@ -1046,7 +577,7 @@ async fn listing(dir: PathBuf, segments: &[String]) -> Response {
          </head>\n<body>\n<h1>Index of {title}</h1>\n<table>\n\
          <tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>\n"
     );
-    if !segments.is_empty() {
+    if rel.iter().next().is_some() {
         page.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
     }
     for e in &entries {
@@ -1059,28 +590,30 @@ async fn listing(dir: PathBuf, segments: &[String]) -> Response {
         page.push_str(&format!(
             "<tr><td><a href=\"{}{slash}\">{}{slash}</a></td><td class=\"size\">{size}</td>\
              <td>{modified}</td></tr>\n",
-            percent_encode(&e.name),
+            utf8_percent_encode(&e.name, NOT_UNRESERVED),
             escape(&e.name),
         ));
     }
     page.push_str("</table>\n");
-    if hidden > 0 {
-        page.push_str(&format!("<p>{hidden} more entries not shown.</p>\n"));
+    if more > 0 {
+        page.push_str(&format!("<p>{more} more entries not shown.</p>\n"));
     }
     page.push_str("</body>\n</html>\n");
-    Response::new(200)
-        .header("Cache-Control", "no-cache")
-        .html(page)
+    let res = HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(page);
+    req.into_response(res)
 }
 
 /// The directory's entries, directories first, then by name; and how many were left out.
 fn read_listing(dir: &Path) -> io::Result<(Vec<Entry>, usize)> {
     let mut entries = Vec::new();
-    let mut hidden = 0usize;
+    let mut more = 0usize;
     for item in std::fs::read_dir(dir)? {
         let Ok(item) = item else { continue };
         if entries.len() >= MAX_LISTING {
-            hidden += 1;
+            more += 1;
             continue;
         }
         // Follow symlinks so a link to a directory lists as one; a dangling link falls back
@@ -1106,48 +639,12 @@ fn read_listing(dir: &Path) -> io::Result<(Vec<Entry>, usize)> {
             .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
             .then_with(|| a.name.cmp(&b.name))
     });
-    Ok((entries, hidden))
+    Ok((entries, more))
 }
 
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(secs: u64) -> String {
-    // u64 seconds / 86,400 fits an i64 with room to spare.
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
-        // 1970-01-01 was a Thursday.
-        WEEKDAYS[((days + 4) % 7) as usize],
-        MONTHS[(month as usize).saturating_sub(1) % 12],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// `2024-03-01 12:34:56`, for listings.
+/// `2024-03-01 12:34:56` (UTC), for listings.
 fn listing_date(secs: u64) -> String {
+    // u64 seconds / 86,400 fits an i64 with room to spare.
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!(
@@ -1158,56 +655,11 @@ fn listing_date(secs: u64) -> String {
     )
 }
 
-/// Seconds since the epoch from any of the three HTTP-date forms a recipient must accept
-/// (RFC 9110 §5.6.7): IMF-fixdate, RFC 850 and asctime.
-fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split([' ', ',']).filter(|p| !p.is_empty()).collect();
-    let (day, month, year, time) = match parts.as_slice() {
-        // Sun, 06 Nov 1994 08:49:37 GMT
-        [_, day, month, year, time, "GMT"] => (*day, *month, parse_digits(year)?, *time),
-        // Sunday, 06-Nov-94 08:49:37 GMT
-        [_, date, time, "GMT"] => {
-            let mut dmy = date.split('-');
-            let (day, month, yy) = (dmy.next()?, dmy.next()?, dmy.next()?);
-            if dmy.next().is_some() || yy.len() != 2 {
-                return None;
-            }
-            let yy = parse_digits(yy)?;
-            // Two-digit years: those that would be far in the future mean the last century.
-            (
-                day,
-                month,
-                if yy < 70 { 2000 + yy } else { 1900 + yy },
-                *time,
-            )
-        }
-        // Sun Nov  6 08:49:37 1994
-        [_, month, day, time, year] => (*day, *month, parse_digits(year)?, *time),
-        _ => return None,
-    };
-    let day = parse_digits(day).filter(|d| (1..=31).contains(d))?;
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
-    if !(1970..=9999).contains(&year) {
-        return None;
-    }
-    let mut hms = time.split(':');
-    let (h, m, sec) = (hms.next()?, hms.next()?, hms.next()?);
-    if hms.next().is_some() {
-        return None;
-    }
-    let h = parse_digits(h).filter(|h| *h < 24)?;
-    let m = parse_digits(m).filter(|m| *m < 60)?;
-    let sec = parse_digits(sec).filter(|s| *s <= 60)?;
-    let days = days_from_civil(year as i64, month, day as u32);
-    u64::try_from(days)
-        .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A directory under the system temp dir, removed when dropped.
     struct TempDir(PathBuf);
@@ -1322,14 +774,21 @@ mod tests {
     /// Sends `request` on a fresh connection, closes our sending side, and returns every
     /// byte the server wrote before it finished.
     async fn exchange(root: &Path, request: &[u8]) -> Vec<u8> {
-        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let (client, server) = tokio::io::duplex(256 * 1024);
         let root = root.to_path_buf();
-        let task = tokio::spawn(async move { serve(&root, server).await });
-        client.write_all(request).await.unwrap();
-        client.shutdown().await.unwrap();
+        let task = actix_rt::spawn(async move { serve(&root, server).await });
+        let (mut rx, mut tx) = tokio::io::split(client);
+        let request = request.to_vec();
+        // The server may answer and close before reading everything (a refused head).
+        let writer = actix_rt::spawn(async move {
+            let _ = tx.write_all(&request).await;
+            let _ = tx.shutdown().await;
+        });
         let mut out = Vec::new();
-        client.read_to_end(&mut out).await.unwrap();
-        task.await.unwrap().unwrap();
+        rx.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        // A refused request ends the connection with an error; the answer is what counts.
+        let _ = task.await.unwrap();
         out
     }
 
@@ -1392,137 +851,14 @@ mod tests {
     }
 
     #[test]
-    fn dates() {
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(http_date(1_709_210_096), "Thu, 29 Feb 2024 12:34:56 GMT");
-        assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+    fn listing_dates() {
+        assert_eq!(listing_date(0), "1970-01-01 00:00:00");
         assert_eq!(listing_date(1_709_210_096), "2024-02-29 12:34:56");
         // Never panics, even at the far end.
-        let _ = http_date(u64::MAX);
         let _ = listing_date(u64::MAX);
-
-        for form in [
-            "Sun, 06 Nov 1994 08:49:37 GMT",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
-        ] {
-            assert_eq!(parse_http_date(form), Some(784_111_777), "{form}");
-        }
-        for bad in [
-            "",
-            "yesterday",
-            "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-            "Sun, 06 Foo 1994 08:49:37 GMT",
-            "Sun, 06 Nov 1994 24:00:00 GMT",
-            "Sun, 06 Nov 1969 08:49:37 GMT",
-            "Sun, 06 Nov 99999999999999999999 08:49:37 GMT",
-        ] {
-            assert_eq!(parse_http_date(bad), None, "{bad}");
-        }
-        let mut secs = 0u64;
-        while secs < 5_000_000_000 {
-            assert_eq!(parse_http_date(&http_date(secs)), Some(secs));
-            secs += 7_777_777;
-        }
-        for days in -800_000..800_000 {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
-    #[test]
-    fn ranges() {
-        use RangeAsk::*;
-        let cases = [
-            ("bytes=100-199", Part(100, 199)),
-            ("bytes=100-", Part(100, 999)),
-            ("bytes=-10", Part(990, 999)),
-            ("bytes=-5000", Part(0, 999)),
-            ("bytes=0-0", Part(0, 0)),
-            ("bytes=990-5000", Part(990, 999)),
-            ("BYTES = 1-2", Part(1, 2)),
-            ("bytes=1000-", Unsatisfiable),
-            ("bytes=1000-1001", Unsatisfiable),
-            ("bytes=-0", Unsatisfiable),
-            ("bytes=0-1,5-6", Whole),
-            ("bytes=5-1", Whole),
-            ("bytes=-", Whole),
-            ("bytes=a-b", Whole),
-            ("bytes=+1-2", Whole),
-            ("items=0-1", Whole),
-            ("bytes", Whole),
-            ("bytes=99999999999999999999-", Whole),
-        ];
-        for (value, want) in cases {
-            assert_eq!(parse_range(value, 1000), want, "{value}");
-        }
-        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
-        assert_eq!(parse_range("bytes=-1", 0), Unsatisfiable);
-    }
-
-    #[test]
-    fn content_types() {
-        let ct = |name: &str| content_type(Path::new(name));
-        assert_eq!(ct("a.HTML"), "text/html; charset=utf-8");
-        assert_eq!(ct("a.css"), "text/css; charset=utf-8");
-        assert_eq!(ct("a.mjs"), "text/javascript; charset=utf-8");
-        assert_eq!(ct("a.json"), "application/json");
-        assert_eq!(ct("a.png"), "image/png");
-        assert_eq!(ct("a.jpeg"), "image/jpeg");
-        assert_eq!(ct("a.svg"), "image/svg+xml");
-        assert_eq!(ct("a.wasm"), "application/wasm");
-        assert_eq!(ct("a.woff2"), "font/woff2");
-        assert_eq!(ct("a.yml"), "text/yaml; charset=utf-8");
-        assert_eq!(ct("a.rs"), "text/x-rust; charset=utf-8");
-        assert_eq!(ct("a.tar.gz"), "application/gzip");
-        assert_eq!(ct("a.unknown"), "application/octet-stream");
-        assert_eq!(ct("Makefile"), "application/octet-stream");
-        assert_eq!(ct(".bashrc"), "application/octet-stream");
-    }
-
-    #[test]
-    fn targets_and_paths() {
-        assert_eq!(split_target("/a/b?x=1"), Some(("/a/b", Some("x=1"))));
-        assert_eq!(split_target("/a#frag"), Some(("/a", None)));
-        assert_eq!(split_target("http://h:1/a?q"), Some(("/a", Some("q"))));
-        assert_eq!(split_target("HTTPS://h"), Some(("/", None)));
-        assert_eq!(split_target("http://h?q"), Some(("/", Some("q"))));
-        assert_eq!(split_target("*"), None);
-        assert_eq!(split_target("a/b"), None);
-        assert_eq!(split_target(""), None);
-
-        assert_eq!(decode_request_path("/a%20b/%C3%A9"), Some("/a b/é".into()));
-        assert_eq!(decode_request_path("/a%00"), None);
-        assert_eq!(decode_request_path("/a%ff"), None);
-        assert_eq!(decode_request_path("/a%f"), None);
-        assert_eq!(decode_request_path("/a%g0"), None);
-
-        let n = |p: &str| normalise(p);
-        assert_eq!(n("/"), Some(vec![]));
-        assert_eq!(n("/a//./b/"), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(n("/a/../b"), Some(vec!["b".into()]));
-        assert_eq!(n("/a/.."), Some(vec![]));
-        assert_eq!(n("/..."), Some(vec!["...".into()]));
-        assert_eq!(n("/.."), None);
-        assert_eq!(n("/a/../../b"), None);
-
-        assert_eq!(percent_encode("<b>&\"x\".txt"), "%3Cb%3E%26%22x%22.txt");
-        assert_eq!(percent_encode("a:b é"), "a%3Ab%20%C3%A9");
-        assert_eq!(escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
-        assert_eq!(header_safe("a=é b"), "a=%C3%A9%20b");
-
-        assert_eq!(status_for(&io::Error::from(io::ErrorKind::NotFound)), 404);
-        assert_eq!(
-            status_for(&io::Error::from(io::ErrorKind::PermissionDenied)),
-            403
-        );
-        assert_eq!(status_for(&io::Error::other("loop")), 404);
-    }
-
-    #[tokio::test]
+    #[actix_rt::test]
     async fn serves_a_file_with_headers() {
         let dir = TempDir::new();
         dir.write("hello.txt", b"hello world\n");
@@ -1533,14 +869,15 @@ mod tests {
         assert_eq!(r.header("content-length"), Some("12"));
         assert_eq!(r.header("accept-ranges"), Some("bytes"));
         assert_eq!(r.header("server"), Some("burrow"));
-        assert!(r.header("etag").unwrap().starts_with("W/\""));
+        assert_eq!(r.header("content-disposition"), None);
+        let etag = r.header("etag").unwrap();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
         let lm = r.header("last-modified").unwrap();
-        assert!(parse_http_date(lm).is_some(), "{lm}");
-        assert!(parse_http_date(r.header("date").unwrap()).is_some());
-        assert_eq!(r.header("connection"), None);
+        assert!(lm.parse::<HttpDate>().is_ok(), "{lm}");
+        assert!(r.header("date").unwrap().parse::<HttpDate>().is_ok());
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn large_file_streams_intact() {
         let dir = TempDir::new();
         let data = noise(3 * 1024 * 1024 + 17, 7);
@@ -1551,22 +888,57 @@ mod tests {
         assert!(r.body == data);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
+    async fn content_types() {
+        let dir = TempDir::new();
+        let cases = [
+            ("a.HTML", "text/html; charset=utf-8"),
+            ("a.css", "text/css; charset=utf-8"),
+            ("a.js", "text/javascript; charset=utf-8"),
+            ("a.json", "application/json"),
+            ("a.png", "image/png"),
+            ("a.jpeg", "image/jpeg"),
+            ("a.svg", "image/svg+xml"),
+            ("a.wasm", "application/wasm"),
+            ("a.woff2", "font/woff2"),
+            ("a.tar.gz", "application/gzip"),
+            ("a.unknown", "application/octet-stream"),
+            ("Makefile", "application/octet-stream"),
+            (".bashrc", "application/octet-stream"),
+        ];
+        for (name, _) in cases {
+            dir.write(name, b"x");
+        }
+        for (name, want) in cases {
+            let r = get(dir.path(), &format!("/{name}"), "").await;
+            assert_eq!(r.status, 200, "{name}");
+            assert_eq!(r.header("content-type"), Some(want), "{name}");
+        }
+    }
+
+    #[actix_rt::test]
     async fn listing_escapes_sorts_and_links() {
         let dir = TempDir::new();
         dir.write("<b>&\"x\".txt", b"tricky");
         dir.write("a.txt", b"a");
         dir.write("B.txt", b"bb");
         dir.write(".hidden", b"h");
+        dir.write("a:b é", b"colon");
         dir.write("zdir/inner.txt", b"i");
         dir.write("Adir/x", b"");
         let r = get(dir.path(), "/", "").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
         let page = r.text();
         assert!(page.contains("<title>Index of /</title>"), "{page}");
         assert!(
-            page.contains("<a href=\"%3Cb%3E%26%22x%22.txt\">&lt;b&gt;&amp;&quot;x&quot;.txt</a>")
+            page.contains("<a href=\"%3Cb%3E%26%22x%22.txt\">&lt;b&gt;&amp;&quot;x&quot;.txt</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"a%3Ab%20%C3%A9\">a:b é</a>"),
+            "{page}"
         );
         assert!(!page.contains("<b>&"));
         assert!(!page.contains("href=\"../\""), "no parent above the root");
@@ -1580,9 +952,13 @@ mod tests {
         assert!(at("href=\".hidden\"") < at("href=\"%3Cb"));
         assert!(at("href=\"a.txt\"") < at("href=\"B.txt\""));
         assert!(page.contains("<td class=\"size\">6</td>"));
-        // The tricky name is fetchable through its link.
+        // Tricky names are fetchable through their links.
         let r = get(dir.path(), "/%3Cb%3E%26%22x%22.txt", "").await;
         assert_eq!(r.body, b"tricky");
+        let r = get(dir.path(), "/a%3Ab%20%C3%A9", "").await;
+        assert_eq!(r.body, b"colon");
+        let r = get(dir.path(), "/.hidden", "").await;
+        assert_eq!(r.body, b"h", "hidden files are served");
 
         let sub = get(dir.path(), "/zdir/", "").await.text();
         assert!(sub.contains("<title>Index of /zdir/</title>"));
@@ -1600,7 +976,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn index_html_is_preferred() {
         let dir = TempDir::new();
         dir.write("index.html", b"<p>home</p>");
@@ -1611,10 +987,11 @@ mod tests {
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         // A directory named index.html does not count.
         let r = get(dir.path(), "/sub/", "").await;
+        assert_eq!(r.status, 200);
         assert!(r.text().contains("Index of /sub/"));
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn directory_without_slash_redirects() {
         let dir = TempDir::new();
         dir.write("my dir/f", b"");
@@ -1633,7 +1010,7 @@ mod tests {
         assert_eq!(get(dir.path(), "/f.txt/", "").await.status, 404);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn byte_ranges() {
         let dir = TempDir::new();
         let data = noise(1000, 3);
@@ -1648,54 +1025,49 @@ mod tests {
         assert_eq!(r.body, &data[990..]);
         let r = get(dir.path(), "/d.bin", "Range: bytes=995-\r\n").await;
         assert_eq!(r.body, &data[995..]);
+        let r = get(dir.path(), "/d.bin", "Range: bytes=990-5000\r\n").await;
+        assert_eq!(r.header("content-range"), Some("bytes 990-999/1000"));
         let r = get(dir.path(), "/d.bin", "Range: bytes=1000-\r\n").await;
         assert_eq!(r.status, 416);
         assert_eq!(r.header("content-range"), Some("bytes */1000"));
+        // Of several ranges, the first is sent.
         let r = get(dir.path(), "/d.bin", "Range: bytes=0-1,5-6\r\n").await;
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, data);
-        let r = get(
-            dir.path(),
-            "/d.bin",
-            "Range: bytes=0-1\r\nRange: bytes=5-6\r\n",
-        )
-        .await;
-        assert_eq!(r.status, 200);
-        let r = get(dir.path(), "/d.bin", "Range: bytes=9-1\r\n").await;
-        assert_eq!(r.status, 200);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, &data[..2]);
 
-        // If-Range: a date equal to Last-Modified allows the range, an entity tag does not.
+        // If-Range: the file's entity tag or its exact date allows the range; anything
+        // else gets the whole file.
         let full = get(dir.path(), "/d.bin", "").await;
         let lm = full.header("last-modified").unwrap().to_string();
         let etag = full.header("etag").unwrap().to_string();
-        let r = get(
-            dir.path(),
-            "/d.bin",
-            &format!("Range: bytes=0-9\r\nIf-Range: {lm}\r\n"),
-        )
-        .await;
-        assert_eq!(r.status, 206);
-        let r = get(
-            dir.path(),
-            "/d.bin",
-            &format!("Range: bytes=0-9\r\nIf-Range: {etag}\r\n"),
-        )
-        .await;
-        assert_eq!(r.status, 200);
-        let r = get(
-            dir.path(),
-            "/d.bin",
-            "Range: bytes=0-9\r\nIf-Range: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
-        )
-        .await;
-        assert_eq!(r.status, 200);
+        for validator in [&lm, &etag] {
+            let r = get(
+                dir.path(),
+                "/d.bin",
+                &format!("Range: bytes=0-9\r\nIf-Range: {validator}\r\n"),
+            )
+            .await;
+            assert_eq!(r.status, 206, "{validator}");
+            assert_eq!(r.body, &data[..10]);
+        }
+        for stale in [
+            "\"other\"",
+            &format!("W/{etag}"),
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+            "garbage",
+        ] {
+            let r = get(
+                dir.path(),
+                "/d.bin",
+                &format!("Range: bytes=0-9\r\nIf-Range: {stale}\r\n"),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{stale}");
+            assert_eq!(r.body, data);
+        }
 
-        // HEAD ignores Range and describes the whole file.
-        let out = exchange(
-            dir.path(),
-            b"HEAD /d.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n",
-        )
-        .await;
+        // HEAD describes what a GET would send, without the bytes.
+        let out = exchange(dir.path(), b"HEAD /d.bin HTTP/1.1\r\nHost: t\r\n\r\n").await;
         let r = &parse_responses(&out, &[true])[0];
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-length"), Some("1000"));
@@ -1709,7 +1081,7 @@ mod tests {
         assert_eq!(r.header("content-range"), Some("bytes */0"));
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn conditional_requests() {
         let dir = TempDir::new();
         dir.write("c.css", b"body{}");
@@ -1721,15 +1093,13 @@ mod tests {
         assert_eq!(r.status, 304);
         assert!(r.body.is_empty());
         assert_eq!(r.header("etag"), Some(etag.as_str()));
-        assert_eq!(r.header("content-length"), None);
-        let strong = etag.trim_start_matches("W/");
         let r = get(
             dir.path(),
             "/c.css",
-            &format!("If-None-Match: \"x\", {strong}\r\n"),
+            &format!("If-None-Match: \"x\", W/{etag}\r\n"),
         )
         .await;
-        assert_eq!(r.status, 304);
+        assert_eq!(r.status, 304, "weak comparison");
         let r = get(dir.path(), "/c.css", "If-None-Match: *\r\n").await;
         assert_eq!(r.status, 304);
         let r = get(dir.path(), "/c.css", "If-None-Match: \"other\"\r\n").await;
@@ -1759,9 +1129,11 @@ mod tests {
         assert_eq!(r.status, 200);
         let r = get(dir.path(), "/c.css", "If-Modified-Since: garbage\r\n").await;
         assert_eq!(r.status, 200);
+        let r = get(dir.path(), "/c.css", "If-Match: \"other\"\r\n").await;
+        assert_eq!(r.status, 412);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn missing_paths_are_404_and_named_safely() {
         let dir = TempDir::new();
         let r = get(dir.path(), "/nope%3Cscript%3E.txt", "").await;
@@ -1777,11 +1149,13 @@ mod tests {
         .await;
         assert_eq!(parse_responses(&out, &[]).len(), 2);
 
+        // A root that does not exist serves nothing, not the working directory.
         let gone = dir.path().join("gone");
         assert_eq!(get(&gone, "/", "").await.status, 404);
+        assert_eq!(get(&gone, "/Cargo.toml", "").await.status, 404);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn traversal_is_refused() {
         let dir = TempDir::new();
         dir.write("site/ok.txt", b"ok");
@@ -1795,21 +1169,29 @@ mod tests {
             "/..%2Fsecret.txt",
             "/x/../../secret.txt",
             "/./../secret.txt",
+            "/%252e%252e/secret.txt",
             "http://t/../secret.txt",
             "/..",
         ] {
             let r = get(&root, target, "").await;
-            assert!(r.status == 403 || r.status == 404, "{target}: {}", r.status);
+            assert!(
+                matches!(r.status, 400 | 403 | 404)
+                    || (r.status == 301 && r.header("location") == Some("/")),
+                "{target}: {}",
+                r.status
+            );
             assert!(!r.text().contains("SECRET"), "{target}");
         }
+        // `..` stops at the root rather than leaving it.
+        assert_eq!(get(&root, "/../ok.txt", "").await.body, b"ok");
         // A backslash is just a character in a Unix name.
         let r = get(&root, "/..%5csecret.txt", "").await;
-        assert_eq!(r.status, if cfg!(windows) { 403 } else { 404 });
+        assert_eq!(r.status, if cfg!(windows) { 400 } else { 404 });
         assert_eq!(get(&root, "/ok.txt", "").await.body, b"ok");
     }
 
     #[cfg(unix)]
-    #[tokio::test]
+    #[actix_rt::test]
     async fn symlinks_must_stay_inside() {
         use std::os::unix::fs::symlink;
         let dir = TempDir::new();
@@ -1844,22 +1226,22 @@ mod tests {
         assert_eq!(get(&link_root, "/alias/inner.txt", "").await.body, b"inner");
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn bad_requests() {
         let dir = TempDir::new();
         dir.write("f", b"x");
-        for target in ["/a%00b", "/a%ffb", "/a%zz", "/%", "*", "relative"] {
+        for target in ["/a%00b", "/a%ffb", "/a%2fb", "*"] {
             let r = get(dir.path(), target, "").await;
             assert_eq!(r.status, 400, "{target}");
-            assert_eq!(r.header("connection"), Some("close"));
         }
-        let heads: [&[u8]; 6] = [
-            b"GET / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        // Read as an authority with an empty path: sent to the root, never served as a file.
+        let r = get(dir.path(), "relative", "").await;
+        assert_eq!((r.status, r.header("location")), (301, Some("/")));
+        // Malformed heads get 400 and end the connection: the request after them is not read.
+        let heads: [&[u8]; 3] = [
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
         ];
         for head in heads {
             let mut req = head.to_vec();
@@ -1874,15 +1256,8 @@ mod tests {
             b"G E T / HTTP/1.1\r\n\r\n",
         ] {
             let out = parse_responses(&exchange(dir.path(), garbage).await, &[]);
-            assert_eq!(out[0].status, 400);
+            assert_eq!(out[0].status, 400, "{}", String::from_utf8_lossy(garbage));
         }
-        // Matching repeated Content-Length values are fine.
-        let out = exchange(
-            dir.path(),
-            b"GET /f HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nZ",
-        )
-        .await;
-        assert_eq!(parse_responses(&out, &[])[0].status, 200);
         // Half a head, then the visitor leaves: nothing to answer.
         assert!(exchange(dir.path(), b"GET / HTTP/1.1\r\nHo")
             .await
@@ -1890,55 +1265,40 @@ mod tests {
         assert!(exchange(dir.path(), b"").await.is_empty());
     }
 
-    #[tokio::test]
-    async fn oversized_heads_get_431() {
+    #[actix_rt::test]
+    async fn oversized_heads_are_refused() {
         let dir = TempDir::new();
         let mut big = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
-        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        big.extend(std::iter::repeat_n(b'a', 256 * 1024));
         big.extend_from_slice(b"\r\n\r\n");
         let out = parse_responses(&exchange(dir.path(), &big).await, &[]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].status, 431);
 
         let mut many = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
-        for i in 0..MAX_HEADERS {
+        for i in 0..200 {
             many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         let out = parse_responses(&exchange(dir.path(), &many).await, &[]);
-        assert_eq!(out[0].status, 431);
-
-        // A head that never ends is cut off at the limit, not buffered forever.
-        let endless = vec![b'a'; 4 * MAX_HEAD];
-        let out = parse_responses(&exchange(dir.path(), &endless).await, &[]);
-        assert!(out[0].status == 431 || out[0].status == 400);
+        assert!(matches!(out[0].status, 400 | 431), "{}", out[0].status);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn only_get_and_head() {
         let dir = TempDir::new();
         dir.write("f", b"x");
-        // A body on another method ends the connection after the 405.
         let out = exchange(
             dir.path(),
             b"POST /f HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /f HTTP/1.1\r\nHost: t\r\n\r\n",
         )
         .await;
         let out = parse_responses(&out, &[]);
-        assert_eq!(out.len(), 1);
         assert_eq!(out[0].status, 405);
         assert_eq!(out[0].header("allow"), Some("GET, HEAD"));
-        assert_eq!(out[0].header("connection"), Some("close"));
         let out = exchange(
             dir.path(),
-            b"PUT /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        )
-        .await;
-        assert_eq!(parse_responses(&out, &[]).len(), 1);
-        // Without a body the connection goes on.
-        let out = exchange(
-            dir.path(),
-            b"DELETE /f HTTP/1.1\r\nHost: t\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: t\r\n\r\nGET /f HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"DELETE /f HTTP/1.1\r\nHost: t\r\n\r\nOPTIONS /f HTTP/1.1\r\nHost: t\r\n\r\nGET /f HTTP/1.1\r\nHost: t\r\n\r\n",
         )
         .await;
         let out = parse_responses(&out, &[]);
@@ -1950,32 +1310,7 @@ mod tests {
         assert_eq!(parse_responses(&out, &[])[0].status, 405);
     }
 
-    #[tokio::test]
-    async fn bodies_on_get() {
-        let dir = TempDir::new();
-        dir.write("f", b"x");
-        // A small announced body is skipped and the next request is found after it.
-        let out = exchange(
-            dir.path(),
-            b"GET /f HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nGET GET /f HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .await;
-        let out = parse_responses(&out, &[]);
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|r| r.status == 200 && r.body == b"x"));
-        // A chunked one is not decoded: answer, then close.
-        let out = exchange(
-            dir.path(),
-            b"GET /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nZ\r\n0\r\n\r\nGET /f HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .await;
-        let out = parse_responses(&out, &[]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].status, 200);
-        assert_eq!(out[0].header("connection"), Some("close"));
-    }
-
-    #[tokio::test]
+    #[actix_rt::test]
     async fn keep_alive_pipelining_and_close() {
         let dir = TempDir::new();
         dir.write("1.txt", b"one");
@@ -1986,13 +1321,42 @@ mod tests {
             b"GET /1.txt HTTP/1.1\r\nHost: t\r\n\r\n\
               HEAD /2.txt HTTP/1.1\r\nHost: t\r\n\r\n\
               GET /3.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+              HEAD /3.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+              HEAD /1.txt HTTP/1.1\r\nHost: t\r\n\r\n\
               GET /2.txt HTTP/1.1\r\nHost: t\r\n\r\n",
         )
         .await;
-        let out = parse_responses(&out, &[false, true, false, false]);
+        let out = parse_responses(&out, &[false, true, false, true, true, false]);
         let bodies: Vec<&[u8]> = out.iter().map(|r| r.body.as_slice()).collect();
-        assert_eq!(bodies, [&b"one"[..], b"", b"three", b"two"]);
+        assert_eq!(bodies, [&b"one"[..], b"", b"three", b"", b"", b"two"]);
         assert_eq!(out[1].header("content-length"), Some("3"));
+        assert_eq!(out[3].header("content-length"), Some("5"));
+        // Leading empty lines before a request are tolerated (RFC 9112 §2.2).
+        let out = exchange(
+            dir.path(),
+            b"\r\n\r\nGET /1.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .await;
+        assert_eq!(parse_responses(&out, &[])[0].body, b"one");
+        // A body on a GET is not read: the request is answered, then the connection closes.
+        let out = exchange(
+            dir.path(),
+            b"GET /1.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody",
+        )
+        .await;
+        assert_eq!(parse_responses(&out, &[])[0].body, b"one");
+        let out = exchange(
+            dir.path(),
+            b"GET /1.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /2.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .await;
+        let out = parse_responses(&out, &[]);
+        assert_eq!(
+            out.len(),
+            1,
+            "the connection closes after a request with a body"
+        );
+        assert_eq!(out[0].header("connection"), Some("close"));
 
         let out = exchange(
             dir.path(),
@@ -2003,41 +1367,28 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].header("connection"), Some("close"));
 
-        // HTTP/1.0 closes unless it asks to keep the connection (Host is optional there).
+        // HTTP/1.0 closes unless it asks to keep the connection.
         let out = exchange(
             dir.path(),
             b"GET /1.txt HTTP/1.0\r\n\r\nGET /2.txt HTTP/1.0\r\n\r\n",
         )
         .await;
-        let out = parse_responses(&out, &[]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].header("connection"), Some("close"));
+        assert_eq!(parse_responses(&out, &[]).len(), 1);
         let out = exchange(
             dir.path(),
-            b"GET /1.txt HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /2.txt HTTP/1.0\r\n\r\n",
+            b"GET /1.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2.txt HTTP/1.0\r\n\r\n",
         )
         .await;
-        let out = parse_responses(&out, &[]);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].header("connection"), Some("keep-alive"));
-        assert_eq!(out[1].header("connection"), Some("close"));
-
-        // Leading empty lines before a request are tolerated (RFC 9112 §2.2).
-        let out = exchange(
-            dir.path(),
-            b"\r\n\r\nGET /1.txt HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .await;
-        assert_eq!(parse_responses(&out, &[])[0].body, b"one");
+        assert_eq!(parse_responses(&out, &[]).len(), 2);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn requests_arriving_in_pieces() {
         let dir = TempDir::new();
         dir.write("p.txt", b"pieces");
         let (mut client, server) = tokio::io::duplex(1024);
         let root = dir.path().to_path_buf();
-        let task = tokio::spawn(async move { serve(&root, server).await });
+        let task = actix_rt::spawn(async move { serve(&root, server).await });
         for b in b"GET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n" {
             client.write_all(&[*b]).await.unwrap();
             tokio::task::yield_now().await;
@@ -2053,5 +1404,25 @@ mod tests {
         assert!(!task.is_finished());
         drop(client);
         task.await.unwrap().unwrap();
+    }
+
+    /// The tunnel's path: `dial()` on a `file://` address reaches this server.
+    #[actix_rt::test]
+    async fn dial_reaches_the_file_server() {
+        let dir = TempDir::new();
+        dir.write("d.txt", b"dialed");
+        let url = format!("file://{}", dir.path().display());
+        let addr =
+            crate::local::addr::parse(burrow_protocol::control::TunnelProto::Http, &url).unwrap();
+        let crate::local::Local::Other(mut io) = crate::local::dial(&addr).await.unwrap() else {
+            panic!("a file address is not plain TCP");
+        };
+        io.write_all(b"GET /d.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        io.read_to_end(&mut out).await.unwrap();
+        let r = &parse_responses(&out, &[])[0];
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"dialed"[..]));
     }
 }

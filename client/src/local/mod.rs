@@ -33,6 +33,9 @@ const FILE_PIPE: usize = 256 * 1024;
 /// Connects to `local` as its scheme says.
 pub async fn dial(local: &LocalAddr) -> std::io::Result<Local> {
     if let Some(root) = &local.path {
+        // The file server answers on an in-memory pipe, one per visitor connection, rather
+        // than on a loopback port: a port would let any local user read the directory past
+        // the tunnel's basic auth, and would need a server kept alive per root.
         let (ours, theirs) = tokio::io::duplex(FILE_PIPE);
         let root = root.clone();
         actix_rt::spawn(async move {
