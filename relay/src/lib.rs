@@ -11,6 +11,7 @@ pub mod sni;
 pub mod state;
 pub mod tcp;
 pub mod tls;
+pub mod tunnel;
 
 pub use config::{Limits, PortRange, RelayConfig};
 pub use tls::TlsSource;

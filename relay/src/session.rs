@@ -1,13 +1,10 @@
-//! One connected agent: authentication, tunnel binding, and cleanup when it goes.
+//! One connected agent: authentication, its tunnels (an actor each), and telling them when
+//! it goes.
 
-use crate::registry::LeaseKey;
-use crate::router::Route;
 use crate::state::RelayState;
-use crate::tcp;
+use crate::tunnel::{Binder, SessionEnded, SetSchemes, Tunnel, Unbind as TunnelUnbind};
 use actix::prelude::*;
-use burrow_protocol::control::{
-    self, BindTls, ClientMessage, ServerMessage, TunnelProto, TunnelRequest,
-};
+use burrow_protocol::control::{self, ClientMessage, ServerMessage};
 use burrow_protocol::frame::DEFAULT_MAX_FRAME;
 use burrow_protocol::mux::{MuxEvent, MuxHandle};
 use std::collections::HashMap;
@@ -16,10 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{info, warn};
 
-struct Bound {
-    keys: Vec<LeaseKey>,
-}
-
 /// The relay's side of one agent session.
 pub struct Session {
     id: u64,
@@ -27,7 +20,7 @@ pub struct Session {
     state: Arc<RelayState>,
     mux: MuxHandle,
     client_id: Option<String>,
-    tunnels: HashMap<u64, Bound>,
+    tunnels: HashMap<u64, Addr<Tunnel>>,
     /// Held until the agent authenticates.
     pending: Option<Pending>,
 }
@@ -95,10 +88,16 @@ impl Session {
             (ClientMessage::Auth { .. }, Some(_)) => self.fail(ctx, "authenticated twice".into()),
             (_, None) => self.fail(ctx, "a message came before authentication".into()),
             (ClientMessage::Bind { req, tunnel }, Some(client)) => {
-                let client = client.clone();
-                let reply = match self.bind(&tunnel, &client) {
-                    Ok((tunnel_id, urls)) => {
+                let binder = Binder {
+                    session: self.id,
+                    client: client.clone(),
+                    mux: self.mux.clone(),
+                };
+                let reply = match Tunnel::bind(&self.state, &binder, &tunnel) {
+                    Ok((t, urls)) => {
+                        let tunnel_id = t.id();
                         info!(session = self.id, tunnel = tunnel_id, urls = ?urls, "tunnel bound");
+                        self.tunnels.insert(tunnel_id, t.start());
                         ServerMessage::Bound {
                             req,
                             tunnel_id,
@@ -120,144 +119,32 @@ impl Session {
                 },
                 Some(_),
             ) => {
-                let reply = match self.set_schemes(tunnel_id, bind_tls) {
-                    Ok(urls) => ServerMessage::Bound {
-                        req,
-                        tunnel_id,
-                        urls,
-                    },
-                    Err(message) => ServerMessage::BindFailed { req, message },
+                let Some(t) = self.tunnels.get(&tunnel_id) else {
+                    let message = "unknown tunnel".to_string();
+                    return self.send(&ServerMessage::BindFailed { req, message });
                 };
-                self.send(&reply);
+                let asked = t.send(SetSchemes(bind_tls));
+                ctx.spawn(asked.into_actor(self).map(move |answer, act, _| {
+                    let reply = match answer {
+                        Ok(Ok(urls)) => ServerMessage::Bound {
+                            req,
+                            tunnel_id,
+                            urls,
+                        },
+                        Ok(Err(message)) => ServerMessage::BindFailed { req, message },
+                        Err(_) => ServerMessage::BindFailed {
+                            req,
+                            message: "tunnel is not routed".into(),
+                        },
+                    };
+                    act.send(&reply);
+                }));
             }
-            (ClientMessage::Unbind { tunnel_id }, Some(client)) => {
-                let client = client.clone();
-                if let Some(b) = self.tunnels.remove(&tunnel_id) {
-                    self.unroute(tunnel_id, &b);
-                    for k in &b.keys {
-                        self.state.registry.forget(k, &client);
-                    }
+            (ClientMessage::Unbind { tunnel_id }, Some(_)) => {
+                if let Some(t) = self.tunnels.remove(&tunnel_id) {
+                    t.do_send(TunnelUnbind);
                     info!(session = self.id, tunnel = tunnel_id, "tunnel unbound");
                 }
-            }
-        }
-    }
-
-    fn bind(&mut self, t: &TunnelRequest, client: &str) -> Result<(u64, Vec<String>), String> {
-        let tunnel_id = self.state.next_id();
-        match t.proto {
-            TunnelProto::Http | TunnelProto::Tls => {
-                if let Some(h) = &t.host_header {
-                    burrow_http::hostname::validate_host_header(h)?;
-                }
-                if t.proto == TunnelProto::Tls && self.state.https_port.is_none() {
-                    return Err("this relay has no TLS listener for tls tunnels".into());
-                }
-                let host = self.state.pick_host(t, client)?;
-                let key = LeaseKey::Host(host.clone());
-                self.state
-                    .registry
-                    .claim(&key, client, self.id)
-                    .map_err(|e| e.to_string())?;
-                let route = Route {
-                    tunnel_id,
-                    mux: self.mux.clone(),
-                    bind_tls: t.bind_tls,
-                    session_id: self.id,
-                    client_id: client.to_string(),
-                    auth: t.auth.as_deref().map(crate::http::auth::expected_header),
-                    proto: t.proto,
-                    host_header: t.host_header.clone(),
-                };
-                if !self.state.router.insert(&host, route) {
-                    return Err(format!(
-                        "hostname {host} is already in use by another tunnel"
-                    ));
-                }
-                let urls = match t.proto {
-                    TunnelProto::Tls => self.state.url("tls", &host).into_iter().collect(),
-                    _ => self.urls(&host, t.bind_tls),
-                };
-                if urls.is_empty() {
-                    self.state.router.remove(&host, tunnel_id);
-                    return Err("this relay has no listener for the requested scheme".into());
-                }
-                self.tunnels.insert(tunnel_id, Bound { keys: vec![key] });
-                Ok((tunnel_id, urls))
-            }
-            TunnelProto::Tcp => {
-                if let Some(p) = t.remote_port {
-                    if let Some(r) = self.state.router.lookup_port(p) {
-                        if !r.mux.is_closed() && (r.client_id != client || r.session_id == self.id)
-                        {
-                            return Err(format!("port {p} is already in use by another tunnel"));
-                        }
-                    }
-                }
-                let port = tcp::bind_port(&self.state, t.remote_port, client, self.id)?;
-                let route = Route {
-                    tunnel_id,
-                    mux: self.mux.clone(),
-                    bind_tls: BindTls::Both,
-                    session_id: self.id,
-                    client_id: client.to_string(),
-                    auth: None,
-                    proto: TunnelProto::Tcp,
-                    host_header: None,
-                };
-                self.state.router.insert_port(port, route);
-                self.tunnels.insert(
-                    tunnel_id,
-                    Bound {
-                        keys: vec![LeaseKey::Port(port)],
-                    },
-                );
-                Ok((
-                    tunnel_id,
-                    vec![format!("tcp://{}:{port}", self.state.cfg.domain)],
-                ))
-            }
-        }
-    }
-
-    fn set_schemes(&mut self, tunnel_id: u64, bind_tls: BindTls) -> Result<Vec<String>, String> {
-        let b = self.tunnels.get(&tunnel_id).ok_or("unknown tunnel")?;
-        let Some(LeaseKey::Host(host)) = b.keys.first() else {
-            return Err("only http tunnels have schemes".into());
-        };
-        let route = self
-            .state
-            .router
-            .lookup_exact(host)
-            .filter(|r| r.tunnel_id == tunnel_id)
-            .ok_or("tunnel is not routed")?;
-        if route.proto != TunnelProto::Http {
-            return Err("only http tunnels have schemes".into());
-        }
-        let mut updated = (*route).clone();
-        updated.bind_tls = bind_tls;
-        if !self.state.router.update(host, updated) {
-            return Err("tunnel is not routed".into());
-        }
-        Ok(self.urls(host, bind_tls))
-    }
-
-    fn urls(&self, host: &str, bind_tls: BindTls) -> Vec<String> {
-        let mut urls = Vec::new();
-        if bind_tls != BindTls::Http {
-            urls.extend(self.state.url("https", host));
-        }
-        if bind_tls != BindTls::Https {
-            urls.extend(self.state.url("http", host));
-        }
-        urls
-    }
-
-    fn unroute(&self, tunnel_id: u64, b: &Bound) {
-        for k in &b.keys {
-            match k {
-                LeaseKey::Host(h) => self.state.router.remove(h, tunnel_id),
-                LeaseKey::Port(p) => self.state.router.remove_port(*p, tunnel_id),
             }
         }
     }
@@ -276,13 +163,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        let client = self.client_id.clone().unwrap_or_default();
-        let tunnels = std::mem::take(&mut self.tunnels);
-        for (id, b) in tunnels {
-            self.unroute(id, &b);
-            for k in &b.keys {
-                self.state.registry.release(k, &client, self.id);
-            }
+        for (_, t) in self.tunnels.drain() {
+            t.do_send(SessionEnded);
         }
         self.mux.close("session ended");
         info!(session = self.id, peer = %self.peer, "agent session ended");
