@@ -10,6 +10,7 @@ pub mod local;
 pub mod logfmt;
 pub mod metrics;
 pub mod outbound;
+pub mod run;
 pub mod tunnels;
 pub mod web;
 
@@ -18,9 +19,6 @@ pub use tunnels::supervisor::Supervisor as AgentSupervisor;
 use actix::prelude::*;
 use anyhow::Context as _;
 use cli::{Command, Flags};
-use config::settings::{load_config, Settings, WebAddr};
-use config::ConsoleUi;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +26,7 @@ use tunnels::connection::Observers;
 use tunnels::session::SessionConfig;
 use tunnels::spec::TunnelSpec;
 pub use tunnels::supervisor::AgentEvent;
-use tunnels::supervisor::{Shutdown, Supervisor};
+use tunnels::supervisor::Supervisor;
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -131,33 +129,6 @@ pub fn start_observed(
     Supervisor::new(session, tunnels, obs, events).start()
 }
 
-/// Where log lines go; returns whether stdout is free for the console.
-fn init_logging(settings: &Settings) -> anyhow::Result<bool> {
-    use tracing_subscriber::prelude::*;
-    let sink: Box<dyn Write + Send> = match settings.log.as_str() {
-        "false" | "" => return Ok(true),
-        "stdout" => Box::new(std::io::stdout()),
-        "stderr" => Box::new(std::io::stderr()),
-        path => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log file {path}"))?,
-        ),
-    };
-    let level = settings.log_level;
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("burrow", level)
-        .with_target("burrow_relay", level)
-        .with_target("burrow_http", level)
-        .with_target("burrow_protocol", level);
-    tracing_subscriber::registry()
-        .with(logfmt::LogfmtLayer::with_format(sink, settings.log_format).with_filter(filter))
-        .init();
-    Ok(settings.log != "stdout")
-}
-
 /// Runs the command line; returns the process exit code.
 pub fn run_cli(args: Vec<String>) -> i32 {
     let (command, flags) = match cli::parse(args) {
@@ -191,7 +162,7 @@ pub fn run_cli(args: Vec<String>) -> i32 {
         Command::Authtoken(token) => return save_token(&flags, token),
         _ => {}
     }
-    match run_agent(&command, &flags) {
+    match run::run_agent(&command, &flags) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -235,238 +206,4 @@ fn save_token(flags: &Flags, token: &str) -> i32 {
             1
         }
     }
-}
-
-/// Binds the API listener: an explicit address or nothing, else 4040, 4041, ...
-fn bind_web(web: &WebAddr) -> anyhow::Result<Option<std::net::TcpListener>> {
-    match web {
-        WebAddr::Off => Ok(None),
-        WebAddr::Explicit(a) => std::net::TcpListener::bind(a).map(Some).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                "address already in use".to_string()
-            } else {
-                e.to_string()
-            };
-            anyhow::anyhow!("listen tcp {a}: bind: {why}")
-        }),
-        WebAddr::Default => {
-            for port in 4040..4140 {
-                if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-                    return Ok(Some(l));
-                }
-            }
-            anyhow::bail!(
-                "listen tcp 127.0.0.1:4040: bind: address already in use (and the next 99 ports)"
-            )
-        }
-    }
-}
-
-fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
-    let (cfg, paths) = load_config(flags)?;
-    let settings = Settings::resolve(&cfg, flags, paths)?;
-    let tunnels: Vec<TunnelSpec> = match command {
-        Command::Start(names) => {
-            let configured = cfg.tunnels.clone().unwrap_or_default();
-            let chosen: Vec<String> = if flags.none {
-                Vec::new()
-            } else if flags.all {
-                configured.keys().cloned().collect()
-            } else {
-                names.clone()
-            };
-            let mut out = Vec::new();
-            for n in chosen {
-                let t = configured
-                    .get(&n)
-                    .with_context(|| format!("tunnel {n:?} is not defined in the configuration"))?;
-                out.push(config::spec::from_config(&n, t).map_err(anyhow::Error::msg)?);
-            }
-            out
-        }
-        other => vec![config::spec::from_flags(other, flags)?],
-    };
-    let console = init_logging(&settings)?;
-    if cfg.update.is_some() || cfg.update_channel.is_some() {
-        tracing::debug!(
-            obj = "updater",
-            "burrow does not update itself; update settings are ignored"
-        );
-    }
-    burrow_http::tls::install_crypto();
-    let web = bind_web(&settings.web_addr)?;
-    let sys = System::new();
-    let setup: anyhow::Result<()> = sys.block_on(async {
-        let session = match &settings.server {
-            Some(server) => {
-                let tls = client_tls(settings.root_cas.as_deref(), None)?;
-                let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
-                let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
-                cfg.proxy = outbound::choose(
-                    settings.http_proxy.as_deref(),
-                    settings.socks5_proxy.as_deref(),
-                    &|k| std::env::var(k).ok(),
-                    host,
-                )
-                .map_err(anyhow::Error::msg)?;
-                cfg
-            }
-            None => {
-                let relay = embedded::start().await?;
-                let tls = client_tls(None, relay.ca_pem.as_deref())?;
-                let server = format!("localhost:{}", relay.control_addr.port());
-                // The embedded relay lives as long as the system does.
-                Box::leak(Box::new(relay));
-                session_config(&server, tls, settings.authtoken.clone())?
-            }
-        };
-        use std::cell::RefCell;
-        use std::io::IsTerminal;
-        use std::rc::Rc;
-        let show_console = console
-            && match settings.console_ui {
-                ConsoleUi::True => true,
-                ConsoleUi::False => false,
-                ConsoleUi::IfTty => std::io::stdout().is_terminal(),
-            };
-        let view = Rc::new(RefCell::new(console::ConsoleState {
-            version: VERSION.into(),
-            region: settings.region.clone(),
-            ..Default::default()
-        }));
-        let screen: Rc<RefCell<Option<console::Console>>> = Rc::new(RefCell::new(None));
-        if show_console {
-            let color = console::ColorMode::parse(&settings.console_ui_color)
-                .unwrap_or(console::ColorMode::Transparent);
-            *screen.borrow_mut() = Some(console::Console::start(color)?);
-        }
-        let (v, scr) = (view.clone(), screen.clone());
-        let quiet = matches!(settings.log.as_str(), "false" | "");
-        let print: Box<dyn Fn(AgentEvent)> = Box::new(move |ev| match ev {
-            AgentEvent::Forwarding { spec, url } => {
-                let first = v.borrow().forwarding.is_empty();
-                v.borrow_mut()
-                    .forwarding
-                    .push((url.clone(), spec.local.display()));
-                if console && scr.borrow().is_none() {
-                    if first {
-                        if let Some(web) = &v.borrow().web_interface {
-                            println!("Web Interface  {web}");
-                        }
-                    }
-                    println!("Forwarding  {url} -> {}", spec.local.display());
-                }
-            }
-            AgentEvent::Online => v.borrow_mut().status = console::SessionStatus::Online,
-            AgentEvent::Reconnecting(why) => {
-                // With neither logs nor a console, say why nothing is happening.
-                if quiet && scr.borrow().is_none() {
-                    eprintln!("WARN: relay unreachable, retrying: {why}");
-                }
-                v.borrow_mut().status = console::SessionStatus::Reconnecting(why);
-            }
-            AgentEvent::Fatal(msg) => {
-                if let Some(mut c) = scr.borrow_mut().take() {
-                    c.restore();
-                }
-                eprintln!("ERROR: {msg}");
-                // Give log readers the error line before the process goes.
-                std::thread::sleep(Duration::from_millis(500));
-                System::current().stop_with_code(1);
-            }
-        });
-        let hub = metrics::MetricsHub::start();
-        let inspector = inspect::store::Inspector::new(settings.inspect_db_size);
-        let obs = Observers {
-            metrics: hub.clone(),
-            inspector: inspector.clone(),
-        };
-        let sup = start_observed(session, tunnels, obs, print);
-        if let Some(listener) = web {
-            let addr = listener.local_addr()?;
-            view.borrow_mut().web_interface = Some(format!("http://{addr}"));
-            let server = web::serve(
-                listener,
-                web::ApiState {
-                    supervisor: sup.clone(),
-                    hub: hub.clone(),
-                    inspector,
-                    addr,
-                    settings: settings.rows(),
-                },
-            )?;
-            actix_rt::spawn(server);
-            tracing::info!(obj = "web", addr = %addr, "starting web service");
-        }
-        if screen.borrow().is_some() {
-            let (view, screen, hub) = (view, screen.clone(), hub);
-            actix_rt::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                loop {
-                    tick.tick().await;
-                    let (conns, requests) = console_stats(&hub).await;
-                    {
-                        let mut v = view.borrow_mut();
-                        v.conns = conns;
-                        v.requests = requests;
-                    }
-                    match screen.borrow_mut().as_mut() {
-                        Some(c) => {
-                            let _ = c.draw(&view.borrow());
-                        }
-                        None => return,
-                    }
-                }
-            });
-        }
-        // Signals are registered before anything is announced, so none is missed.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        actix_rt::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if let Some(mut c) = screen.borrow_mut().take() {
-                c.restore();
-            }
-            // Exit within a second even if the relay is slow to take the goodbye.
-            std::thread::spawn(|| {
-                std::thread::sleep(Duration::from_secs(1));
-                std::process::exit(0);
-            });
-            let _ = sup.send(Shutdown).await;
-        });
-        Ok(())
-    });
-    setup?;
-    Ok(sys.run_with_code()?)
-}
-
-/// The console's statistics from the metrics (all tunnels together).
-async fn console_stats(
-    hub: &metrics::MetricsHub,
-) -> (console::ConnStats, Vec<console::RequestLine>) {
-    let snaps = hub.snapshot().await;
-    let mut c = console::ConnStats::default();
-    for m in snaps.values() {
-        c.ttl += m.conns.count;
-        c.opn += m.conns.gauge.unwrap_or(0);
-        c.rt1 += m.conns.rate1;
-        c.rt5 += m.conns.rate5;
-        // The slowest tunnel's percentiles, in seconds.
-        c.p50 = c.p50.max(m.conns.p50 / 1e9);
-        c.p90 = c.p90.max(m.conns.p90 / 1e9);
-    }
-    let requests = hub
-        .recent()
-        .into_iter()
-        .map(|r| console::RequestLine {
-            method: r.method,
-            path: r.path,
-            status_code: Some(r.status),
-            status_text: burrow_http::pages::reason(r.status).to_string(),
-        })
-        .collect();
-    (c, requests)
 }
