@@ -51,7 +51,7 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
     if let Some(h) = &t.hostname {
         // The relay has the last word (its own domain cannot be covered); this catches
         // malformed names before anything starts.
-        burrow_http::hostname::custom_hostname(h, "")?;
+        burrow_http::hostname::custom_hostname::<burrow_http::hostname::HostnameError>(h, "")?;
     }
     if p != TunnelProto::Http {
         for (set, key) in [
