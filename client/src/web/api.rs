@@ -220,7 +220,14 @@ async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
     };
     let spec = match crate::config::spec::from_config(&name, &cfg) {
         Ok(s) => s,
-        Err(e) => return error(400, 102, &format!("invalid tunnel configuration: {e}"), &e),
+        Err(e) => {
+            return error(
+                400,
+                102,
+                &format!("invalid tunnel configuration: {e}"),
+                &e.to_string(),
+            )
+        }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.supervisor.do_send(AddTunnel(spec, tx));
