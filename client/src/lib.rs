@@ -280,7 +280,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                 let t = configured
                     .get(&n)
                     .with_context(|| format!("tunnel {n:?} is not defined in the configuration"))?;
-                out.push(config::spec::from_config(&n, t).map_err(anyhow::Error::msg)?);
+                out.push(config::spec::from_config(&n, t)?);
             }
             out
         }
@@ -307,8 +307,7 @@ fn run_agent(command: &Command, flags: &Flags) -> anyhow::Result<i32> {
                     settings.socks5_proxy.as_deref(),
                     &|k| std::env::var(k).ok(),
                     host,
-                )
-                .map_err(anyhow::Error::msg)?;
+                )?;
                 cfg
             }
             None => {
