@@ -12,7 +12,7 @@ pub mod state;
 pub mod tcp;
 pub mod tls;
 
-pub use config::{Limits, PortRange, RelayConfig};
+pub use config::{Limits, PortRange, PortRangeError, RelayConfig};
 pub use tls::TlsSource;
 
 use burrow_http::workers::ArbiterPool;
