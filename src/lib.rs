@@ -183,7 +183,7 @@ impl TestAgent {
                 auth: opts.auth,
                 host_header: None,
             },
-            burrow::local::addr::parse(opts.proto, &opts.addr)?,
+            burrow::local::addr::parse(opts.proto, &opts.addr).map_err(|e| e.to_string())?,
         );
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let supervisor = burrow::start(

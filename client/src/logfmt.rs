@@ -104,17 +104,25 @@ pub enum Format {
 
 impl Format {
     /// Parses `logfmt`, `json` or `term`.
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub fn parse(s: &str) -> Result<Format, FormatError> {
         match s {
             "logfmt" => Ok(Format::Logfmt),
             "json" => Ok(Format::Json),
             "term" => Ok(Format::Term),
-            other => Err(format!(
-                "invalid log_format {other:?}: want logfmt, json or term"
-            )),
+            other => Err(FormatError(other.to_string())),
         }
     }
 }
+
+/// A `log_format` (or `--log-format`) that names no format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid log_format {0:?}: want logfmt, json or term")]
+pub struct FormatError(pub String);
+
+/// A `log_level` (or `--log-level`) that names no level; holds the name lowercased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid log level {0:?}: want debug (dbug), info, warn, error (eror) or crit")]
+pub struct LevelError(pub String);
 
 /// Writes each event as one line to the sink, flushed at once.
 pub struct LogfmtLayer {
@@ -195,15 +203,13 @@ impl<S: Subscriber> Layer<S> for LogfmtLayer {
 }
 
 /// Parses a log level name as ngrok writes them.
-pub fn parse_level(l: &str) -> Result<Level, String> {
+pub fn parse_level(l: &str) -> Result<Level, LevelError> {
     match l.to_ascii_lowercase().as_str() {
         "dbug" | "debug" | "trace" => Ok(Level::DEBUG),
         "info" => Ok(Level::INFO),
         "warn" | "warning" => Ok(Level::WARN),
         "eror" | "error" | "crit" => Ok(Level::ERROR),
-        other => Err(format!(
-            "invalid log level {other:?}: want debug (dbug), info, warn, error (eror) or crit"
-        )),
+        other => Err(LevelError(other.to_string())),
     }
 }
 

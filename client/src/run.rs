@@ -113,7 +113,7 @@ fn chosen_tunnels(
             let t = configured
                 .get(&n)
                 .with_context(|| format!("tunnel {n:?} is not defined in the configuration"))?;
-            config::spec::from_config(&n, t).map_err(anyhow::Error::msg)
+            Ok(config::spec::from_config(&n, t)?)
         })
         .collect()
 }
@@ -136,8 +136,7 @@ async fn relay_session(settings: &Settings) -> anyhow::Result<SessionConfig> {
         settings.socks5_proxy.as_deref(),
         &|k| std::env::var(k).ok(),
         host,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     Ok(cfg)
 }
 

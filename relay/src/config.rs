@@ -61,18 +61,31 @@ impl std::fmt::Display for PortRange {
     }
 }
 
+/// A `--tcp-ports` value that is not a usable range; holds the value as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortRangeError {
+    /// A bound that is not a port number.
+    #[error("invalid port range {0:?}: expected START-END with ports 1-65535")]
+    Port(String),
+    /// Bounds in the wrong order, or 0 mixed with a real port (0 means any, so only `0-0`).
+    #[error(
+        "invalid port range {0:?}: expected START-END with START <= END, or 0-0 for any free port"
+    )]
+    Order(String),
+}
+
 impl std::str::FromStr for PortRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PortRangeError;
+    fn from_str(s: &str) -> Result<Self, PortRangeError> {
         let (a, b) = s.split_once('-').unwrap_or((s, s));
         let parse = |x: &str| {
-            x.trim().parse::<u16>().map_err(|_| {
-                format!("invalid port range {s:?}: expected START-END with ports 1-65535")
-            })
+            x.trim()
+                .parse::<u16>()
+                .map_err(|_| PortRangeError::Port(s.to_string()))
         };
         let (start, end) = (parse(a)?, parse(b)?);
         if start > end || (start == 0) != (end == 0) {
-            return Err(format!("invalid port range {s:?}: expected START-END"));
+            return Err(PortRangeError::Order(s.to_string()));
         }
         Ok(PortRange { start, end })
     }

@@ -13,7 +13,7 @@ pub mod tcp;
 pub mod tls;
 pub mod tunnel;
 
-pub use config::{Limits, PortRange, RelayConfig};
+pub use config::{Limits, PortRange, PortRangeError, RelayConfig};
 pub use tls::TlsSource;
 
 use burrow_http::workers::ArbiterPool;

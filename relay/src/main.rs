@@ -1,7 +1,7 @@
 //! `burrowd`: run a Burrow relay.
 
 use anyhow::{bail, Context};
-use burrow_relay::{PortRange, RelayConfig, TlsSource};
+use burrow_relay::{PortRange, PortRangeError, RelayConfig, TlsSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,7 +120,7 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             "tcp-ports" => {
                 cfg.tcp_ports = value
                     .parse()
-                    .map_err(|e: String| anyhow::anyhow!("--tcp-ports: {e}"))?;
+                    .map_err(|e: PortRangeError| anyhow::anyhow!("--tcp-ports: {e}"))?;
             }
             "auth-token" => cfg.tokens.push(value),
             "auth-token-file" => {

@@ -104,8 +104,9 @@ impl Session {
                             urls,
                         }
                     }
-                    Err(message) => {
-                        info!(session = self.id, err = %message, "tunnel refused");
+                    Err(e) => {
+                        info!(session = self.id, err = %e, "tunnel refused");
+                        let message = e.to_string();
                         ServerMessage::BindFailed { req, message }
                     }
                 };
@@ -131,7 +132,10 @@ impl Session {
                             tunnel_id,
                             urls,
                         },
-                        Ok(Err(message)) => ServerMessage::BindFailed { req, message },
+                        Ok(Err(e)) => ServerMessage::BindFailed {
+                            req,
+                            message: e.to_string(),
+                        },
                         Err(_) => ServerMessage::BindFailed {
                             req,
                             message: "tunnel is not routed".into(),

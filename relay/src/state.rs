@@ -12,6 +12,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Why a tunnel request got no host name.
+#[derive(Debug, thiserror::Error)]
+pub enum PickError {
+    /// The asked-for name breaks the host-name rules.
+    #[error(transparent)]
+    Invalid(#[from] burrow_http::hostname::HostnameError),
+    /// Every random name tried was taken.
+    #[error("could not find a free random subdomain")]
+    NoFreeName,
+}
+
 /// The relay's shared state.
 pub struct RelayState {
     /// Configuration it runs with.
@@ -92,10 +103,10 @@ impl RelayState {
     }
 
     /// The public host a tunnel request gets.
-    pub fn pick_host(&self, t: &TunnelRequest, client: &str) -> Result<String, String> {
+    pub fn pick_host(&self, t: &TunnelRequest, client: &str) -> Result<String, PickError> {
         let domain = &self.cfg.domain;
         if let Some(h) = &t.hostname {
-            return custom_hostname(h, domain);
+            return Ok(custom_hostname(h, domain)?);
         }
         if let Some(s) = &t.subdomain {
             let s = validate_label(s)?;
@@ -111,7 +122,7 @@ impl RelayState {
                 return Ok(host);
             }
         }
-        Err("could not find a free random subdomain".into())
+        Err(PickError::NoFreeName)
     }
 
     /// The public URL for `host` over `scheme`, if the relay listens for it.

@@ -1,16 +1,48 @@
 //! Public TCP ports for tcp tunnels: one accept loop per port, routed through the
 //! router so a reconnecting agent takes its port back without a rebind.
 
-use crate::registry::LeaseKey;
+use crate::config::PortRange;
+use crate::registry::{LeaseKey, Taken};
 use crate::state::RelayState;
 use burrow_http::workers::Connection;
 use burrow_protocol::control::{self, StreamMeta};
 use burrow_protocol::mux::splice;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
+
+/// Why a tcp tunnel gets no public port.
+#[derive(Debug, thiserror::Error)]
+pub enum BindPortError {
+    /// The requested port is outside `--tcp-ports`.
+    #[error("port {port} is outside this relay's tcp port range {}-{}", .range.start, .range.end)]
+    OutOfRange {
+        /// The port asked for.
+        port: u16,
+        /// The relay's range.
+        range: PortRange,
+    },
+    /// Another agent holds the port, or its lease keeps it for a departed one.
+    #[error("{0}")]
+    Taken(Taken),
+    /// The port cannot be listened on (in use by another program, or not permitted).
+    #[error("cannot listen on {addr}: {err}")]
+    Listen {
+        /// The address tried.
+        addr: SocketAddr,
+        /// What the system said.
+        err: io::Error,
+    },
+    /// The listener could not be handed to the runtime or asked for its port.
+    #[error("{0}")]
+    Io(io::Error),
+    /// Every attempt at a random free port in the range failed.
+    #[error("no free tcp port on this relay")]
+    Exhausted,
+}
 
 /// Claims and listens on a port for `client`: the requested one, or a free one.
 pub fn bind_port(
@@ -18,19 +50,16 @@ pub fn bind_port(
     requested: Option<u16>,
     client: &str,
     session: u64,
-) -> Result<u16, String> {
+) -> Result<u16, BindPortError> {
     let range = state.cfg.tcp_ports;
     if let Some(p) = requested {
         if !range.contains(p) {
-            return Err(format!(
-                "port {p} is outside this relay's tcp port range {}-{}",
-                range.start, range.end
-            ));
+            return Err(BindPortError::OutOfRange { port: p, range });
         }
         state
             .registry
             .claim(&LeaseKey::Port(p), client, session)
-            .map_err(|e| e.to_string())?;
+            .map_err(BindPortError::Taken)?;
         if !state.port_listeners.contains_key(&p) {
             listen(state, p)?;
         }
@@ -61,16 +90,16 @@ pub fn bind_port(
             return Ok(port);
         }
     }
-    Err("no free tcp port on this relay".into())
+    Err(BindPortError::Exhausted)
 }
 
-fn listen(state: &Arc<RelayState>, port: u16) -> Result<u16, String> {
+fn listen(state: &Arc<RelayState>, port: u16) -> Result<u16, BindPortError> {
     let addr = SocketAddr::new(state.cfg.tcp_bind, port);
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let listener = TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        .map_err(|err| BindPortError::Listen { addr, err })?;
+    let listener = TcpListener::from_std(std_listener).map_err(BindPortError::Io)?;
+    let port = listener.local_addr().map_err(BindPortError::Io)?.port();
     state.port_listeners.insert(port, ());
     actix_rt::spawn(accept_loop(listener, port, state.clone()));
     Ok(port)

@@ -13,6 +13,40 @@ use burrow_protocol::mux::MuxHandle;
 use std::sync::Arc;
 use tracing::info;
 
+/// Why a bind was refused; the text goes back to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A `host_header` value that cannot go into a request head.
+    #[error(transparent)]
+    HostHeader(#[from] burrow_http::hostname::HostnameError),
+    /// The name asked for is invalid, or no random one was free.
+    #[error(transparent)]
+    Host(#[from] crate::state::PickError),
+    /// Someone else holds the name or port (a live session or a lease).
+    #[error(transparent)]
+    Taken(#[from] crate::registry::Taken),
+    /// The tcp port could not be had.
+    #[error(transparent)]
+    Port(#[from] tcp::BindPortError),
+    /// Another live tunnel is routed on the name or port.
+    #[error("{0} is already in use by another tunnel")]
+    InUse(String),
+    /// The relay has no listener for what the tunnel needs.
+    #[error("this relay has no {0}")]
+    NoListener(&'static str),
+}
+
+/// Why the schemes of a tunnel could not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SchemesError {
+    /// Only http tunnels serve http and https.
+    #[error("only http tunnels have schemes")]
+    NotHttp,
+    /// The route went away (the tunnel is stopping).
+    #[error("tunnel is not routed")]
+    NotRouted,
+}
+
 /// Who binds: the session and the agent identity behind it.
 #[derive(Clone)]
 pub struct Binder {
@@ -52,7 +86,7 @@ impl Tunnel {
         state: &Arc<RelayState>,
         binder: &Binder,
         t: &TunnelRequest,
-    ) -> Result<(Tunnel, Vec<String>), String> {
+    ) -> Result<(Tunnel, Vec<String>), BindError> {
         let id = state.next_id();
         let client = binder.client.as_str();
         let route = Route {
@@ -71,25 +105,20 @@ impl Tunnel {
                     burrow_http::hostname::validate_host_header(h)?;
                 }
                 if t.proto == TunnelProto::Tls && state.https_port.is_none() {
-                    return Err("this relay has no TLS listener for tls tunnels".into());
+                    return Err(BindError::NoListener("TLS listener for tls tunnels"));
                 }
                 let host = state.pick_host(t, client)?;
                 let key = LeaseKey::Host(host.clone());
-                state
-                    .registry
-                    .claim(&key, client, binder.session)
-                    .map_err(|e| e.to_string())?;
+                state.registry.claim(&key, client, binder.session)?;
                 let urls = match t.proto {
                     TunnelProto::Tls => state.url("tls", &host).into_iter().collect(),
                     _ => urls(state, &host, t.bind_tls),
                 };
                 if urls.is_empty() {
-                    return Err("this relay has no listener for the requested scheme".into());
+                    return Err(BindError::NoListener("listener for the requested scheme"));
                 }
                 if !state.router.insert(&host, route) {
-                    return Err(format!(
-                        "hostname {host} is already in use by another tunnel"
-                    ));
+                    return Err(BindError::InUse(format!("hostname {host}")));
                 }
                 (key, urls)
             }
@@ -98,7 +127,7 @@ impl Tunnel {
                     if let Some(r) = state.router.lookup_port(p) {
                         let theirs = r.client_id != client || r.session_id == binder.session;
                         if !r.mux.is_closed() && theirs {
-                            return Err(format!("port {p} is already in use by another tunnel"));
+                            return Err(BindError::InUse(format!("port {p}")));
                         }
                     }
                 }
@@ -196,28 +225,28 @@ impl Handler<SessionEnded> for Tunnel {
 
 /// Serve http, https or both from now on; answers the new URLs.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<String>, String>")]
+#[rtype(result = "Result<Vec<String>, SchemesError>")]
 pub struct SetSchemes(pub BindTls);
 
 impl Handler<SetSchemes> for Tunnel {
-    type Result = Result<Vec<String>, String>;
+    type Result = Result<Vec<String>, SchemesError>;
     fn handle(&mut self, SetSchemes(bind_tls): SetSchemes, _: &mut Self::Context) -> Self::Result {
         let LeaseKey::Host(host) = &self.key else {
-            return Err("only http tunnels have schemes".into());
+            return Err(SchemesError::NotHttp);
         };
         if self.proto != TunnelProto::Http {
-            return Err("only http tunnels have schemes".into());
+            return Err(SchemesError::NotHttp);
         }
         let route = self
             .state
             .router
             .lookup_exact(host)
             .filter(|r| r.tunnel_id == self.id)
-            .ok_or("tunnel is not routed")?;
+            .ok_or(SchemesError::NotRouted)?;
         let mut updated = (*route).clone();
         updated.bind_tls = bind_tls;
         if !self.state.router.update(host, updated) {
-            return Err("tunnel is not routed".into());
+            return Err(SchemesError::NotRouted);
         }
         Ok(urls(&self.state, host, bind_tls))
     }

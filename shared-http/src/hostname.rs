@@ -1,23 +1,48 @@
 //! Host-name rules shared by the relay (what it binds) and the agent (what it asks for).
 
+/// A subdomain, hostname or `Host` value that breaks the rules, with the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostnameError {
+    /// Not a DNS label.
+    #[error("invalid subdomain {0:?}: use 1-63 letters, digits or inner hyphens")]
+    Label(String),
+    /// Not a dot-separated name of valid labels.
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    /// A `*.` name whose parent is not a valid hostname.
+    #[error("invalid wildcard hostname {0:?}: want *.example.com")]
+    Wildcard(String),
+    /// A wildcard that would also match the relay's own random names.
+    #[error("wildcard hostname {host:?} would cover this relay's domain {domain}")]
+    CoversDomain {
+        /// The wildcard asked for.
+        host: String,
+        /// The relay's domain.
+        domain: String,
+    },
+    /// A `Host` value that could break the request head it is written into.
+    #[error("invalid host_header {0:?}: want a host[:port] without spaces")]
+    HostHeader(String),
+}
+
 /// Checks a custom hostname, exact or wildcard (`*.example.com`).
-pub fn custom_hostname(h: &str, domain: &str) -> Result<String, String> {
+pub fn custom_hostname(h: &str, domain: &str) -> Result<String, HostnameError> {
     let Some(parent) = h.strip_prefix("*.") else {
         return validate_hostname(h);
     };
-    let parent = validate_hostname(parent)
-        .map_err(|_| format!("invalid wildcard hostname {h:?}: want *.example.com"))?;
+    let parent = validate_hostname(parent).map_err(|_| HostnameError::Wildcard(h.to_string()))?;
     // A wildcard over the relay's own domain would catch every other agent's random names.
     if domain == parent || domain.ends_with(&format!(".{parent}")) {
-        return Err(format!(
-            "wildcard hostname {h:?} would cover this relay's domain {domain}"
-        ));
+        return Err(HostnameError::CoversDomain {
+            host: h.to_string(),
+            domain: domain.to_string(),
+        });
     }
     Ok(format!("*.{parent}"))
 }
 
 /// Checks a subdomain label: 1–63 letters, digits or inner hyphens.
-pub fn validate_label(s: &str) -> Result<String, String> {
+pub fn validate_label(s: &str) -> Result<String, HostnameError> {
     let l = s.to_ascii_lowercase();
     let ok = !l.is_empty()
         && l.len() <= 63
@@ -27,15 +52,13 @@ pub fn validate_label(s: &str) -> Result<String, String> {
     if ok {
         Ok(l)
     } else {
-        Err(format!(
-            "invalid subdomain {s:?}: use 1-63 letters, digits or inner hyphens"
-        ))
+        Err(HostnameError::Label(s.to_string()))
     }
 }
 
 /// Checks a full hostname: dot-separated valid labels, at most 253 bytes (one trailing dot
 /// is dropped).
-pub fn validate_hostname(h: &str) -> Result<String, String> {
+pub fn validate_hostname(h: &str) -> Result<String, HostnameError> {
     let l = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
     let ok = l.len() <= 253
         && l.contains('.')
@@ -43,19 +66,17 @@ pub fn validate_hostname(h: &str) -> Result<String, String> {
     if ok {
         Ok(l)
     } else {
-        Err(format!("invalid hostname {h:?}"))
+        Err(HostnameError::Hostname(h.to_string()))
     }
 }
 
 /// Checks a `Host` value an agent asks the relay to put on its requests: it goes into every
 /// request head verbatim, so nothing that could end the header line or the head.
-pub fn validate_host_header(h: &str) -> Result<(), String> {
+pub fn validate_host_header(h: &str) -> Result<(), HostnameError> {
     if !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid host_header {h:?}: want a host[:port] without spaces"
-        ))
+        Err(HostnameError::HostHeader(h.to_string()))
     }
 }
 
@@ -81,17 +102,21 @@ mod tests {
             "dev.example.com"
         );
         let d = "tunnels.example.com";
-        assert_eq!(custom_hostname("*.Dev.Test", d).unwrap(), "*.dev.test");
-        assert!(custom_hostname("*.example.com", d)
+        let custom = custom_hostname;
+        assert_eq!(custom("*.Dev.Test", d).unwrap(), "*.dev.test");
+        assert!(custom("*.example.com", d)
             .unwrap_err()
+            .to_string()
             .contains("cover"));
-        assert!(custom_hostname("*.tunnels.example.com", d)
+        assert!(custom("*.tunnels.example.com", d)
             .unwrap_err()
+            .to_string()
             .contains("cover"));
-        assert!(custom_hostname("*.*.dev.test", d)
+        assert!(custom("*.*.dev.test", d)
             .unwrap_err()
+            .to_string()
             .contains("wildcard"));
-        assert!(custom_hostname("a.*.dev.test", d).is_err());
+        assert!(custom("a.*.dev.test", d).is_err());
         assert!(validate_host_header("site.dev:8080").is_ok());
         for bad in ["", "a\r\nX-Evil: 1", "a b", "é", &"x".repeat(256)] {
             assert!(validate_host_header(bad).is_err(), "{bad:?}");

@@ -304,7 +304,7 @@ pub fn where_defined(files: &[Loaded], tunnel: &str) -> String {
 
 fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(c) = &cfg.console_ui {
-        parse_console_ui(c).map_err(ConfigError)?;
+        parse_console_ui(c).map_err(|e| ConfigError(e.to_string()))?;
     }
     if let Some(c) = &cfg.console_ui_color {
         if !matches!(c.as_str(), "transparent" | "black") {
@@ -314,14 +314,10 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         }
     }
     if let Some(f) = &cfg.log_format {
-        if !matches!(f.as_str(), "logfmt" | "json" | "term") {
-            return Err(ConfigError(format!(
-                "invalid log_format {f:?}: want logfmt, json or term"
-            )));
-        }
+        crate::logfmt::Format::parse(f).map_err(|e| ConfigError(e.to_string()))?;
     }
     if let Some(l) = &cfg.log_level {
-        crate::logfmt::parse_level(l).map_err(ConfigError)?;
+        crate::logfmt::parse_level(l).map_err(|e| ConfigError(e.to_string()))?;
     }
     if let Some(n) = cfg.inspect_db_size {
         if n < -1 {
@@ -338,16 +334,19 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
 }
 
 /// Parses `console_ui`.
-pub fn parse_console_ui(v: &Scalar) -> Result<ConsoleUi, String> {
+pub fn parse_console_ui(v: &Scalar) -> Result<ConsoleUi, ConsoleUiError> {
     match v.to_string().as_str() {
         "true" => Ok(ConsoleUi::True),
         "false" => Ok(ConsoleUi::False),
         "iftty" => Ok(ConsoleUi::IfTty),
-        other => Err(format!(
-            "invalid console_ui {other:?}: want true, false or iftty"
-        )),
+        other => Err(ConsoleUiError(other.to_string())),
     }
 }
+
+/// A `console_ui` value other than true, false or iftty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid console_ui {0:?}: want true, false or iftty")]
+pub struct ConsoleUiError(pub String);
 
 /// Sets `authtoken` in the file at `path`, keeping every other key; written to a temporary
 /// file and renamed, so the file is complete before anyone is told it was saved.

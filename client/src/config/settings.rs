@@ -140,17 +140,16 @@ impl Settings {
             .as_deref()
             .or(cfg.log_level.as_deref())
             .unwrap_or("info");
-        let log_level = parse_level(level).map_err(anyhow::Error::msg)?;
+        let log_level = parse_level(level)?;
         let log_format = logfmt::Format::parse(
             flags
                 .log_format
                 .as_deref()
                 .or(cfg.log_format.as_deref())
                 .unwrap_or("logfmt"),
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         let console_ui = match &cfg.console_ui {
-            Some(v) => config::parse_console_ui(v).map_err(anyhow::Error::msg)?,
+            Some(v) => config::parse_console_ui(v)?,
             None => ConsoleUi::IfTty,
         };
         Ok(Settings {

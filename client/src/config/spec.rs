@@ -3,9 +3,12 @@
 
 use crate::cli::{Command, Flags};
 use crate::config::file::{Proto, Scalar, TunnelConfig};
-use crate::local::addr;
+use crate::local::addr::{self, AddrError};
+use crate::local::TerminationError;
 use crate::tunnels::spec::{parse_bind_tls, TunnelSpec};
+use burrow_http::hostname::{custom_hostname, validate_label, HostnameError};
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
+use std::path::PathBuf;
 
 fn proto(p: Proto) -> TunnelProto {
     match p {
@@ -15,25 +18,99 @@ fn proto(p: Proto) -> TunnelProto {
     }
 }
 
+/// Why a tunnel entry (from the file, the command line or the API) cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// No `proto`.
+    #[error("missing proto (http, tcp or tls)")]
+    MissingProto,
+    /// No `addr`.
+    #[error("missing addr")]
+    MissingAddr,
+    /// An `addr` that cannot be dialed or served.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    /// A `file://` addr naming something that is not a readable directory; refused up front
+    /// rather than answering every request with an error.
+    #[error("addr {addr:?}: {} is not a directory this agent can read", .dir.display())]
+    NotADirectory {
+        /// The addr as given.
+        addr: String,
+        /// The directory it names.
+        dir: PathBuf,
+    },
+    /// A `bind_tls` that is not both, true or false.
+    #[error(transparent)]
+    BindTls(#[from] crate::tunnels::spec::BindTlsError),
+    /// Malformed `auth`.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A malformed `subdomain` or `hostname`.
+    #[error(transparent)]
+    Hostname(#[from] HostnameError),
+    /// An http-only key on a tcp or tls tunnel.
+    #[error("{0} applies to http tunnels only")]
+    HttpOnly(&'static str),
+    /// `subdomain` or `hostname` on a tcp tunnel, whose public address is a port.
+    #[error("subdomain and hostname apply to http and tls tunnels; tcp uses remote_addr")]
+    NamesOnTcp,
+    /// `crt`, `key` or `client_cas` on a tunnel the agent does not terminate TLS for.
+    #[error("crt, key and client_cas apply to tls tunnels only")]
+    TlsOnly,
+    /// `crt` without `key` or the other way round.
+    #[error("crt and key go together")]
+    CrtKeyPair,
+    /// A malformed `remote_addr`.
+    #[error(transparent)]
+    RemoteAddr(#[from] RemoteAddrError),
+    /// `remote_addr` on an http or tls tunnel, whose public address is a name.
+    #[error("remote_addr applies to tcp tunnels only")]
+    RemoteAddrNotTcp,
+    /// A `host_header` that is empty or holds spaces or control characters.
+    #[error("invalid host_header {0:?}")]
+    HostHeader(String),
+    /// `host_header: rewrite` on a file server, which has no host to rewrite to.
+    #[error("host_header rewrite needs a network address, not file://")]
+    RewriteFiles,
+    /// `crt`/`key`/`client_cas` that cannot be loaded.
+    #[error(transparent)]
+    Termination(#[from] TerminationError),
+    /// `client_cas` without `crt` and `key`.
+    #[error(
+        "client_cas needs crt and key: the agent must terminate TLS to check client certificates"
+    )]
+    ClientCasAlone,
+}
+
+/// Basic-auth credentials that are not `user:password`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid auth: want \"user:password\"")]
+pub struct AuthError;
+
+/// A `remote_addr` whose port is missing or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid remote_addr {0:?}: want HOST:PORT with a port 1-65535")]
+pub struct RemoteAddrError(pub String);
+
 /// Parses `user:password` basic-auth credentials.
-pub fn check_auth(a: &str) -> Result<(), String> {
+pub fn check_auth(a: &str) -> Result<(), AuthError> {
     match a.split_once(':') {
         Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(()),
-        _ => Err("invalid auth: want \"user:password\"".into()),
+        _ => Err(AuthError),
     }
 }
 
 /// Builds and checks a tunnel from a config entry named `name`.
-pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
-    let p = proto(t.proto.ok_or("missing proto (http, tcp or tls)")?);
-    let raw_addr = t.addr.as_ref().ok_or("missing addr")?.to_string();
+pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, SpecError> {
+    let p = proto(t.proto.ok_or(SpecError::MissingProto)?);
+    let raw_addr = t.addr.as_ref().ok_or(SpecError::MissingAddr)?.to_string();
     let local = addr::parse(p, &raw_addr)?;
     if let Some(dir) = &local.path {
         if !dir.is_dir() {
-            return Err(format!(
-                "addr {raw_addr:?}: {} is not a directory this agent can read",
-                dir.display()
-            ));
+            return Err(SpecError::NotADirectory {
+                addr: raw_addr,
+                dir: dir.clone(),
+            });
         }
     }
     let bind_tls = match &t.bind_tls {
@@ -46,12 +123,12 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
         check_auth(a)?;
     }
     if let Some(s) = &t.subdomain {
-        burrow_http::hostname::validate_label(s)?;
+        validate_label(s)?;
     }
     if let Some(h) = &t.hostname {
         // The relay has the last word (its own domain cannot be covered); this catches
         // malformed names before anything starts.
-        burrow_http::hostname::custom_hostname(h, "")?;
+        custom_hostname(h, "")?;
     }
     if p != TunnelProto::Http {
         for (set, key) in [
@@ -61,29 +138,27 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
             (t.inspect.is_some(), "inspect"),
         ] {
             if set {
-                return Err(format!("{key} applies to http tunnels only"));
+                return Err(SpecError::HttpOnly(key));
             }
         }
     }
     if p == TunnelProto::Tcp && (t.subdomain.is_some() || t.hostname.is_some()) {
-        return Err(
-            "subdomain and hostname apply to http and tls tunnels; tcp uses remote_addr".into(),
-        );
+        return Err(SpecError::NamesOnTcp);
     }
     if p != TunnelProto::Tls && (t.crt.is_some() || t.key.is_some() || t.client_cas.is_some()) {
-        return Err("crt, key and client_cas apply to tls tunnels only".into());
+        return Err(SpecError::TlsOnly);
     }
     if t.crt.is_some() != t.key.is_some() {
-        return Err("crt and key go together".into());
+        return Err(SpecError::CrtKeyPair);
     }
     let remote_port = match &t.remote_addr {
         Some(r) if p == TunnelProto::Tcp => Some(parse_remote_addr(r)?),
-        Some(_) => return Err("remote_addr applies to tcp tunnels only".into()),
+        Some(_) => return Err(SpecError::RemoteAddrNotTcp),
         None => None,
     };
     if let Some(h) = &t.host_header {
         if h.is_empty() || h.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("invalid host_header {h:?}"));
+            return Err(SpecError::HostHeader(h.clone()));
         }
     }
     let mut spec = TunnelSpec::new(
@@ -101,7 +176,7 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
     );
     spec.inspect = t.inspect.unwrap_or(true);
     if t.host_header.as_deref() == Some("rewrite") && spec.local.path.is_some() {
-        return Err("host_header rewrite needs a network address, not file://".into());
+        return Err(SpecError::RewriteFiles);
     }
     spec.host_header = t.host_header.clone();
     if let (Some(crt), Some(key)) = (&t.crt, &t.key) {
@@ -111,19 +186,19 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, String> {
             t.client_cas.as_deref().map(std::path::Path::new),
         )?);
     } else if t.client_cas.is_some() {
-        return Err("client_cas needs crt and key: the agent must terminate TLS to check client certificates".into());
+        return Err(SpecError::ClientCasAlone);
     }
     spec.metadata = t.metadata.clone();
     Ok(spec)
 }
 
 /// Parses `-remote-addr` / `remote_addr`: `host:port` (or a bare port).
-pub fn parse_remote_addr(r: &str) -> Result<u16, String> {
+pub fn parse_remote_addr(r: &str) -> Result<u16, RemoteAddrError> {
     let p = r.rsplit(':').next().unwrap_or(r);
     p.parse::<u16>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("invalid remote_addr {r:?}: want HOST:PORT with a port 1-65535"))
+        .ok_or_else(|| RemoteAddrError(r.to_string()))
 }
 
 /// The Host value the relay puts on requests: the local address for `rewrite`, the given
@@ -153,8 +228,9 @@ pub fn from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec
         _ => anyhow::bail!("not a tunnel command"),
     };
     if let Some(r) = &flags.remote_addr {
-        parse_remote_addr(r)
-            .map_err(|e| anyhow::anyhow!("{}", e.replace("remote_addr", "-remote-addr")))?;
+        parse_remote_addr(r).map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace("remote_addr", "-remote-addr"))
+        })?;
     }
     let t = TunnelConfig {
         proto: Some(proto),
@@ -172,7 +248,9 @@ pub fn from_flags(command: &Command, flags: &Flags) -> anyhow::Result<TunnelSpec
         metadata: None,
     };
     from_config("command_line", &t).map_err(|e| {
+        // The checks are shared with the config file, whose key names the user did not type.
         let e = e
+            .to_string()
             .replace("bind_tls", "-bind-tls")
             .replace("invalid auth", "invalid -auth");
         anyhow::anyhow!("{e}\nTry 'burrow help' for usage.")
@@ -203,25 +281,37 @@ mod tests {
         );
         let mut c = t(Proto::Http, "80");
         c.auth = Some("nocolon".into());
-        assert!(from_config("x", &c).unwrap_err().contains("user:password"));
+        assert!(from_config("x", &c)
+            .unwrap_err()
+            .to_string()
+            .contains("user:password"));
         let mut c = t(Proto::Tcp, "22");
         c.subdomain = Some("a".into());
         assert!(from_config("x", &c)
             .unwrap_err()
+            .to_string()
             .contains("tcp uses remote_addr"));
         let mut c = t(Proto::Tls, "443");
         c.crt = Some("a.pem".into());
-        assert!(from_config("x", &c).unwrap_err().contains("go together"));
+        assert!(from_config("x", &c)
+            .unwrap_err()
+            .to_string()
+            .contains("go together"));
         let mut c = t(Proto::Http, "80");
         c.bind_tls = Some(Scalar::Str("sometimes".into()));
-        assert!(from_config("x", &c).unwrap_err().contains("bind_tls"));
+        assert!(from_config("x", &c)
+            .unwrap_err()
+            .to_string()
+            .contains("bind_tls"));
         let files = from_config("x", &t(Proto::Http, "file:///tmp")).unwrap();
         assert_eq!(files.local.display(), "file:///tmp");
         assert!(from_config("x", &t(Proto::Http, "file:///no/such/dir"))
             .unwrap_err()
+            .to_string()
             .contains("not a directory"));
         assert!(from_config("x", &t(Proto::Http, "file://srv"))
             .unwrap_err()
+            .to_string()
             .contains("absolute"));
         assert!(from_config("x", &t(Proto::Tcp, "file:///srv")).is_err());
     }

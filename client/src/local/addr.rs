@@ -1,5 +1,6 @@
 //! Local addresses a tunnel forwards to: a port, `host:port`, or a URL.
 
+use crate::local::files::FileUrlError;
 use burrow_protocol::control::TunnelProto;
 
 /// Where the agent connects for each stream.
@@ -38,31 +39,88 @@ impl LocalAddr {
     }
 }
 
-fn port(s: &str, whole: &str) -> Result<u16, String> {
+/// Why a tunnel's address cannot be dialed; each variant carries the address as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// Nothing given.
+    #[error("missing address: give a port, host:port or a URL")]
+    Missing,
+    /// `file://` on a tcp or tls tunnel, which carry no HTTP to serve files over.
+    #[error("invalid address {0:?}: file:// fits http tunnels only")]
+    FileNotHttp(String),
+    /// A `file://` URL that names no usable directory.
+    #[error(transparent)]
+    FileUrl(#[from] FileUrlError),
+    /// A URL scheme the tunnel's protocol cannot speak to.
+    #[error("invalid address {addr:?}: scheme {scheme:?} does not fit a {proto} tunnel")]
+    Scheme {
+        /// The address as given.
+        addr: String,
+        /// The scheme, lowercased.
+        scheme: String,
+        /// The tunnel's protocol.
+        proto: TunnelProto,
+    },
+    /// A path after the authority: the agent forwards whole requests, it cannot prefix them.
+    #[error("invalid address {0:?}: a path is not allowed here")]
+    Path(String),
+    /// `[` without `]`.
+    #[error("invalid address {0:?}: unclosed '['")]
+    UnclosedBracket(String),
+    /// An empty host or one with characters no host name has.
+    #[error("invalid address {addr:?}: bad host {host:?}")]
+    Host {
+        /// The address as given.
+        addr: String,
+        /// The host part.
+        host: String,
+    },
+    /// A port outside 1-65535.
+    #[error("invalid address {addr:?}: port {port} is out of range 1-65535")]
+    PortOutOfRange {
+        /// The address as given.
+        addr: String,
+        /// The port asked for.
+        port: u32,
+    },
+    /// A port that is not a number.
+    #[error("invalid address {addr:?}: {port:?} is not a port number")]
+    PortNotNumber {
+        /// The address as given.
+        addr: String,
+        /// The port part.
+        port: String,
+    },
+    /// A tcp or tls address without a port, which has no default.
+    #[error("invalid address {0:?}: missing port")]
+    MissingPort(String),
+}
+
+fn port(s: &str, whole: &str) -> Result<u16, AddrError> {
     match s.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        Ok(p) => Err(format!(
-            "invalid address {whole:?}: port {p} is out of range 1-65535"
-        )),
-        Err(_) => Err(format!(
-            "invalid address {whole:?}: {s:?} is not a port number"
-        )),
+        Ok(port) => Err(AddrError::PortOutOfRange {
+            addr: whole.to_string(),
+            port,
+        }),
+        Err(_) => Err(AddrError::PortNotNumber {
+            addr: whole.to_string(),
+            port: s.to_string(),
+        }),
     }
 }
 
 /// Parses a tunnel's address for its protocol.
-pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
+pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, AddrError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("missing address: give a port, host:port or a URL".into());
+        return Err(AddrError::Missing);
     }
     if s.get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("file://"))
     {
         if proto != TunnelProto::Http {
-            return Err(format!(
-                "invalid address {s:?}: file:// fits http tunnels only"
-            ));
+            return Err(AddrError::FileNotHttp(s.to_string()));
         }
         let path = crate::local::files::parse_file_url(s)?;
         return Ok(LocalAddr {
@@ -80,9 +138,11 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
                 (TunnelProto::Http, "https") => "https",
                 (TunnelProto::Tcp | TunnelProto::Tls, "tcp") => "tcp",
                 _ => {
-                    return Err(format!(
-                        "invalid address {s:?}: scheme {sch:?} does not fit a {proto} tunnel"
-                    ))
+                    return Err(AddrError::Scheme {
+                        addr: s.to_string(),
+                        scheme: sch,
+                        proto,
+                    })
                 }
             };
             (Some(scheme), rest.trim_end_matches('/'))
@@ -90,12 +150,12 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
         None => (None, s),
     };
     if rest.contains('/') {
-        return Err(format!("invalid address {s:?}: a path is not allowed here"));
+        return Err(AddrError::Path(s.to_string()));
     }
     let (host, p) = if let Some(v6) = rest.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("invalid address {s:?}: unclosed '['"))?;
+            .ok_or_else(|| AddrError::UnclosedBracket(s.to_string()))?;
         (h.to_string(), after.strip_prefix(':').map(str::to_string))
     } else if rest.bytes().all(|b| b.is_ascii_digit()) {
         ("localhost".to_string(), Some(rest.to_string()))
@@ -110,7 +170,10 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
     {
-        return Err(format!("invalid address {s:?}: bad host {host:?}"));
+        return Err(AddrError::Host {
+            addr: s.to_string(),
+            host,
+        });
     }
     let port = match p {
         Some(p) => port(&p, s)?,
@@ -118,7 +181,7 @@ pub fn parse(proto: TunnelProto, s: &str) -> Result<LocalAddr, String> {
             Some("https") => 443,
             Some("http") => 80,
             _ if proto == TunnelProto::Http => 80,
-            _ => return Err(format!("invalid address {s:?}: missing port")),
+            _ => return Err(AddrError::MissingPort(s.to_string())),
         },
     };
     let scheme = match (scheme, proto) {
@@ -166,7 +229,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = |p, s| parse(p, s).unwrap_err();
+        let e = |p, s| parse(p, s).unwrap_err().to_string();
         assert!(e(TunnelProto::Http, "70000").contains("out of range"));
         assert!(e(TunnelProto::Http, "0").contains("out of range"));
         assert!(e(TunnelProto::Http, "host:abc").contains("not a port"));

@@ -272,19 +272,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneRequestAtATime<S> {
 /// A relative path (`file://relative/dir`, `file://./x`) is an error whose message names the
 /// path and says an absolute path is needed, as are a missing `file://` scheme, bad percent
 /// escapes, `%00`, and escapes that do not decode to UTF-8.
-pub fn parse_file_url(url: &str) -> Result<PathBuf, String> {
+pub fn parse_file_url(url: &str) -> Result<PathBuf, FileUrlError> {
     const SCHEME: &str = "file://";
     let rest = match url.get(..SCHEME.len()) {
         Some(s) if s.eq_ignore_ascii_case(SCHEME) => &url[SCHEME.len()..],
-        _ => return Err(format!("{url:?} is not a file:// URL")),
+        _ => return Err(FileUrlError::NotFileUrl(url.to_string())),
     };
-    let bytes = percent_decode(rest)
-        .ok_or_else(|| format!("file:// URL {url:?} has an invalid percent escape"))?;
+    let bytes = percent_decode(rest).ok_or_else(|| FileUrlError::BadEscape(url.to_string()))?;
     if bytes.contains(&0) {
-        return Err(format!("file:// URL {url:?} contains a NUL byte (%00)"));
+        return Err(FileUrlError::Nul(url.to_string()));
     }
-    let path = String::from_utf8(bytes)
-        .map_err(|_| format!("file:// URL {url:?} does not decode to UTF-8"))?;
+    let path = String::from_utf8(bytes).map_err(|_| FileUrlError::NotUtf8(url.to_string()))?;
 
     // `file:///C:/x` carries the drive after the slash that ends the (empty) host; the path
     // is `C:/x`. `file://C:/x` is accepted too, as people write it.
@@ -302,10 +300,38 @@ pub fn parse_file_url(url: &str) -> Result<PathBuf, String> {
         }
         return Ok(PathBuf::from(path));
     }
-    Err(format!(
+    Err(FileUrlError::Relative {
+        url: url.to_string(),
+        path,
+    })
+}
+
+/// Why a `file://` address names no directory; each variant carries the URL as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileUrlError {
+    /// Some other scheme, or none.
+    #[error("{0:?} is not a file:// URL")]
+    NotFileUrl(String),
+    /// A `%` not followed by two hex digits.
+    #[error("file:// URL {0:?} has an invalid percent escape")]
+    BadEscape(String),
+    /// `%00`, which no file system path can hold.
+    #[error("file:// URL {0:?} contains a NUL byte (%00)")]
+    Nul(String),
+    /// Escapes that decode to bytes that are not UTF-8.
+    #[error("file:// URL {0:?} does not decode to UTF-8")]
+    NotUtf8(String),
+    /// A relative path, which would depend on the agent's working directory.
+    #[error(
         "file:// URL {url:?} names the relative path {path:?}; an absolute path is needed, \
          e.g. file:///var/www or file:///C:/site"
-    ))
+    )]
+    Relative {
+        /// The URL as given.
+        url: String,
+        /// The decoded relative path.
+        path: String,
+    },
 }
 
 /// `C:`, `C:/…` or `C:\…`: a Windows path on a drive.
@@ -832,10 +858,12 @@ mod tests {
             "file://",
             "file://x%2Fy",
         ] {
-            let err = parse_file_url(relative).unwrap_err();
+            let err = parse_file_url(relative).unwrap_err().to_string();
             assert!(err.contains("absolute path is needed"), "{relative}: {err}");
         }
-        let err = parse_file_url("file://relative/dir").unwrap_err();
+        let err = parse_file_url("file://relative/dir")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"relative/dir\""), "{err}");
         for bad in [
             "http:///x",

@@ -139,6 +139,63 @@ pub struct Termination {
     pub config: Arc<rustls::ServerConfig>,
 }
 
+/// Why `crt`, `key` or `client_cas` cannot terminate TLS; each variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TerminationError {
+    /// The certificate or key file is unreadable or holds no usable PEM (the message names
+    /// the file).
+    #[error("{0:#}")]
+    Files(anyhow::Error),
+    /// The TLS library refused its own default protocol versions.
+    #[error("{0}")]
+    Protocols(rustls::Error),
+    /// The client CA file cannot be read.
+    #[error("cannot read client_cas file {path}: {err}")]
+    ReadCas {
+        /// The client CA file.
+        path: PathBuf,
+        /// What reading it said.
+        err: rustls::pki_types::pem::Error,
+    },
+    /// The client CA file is not valid PEM.
+    #[error("bad PEM in client_cas file {path}: {err}")]
+    CasPem {
+        /// The client CA file.
+        path: PathBuf,
+        /// What parsing it said.
+        err: rustls::pki_types::pem::Error,
+    },
+    /// The client CA file holds no certificate, which would refuse every client.
+    #[error("no certificate found in {}", .0.display())]
+    NoCas(PathBuf),
+    /// A certificate in the client CA file is not a usable CA.
+    #[error("bad CA certificate in {path}: {err}")]
+    BadCa {
+        /// The client CA file.
+        path: PathBuf,
+        /// What the TLS library said.
+        err: rustls::Error,
+    },
+    /// No client verifier can be built from the CAs.
+    #[error("client_cas {path}: {err}")]
+    Verifier {
+        /// The client CA file.
+        path: PathBuf,
+        /// What the TLS library said.
+        err: rustls::server::VerifierBuilderError,
+    },
+    /// The key does not fit the certificate, or the certificate is unusable.
+    #[error("crt {crt} and key {key}: {err}")]
+    Mismatch {
+        /// The certificate file.
+        crt: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What the TLS library said.
+        err: rustls::Error,
+    },
+}
+
 impl std::fmt::Debug for Termination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Termination")
@@ -157,41 +214,60 @@ impl Eq for Termination {}
 
 impl Termination {
     /// Loads the certificate, key and client CAs, naming the file on any problem.
-    pub fn load(crt: &Path, key: &Path, client_cas: Option<&Path>) -> Result<Self, String> {
+    pub fn load(
+        crt: &Path,
+        key: &Path,
+        client_cas: Option<&Path>,
+    ) -> Result<Self, TerminationError> {
         let (certs, key_der) =
-            burrow_http::tls::load_pem_pair(crt, key).map_err(|e| format!("{e:#}"))?;
+            burrow_http::tls::load_pem_pair(crt, key).map_err(TerminationError::Files)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
+            .map_err(TerminationError::Protocols)?;
         let builder = match client_cas {
             None => builder.with_no_client_auth(),
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
                 let cas: Vec<_> = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("cannot read client_cas file {}: {e}", path.display()))?
+                    .map_err(|err| TerminationError::ReadCas {
+                        path: path.to_path_buf(),
+                        err,
+                    })?
                     .collect::<Result<_, _>>()
-                    .map_err(|e| format!("bad PEM in client_cas file {}: {e}", path.display()))?;
+                    .map_err(|err| TerminationError::CasPem {
+                        path: path.to_path_buf(),
+                        err,
+                    })?;
                 if cas.is_empty() {
-                    return Err(format!("no certificate found in {}", path.display()));
+                    return Err(TerminationError::NoCas(path.to_path_buf()));
                 }
                 for c in cas {
-                    roots
-                        .add(c)
-                        .map_err(|e| format!("bad CA certificate in {}: {e}", path.display()))?;
+                    roots.add(c).map_err(|err| TerminationError::BadCa {
+                        path: path.to_path_buf(),
+                        err,
+                    })?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots),
                     provider,
                 )
                 .build()
-                .map_err(|e| format!("client_cas {}: {e}", path.display()))?;
+                .map_err(|err| TerminationError::Verifier {
+                    path: path.to_path_buf(),
+                    err,
+                })?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder
-            .with_single_cert(certs, key_der)
-            .map_err(|e| format!("crt {} and key {}: {e}", crt.display(), key.display()))?;
+        let config =
+            builder
+                .with_single_cert(certs, key_der)
+                .map_err(|err| TerminationError::Mismatch {
+                    crt: crt.to_path_buf(),
+                    key: key.to_path_buf(),
+                    err,
+                })?;
         Ok(Termination {
             files: (
                 crt.to_path_buf(),

@@ -47,33 +47,23 @@ pub enum Proxy {
 
 impl Proxy {
     /// Parses ngrok v2's `http_proxy` value (`http://user:pass@host:port`; `https://` is refused).
-    pub fn parse_http(s: &str) -> Result<Proxy, String> {
-        let u = parse_url(s).map_err(|e| format!("invalid http_proxy {s:?}: {e}"))?;
+    pub fn parse_http(s: &str) -> Result<Proxy, ProxyError> {
+        let invalid = |problem| ProxyError::Invalid {
+            setting: "http_proxy",
+            value: s.to_string(),
+            problem,
+        };
+        let u = parse_url(s).map_err(|e| invalid(e.into()))?;
         match u.scheme.as_deref() {
             None | Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "invalid http_proxy {s:?}: https:// proxies (TLS to the proxy) are not \
-                     supported; use http:// for a proxy that takes plain CONNECT"
-                ))
-            }
-            Some("socks5" | "socks5h") => {
-                return Err(format!(
-                    "invalid http_proxy {s:?}: this is a SOCKS5 proxy; set socks5_proxy instead"
-                ))
-            }
-            Some(other) => {
-                return Err(format!(
-                    "invalid http_proxy {s:?}: unsupported scheme {other:?}, want http://"
-                ))
-            }
+            Some("https") => return Err(invalid(ProxyProblem::Https)),
+            Some("socks5" | "socks5h") => return Err(invalid(ProxyProblem::Socks5AsHttp)),
+            Some(other) => return Err(invalid(ProxyProblem::NotHttp(other.to_string()))),
         }
         if let Some((user, _)) = &u.auth {
             if user.contains(':') {
                 // Basic auth joins user and password with ':', so the proxy would split wrongly.
-                return Err(format!(
-                    "invalid http_proxy {s:?}: the user name must not contain ':'"
-                ));
+                return Err(invalid(ProxyProblem::ColonInUser));
             }
         }
         Ok(Proxy::Http {
@@ -84,28 +74,22 @@ impl Proxy {
     }
 
     /// Parses `socks5_proxy` (`socks5://user:pass@host:port`).
-    pub fn parse_socks5(s: &str) -> Result<Proxy, String> {
-        let u = parse_url(s).map_err(|e| format!("invalid socks5_proxy {s:?}: {e}"))?;
+    pub fn parse_socks5(s: &str) -> Result<Proxy, ProxyError> {
+        let invalid = |problem| ProxyError::Invalid {
+            setting: "socks5_proxy",
+            value: s.to_string(),
+            problem,
+        };
+        let u = parse_url(s).map_err(|e| invalid(e.into()))?;
         match u.scheme.as_deref() {
             Some("socks5" | "socks5h") => {}
-            None => {
-                return Err(format!(
-                    "invalid socks5_proxy {s:?}: want socks5://host:port"
-                ))
-            }
-            Some(other) => {
-                return Err(format!(
-                    "invalid socks5_proxy {s:?}: unsupported scheme {other:?}, want socks5://"
-                ))
-            }
+            None => return Err(invalid(ProxyProblem::NoSocks5Scheme)),
+            Some(other) => return Err(invalid(ProxyProblem::NotSocks5(other.to_string()))),
         }
         if let Some((user, pass)) = &u.auth {
             // RFC 1929 carries each in a length byte, and a zero-length user name is invalid.
             if user.is_empty() || user.len() > 255 || pass.len() > 255 {
-                return Err(format!(
-                    "invalid socks5_proxy {s:?}: user name must be 1-255 bytes and password \
-                     at most 255 bytes"
-                ));
+                return Err(invalid(ProxyProblem::Socks5Credentials));
             }
         }
         Ok(Proxy::Socks5 {
@@ -122,6 +106,111 @@ impl Proxy {
     }
 }
 
+/// A proxy setting that cannot be used, naming the setting (or variable) and its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// `http_proxy` or `socks5_proxy` (or a variable's value taken as one) is unusable.
+    #[error("invalid {setting} {value:?}: {problem}")]
+    Invalid {
+        /// `http_proxy` or `socks5_proxy`.
+        setting: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        problem: ProxyProblem,
+    },
+    /// A proxy environment variable is unusable; said so, since the user may not know it is
+    /// set.
+    #[error("environment variable {var}: {err}")]
+    Env {
+        /// The variable's name.
+        var: &'static str,
+        /// What is wrong with its value.
+        err: Box<ProxyError>,
+    },
+}
+
+/// What is wrong with a proxy value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyProblem {
+    /// The URL does not parse.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// `https://` as `http_proxy`: refused rather than sending CONNECT in the clear.
+    #[error(
+        "https:// proxies (TLS to the proxy) are not supported; use http:// for a proxy that \
+         takes plain CONNECT"
+    )]
+    Https,
+    /// A SOCKS5 URL in the HTTP proxy setting.
+    #[error("this is a SOCKS5 proxy; set socks5_proxy instead")]
+    Socks5AsHttp,
+    /// Another scheme as `http_proxy`.
+    #[error("unsupported scheme {0:?}, want http://")]
+    NotHttp(String),
+    /// No scheme on `socks5_proxy`, where `http://` is not a sensible default.
+    #[error("want socks5://host:port")]
+    NoSocks5Scheme,
+    /// Another scheme as `socks5_proxy`.
+    #[error("unsupported scheme {0:?}, want socks5://")]
+    NotSocks5(String),
+    /// A `:` in the user name, which Basic auth cannot carry.
+    #[error("the user name must not contain ':'")]
+    ColonInUser,
+    /// Credentials RFC 1929 cannot carry.
+    #[error("user name must be 1-255 bytes and password at most 255 bytes")]
+    Socks5Credentials,
+}
+
+/// Why a proxy URL does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Nothing but spaces.
+    #[error("empty")]
+    Empty,
+    /// Spaces or control characters, which could smuggle lines into a CONNECT.
+    #[error("contains spaces or control characters")]
+    Spaces,
+    /// A path other than `/`, a query or a fragment.
+    #[error("unexpected path or query {0:?}")]
+    Path(String),
+    /// The user name's percent escapes are bad.
+    #[error("user name: {0}")]
+    User(PercentError),
+    /// The password's percent escapes are bad.
+    #[error("password: {0}")]
+    Password(PercentError),
+    /// `[` without `]`.
+    #[error("unclosed '[' in IPv6 address")]
+    UnclosedBracket,
+    /// Brackets around something that is not an IPv6 address.
+    #[error("invalid IPv6 address {0:?}")]
+    Ipv6(String),
+    /// Something other than `:port` after `]`.
+    #[error("junk after IPv6 address")]
+    AfterIpv6,
+    /// No host.
+    #[error("missing host")]
+    MissingHost,
+    /// A host with characters no host name has.
+    #[error("invalid host {0:?}")]
+    Host(String),
+    /// A port that is not 1-65535.
+    #[error("invalid port {0:?}: want 1-65535")]
+    Port(String),
+}
+
+/// Why a percent-encoded user name or password does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PercentError {
+    /// A `%` not followed by two hex digits.
+    #[error("bad percent escape at byte {0}")]
+    Escape(usize),
+    /// The decoded bytes are not UTF-8.
+    #[error("percent escapes do not decode to UTF-8")]
+    NotUtf8,
+}
+
 /// Chooses the proxy: explicit config first (http_proxy, then socks5_proxy), else the proxy
 /// environment variables, honouring `no_proxy`/`NO_PROXY` for `target_host`.
 ///
@@ -136,7 +225,7 @@ pub fn choose(
     socks5_proxy: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
     target_host: &str,
-) -> Result<Option<Proxy>, String> {
+) -> Result<Option<Proxy>, ProxyError> {
     fn set(v: Option<&str>) -> Option<&str> {
         v.map(str::trim).filter(|v| !v.is_empty())
     }
@@ -172,9 +261,10 @@ pub fn choose(
         Some("socks5" | "socks5h") => Proxy::parse_socks5(&value),
         _ => Proxy::parse_http(&value),
     };
-    parsed
-        .map(Some)
-        .map_err(|e| format!("environment variable {name}: {e}"))
+    parsed.map(Some).map_err(|e| ProxyError::Env {
+        var: name,
+        err: Box::new(e),
+    })
 }
 
 /// Opens a TCP connection to `target` ("host:port") directly or through `proxy`.
@@ -465,13 +555,13 @@ struct Url {
     port: Option<u16>,
 }
 
-fn parse_url(s: &str) -> Result<Url, String> {
+fn parse_url(s: &str) -> Result<Url, UrlError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty".into());
+        return Err(UrlError::Empty);
     }
     if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("contains spaces or control characters".into());
+        return Err(UrlError::Spaces);
     }
     let (scheme, rest) = match s.split_once("://") {
         Some((sc, rest)) => (Some(sc.to_ascii_lowercase()), rest),
@@ -480,7 +570,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
     let authority = match rest.find(['/', '?', '#']) {
         Some(i) => {
             if &rest[i..] != "/" {
-                return Err(format!("unexpected path or query {:?}", &rest[i..]));
+                return Err(UrlError::Path(rest[i..].to_string()));
             }
             &rest[..i]
         }
@@ -495,20 +585,18 @@ fn parse_url(s: &str) -> Result<Url, String> {
         None => None,
         Some(u) => {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            let user = percent_decode(user).map_err(|e| format!("user name: {e}"))?;
-            let pass = percent_decode(pass).map_err(|e| format!("password: {e}"))?;
+            let user = percent_decode(user).map_err(UrlError::User)?;
+            let pass = percent_decode(pass).map_err(UrlError::Password)?;
             Some((user, pass))
         }
     };
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or("unclosed '[' in IPv6 address")?;
+        let (h, after) = inner.split_once(']').ok_or(UrlError::UnclosedBracket)?;
         h.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("invalid IPv6 address {h:?}"))?;
+            .map_err(|_| UrlError::Ipv6(h.to_string()))?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or("junk after IPv6 address")?),
+            p => Some(p.strip_prefix(':').ok_or(UrlError::AfterIpv6)?),
         };
         (h.to_string(), port)
     } else {
@@ -518,16 +606,16 @@ fn parse_url(s: &str) -> Result<Url, String> {
         }
     };
     if host.is_empty() {
-        return Err("missing host".into());
+        return Err(UrlError::MissingHost);
     }
     if !hostport.starts_with('[') && host.contains([':', '[', ']', '@', '%']) {
-        return Err(format!("invalid host {host:?}"));
+        return Err(UrlError::Host(host));
     }
     let port = match port {
         None => None,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-            _ => return Err(format!("invalid port {p:?}: want 1-65535")),
+            _ => return Err(UrlError::Port(p.to_string())),
         },
     };
     Ok(Url {
@@ -538,7 +626,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
     })
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+fn percent_decode(s: &str) -> Result<String, PercentError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -549,7 +637,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .filter(|_| b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
-                .ok_or_else(|| format!("bad percent escape at byte {i}"))?;
+                .ok_or(PercentError::Escape(i))?;
             out.push(hex);
             i += 3;
         } else {
@@ -557,7 +645,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "percent escapes do not decode to UTF-8".to_string())
+    String::from_utf8(out).map_err(|_| PercentError::NotUtf8)
 }
 
 /// Splits "host:port", rejecting anything that could smuggle extra lines into a CONNECT.
@@ -720,7 +808,7 @@ mod tests {
 
     #[test]
     fn http_proxy_errors_name_the_problem() {
-        let err = |s: &str| Proxy::parse_http(s).unwrap_err();
+        let err = |s: &str| Proxy::parse_http(s).unwrap_err().to_string();
         assert!(
             err("https://p:3128").contains("https:// proxies"),
             "{}",
@@ -750,7 +838,7 @@ mod tests {
             Proxy::parse_socks5("socks5h://gw").unwrap(),
             socks("gw", 1080, None)
         );
-        let err = |s: &str| Proxy::parse_socks5(s).unwrap_err();
+        let err = |s: &str| Proxy::parse_socks5(s).unwrap_err().to_string();
         assert!(err("gw:1080").contains("want socks5://"));
         assert!(err("http://gw:1080").contains("want socks5://"));
         assert!(err("socks5://:p@gw").contains("1-255"));
@@ -795,6 +883,7 @@ mod tests {
         );
         assert!(choose(Some("https://a:1"), None, &env, "relay")
             .unwrap_err()
+            .to_string()
             .contains("https://"));
     }
 
@@ -823,7 +912,7 @@ mod tests {
             Some(socks("s", 9, None))
         );
         let env = env_of(&[("HTTPS_PROXY", "https://s:9")]);
-        let e = choose(None, None, &env, "relay").unwrap_err();
+        let e = choose(None, None, &env, "relay").unwrap_err().to_string();
         assert!(e.contains("HTTPS_PROXY") && e.contains("https://"), "{e}");
     }
 

@@ -46,14 +46,19 @@ impl TunnelSpec {
 }
 
 /// Parses `-bind-tls`.
-pub fn parse_bind_tls(v: &str) -> Result<BindTls, String> {
+pub fn parse_bind_tls(v: &str) -> Result<BindTls, BindTlsError> {
     match v.to_ascii_lowercase().as_str() {
         "both" => Ok(BindTls::Both),
         "true" | "https" => Ok(BindTls::Https),
         "false" | "http" => Ok(BindTls::Http),
-        _ => Err(format!("invalid bind_tls {v:?}: want both, true or false")),
+        _ => Err(BindTlsError(v.to_string())),
     }
 }
+
+/// A `bind_tls` value that is none of both, true or false.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid bind_tls {0:?}: want both, true or false")]
+pub struct BindTlsError(pub String);
 
 /// After a first bind, the names to ask for again so reconnects keep the same URLs.
 pub fn sticky(request: &TunnelRequest, urls: &[String]) -> TunnelRequest {

@@ -1,7 +1,7 @@
 //! `/api/tunnels` with ngrok v2's paths, status codes and JSON fields, plus Prometheus
 //! metrics.
 
-use crate::config::{Scalar, TunnelConfig};
+use crate::config::{Proto, Scalar, TunnelConfig};
 use crate::metrics::{prometheus, TunnelMetrics};
 use crate::tunnels::supervisor::{
     AddTunnel, ListTunnels, RemoveTunnel, SupervisorError, TunnelView,
@@ -9,7 +9,8 @@ use crate::tunnels::supervisor::{
 use crate::web::state::{error, inspected, json_object, ApiState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Number, Value};
 use std::time::Duration;
 
 /// Characters a tunnel name keeps in its `uri`; the rest is percent-encoded.
@@ -101,112 +102,261 @@ async fn delete_one(req: HttpRequest, state: web::Data<ApiState>) -> HttpRespons
     }
 }
 
-/// Turns an API body into the config entry it stands for (same keys as the YAML file).
-fn body_to_config(body: &Map<String, Value>) -> Result<(String, TunnelConfig), (String, String)> {
-    let bad = |m: &str| (m.to_string(), m.to_string());
-    let name = match body.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(_) => return Err(bad("invalid field name: want a non-empty string")),
-        None => return Err(bad("missing field name")),
-    };
-    let string = |k: &str| -> Result<Option<String>, (String, String)> {
-        match body.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(bad(&format!(
-                "invalid field {k}: want a string, got {other}"
-            ))),
+/// A `POST /api/tunnels` body: the config file's tunnel keys plus the newer `schemes` and
+/// `basic_auth` aliases. Unknown keys are ignored, as ngrok v2 does: wrappers send their own
+/// options along.
+///
+/// Each key takes every shape wrappers are seen to send; any other shape lands in a variant
+/// holding the raw value, so decoding itself never fails and [`CreateBody::into_config`] can
+/// say which field was wrong and what it got, instead of serde's position-only message.
+#[derive(Debug, Default, Deserialize)]
+struct CreateBody {
+    name: Option<Text>,
+    proto: Option<Text>,
+    addr: Option<Text>,
+    inspect: Option<Flag>,
+    bind_tls: Option<Flag>,
+    schemes: Option<Schemes>,
+    auth: Option<Text>,
+    basic_auth: Option<Credentials>,
+    host_header: Option<Text>,
+    subdomain: Option<Text>,
+    hostname: Option<Text>,
+    crt: Option<Text>,
+    key: Option<Text>,
+    client_cas: Option<Text>,
+    remote_addr: Option<Text>,
+    metadata: Option<Text>,
+}
+
+/// A string-valued key; numbers are taken as their text (`"addr": 8080`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Text {
+    Str(String),
+    Num(Number),
+    Other(Value),
+}
+
+/// `inspect` or `bind_tls`: a boolean, or a string for the config file's spellings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Str(String),
+    Other(Value),
+}
+
+/// `schemes`: a list holding `http`, `https` or both.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Schemes {
+    List(Vec<Value>),
+    Other(Value),
+}
+
+/// `basic_auth`: one `user:password`, alone or in a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Credentials {
+    One(String),
+    List(Vec<Value>),
+    Other(Value),
+}
+
+/// Why a `POST /api/tunnels` body is refused, naming the field.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    /// A required key is absent or null.
+    #[error("missing field {0}")]
+    Missing(&'static str),
+    /// A key holds a value of a shape it never takes.
+    #[error("invalid field {field}: want {want}, got {got}")]
+    Invalid {
+        field: &'static str,
+        want: &'static str,
+        got: Value,
+    },
+    /// A `proto` that is not http, tcp or tls; ngrok's message says "invalid tunnel
+    /// configuration", which wrappers look for.
+    #[error("invalid tunnel configuration: unknown protocol {0:?}")]
+    UnknownProto(String),
+    /// The object does not fit [`CreateBody`] at all.
+    #[error("invalid JSON body: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl BodyError {
+    /// The `details.err` text: the message, plus the choices where there are few.
+    fn detail(&self) -> String {
+        match self {
+            BodyError::UnknownProto(_) => format!("{self}; want http, tcp or tls"),
+            _ => self.to_string(),
         }
-    };
-    let proto = match string("proto")? {
-        None => return Err(bad("missing field proto")),
-        Some(p) => match p.as_str() {
-            "http" => crate::config::Proto::Http,
-            "tcp" => crate::config::Proto::Tcp,
-            "tls" => crate::config::Proto::Tls,
-            other => {
-                return Err((
-                    format!("invalid tunnel configuration: unknown protocol {other:?}"),
-                    format!("invalid tunnel configuration: unknown protocol {other:?}; want http, tcp or tls"),
-                ))
+    }
+}
+
+impl Text {
+    /// The value as sent, for error messages.
+    fn into_value(self) -> Value {
+        match self {
+            Text::Str(s) => Value::String(s),
+            Text::Num(n) => Value::Number(n),
+            Text::Other(v) => v,
+        }
+    }
+
+    /// The text, or an error naming `field`.
+    fn into_string(self, field: &'static str) -> Result<String, BodyError> {
+        match self {
+            Text::Str(s) => Ok(s),
+            Text::Num(n) => Ok(n.to_string()),
+            Text::Other(got) => Err(BodyError::Invalid {
+                field,
+                want: "a string",
+                got,
+            }),
+        }
+    }
+}
+
+impl Flag {
+    /// The value as sent, for error messages.
+    fn into_value(self) -> Value {
+        match self {
+            Flag::Bool(b) => Value::Bool(b),
+            Flag::Str(s) => Value::String(s),
+            Flag::Other(v) => v,
+        }
+    }
+}
+
+/// An optional string-valued key.
+fn text(field: &'static str, v: Option<Text>) -> Result<Option<String>, BodyError> {
+    v.map(|t| t.into_string(field)).transpose()
+}
+
+impl CreateBody {
+    /// Decodes a body already known to be a JSON object.
+    fn from_map(body: Map<String, Value>) -> Result<Self, BodyError> {
+        Ok(serde_json::from_value(Value::Object(body))?)
+    }
+
+    /// The tunnel name and the config entry the body stands for (same keys as the YAML
+    /// file), checked in the order ngrok reports: name, proto, addr, then the options.
+    fn into_config(self) -> Result<(String, TunnelConfig), BodyError> {
+        let name = match self.name {
+            None => return Err(BodyError::Missing("name")),
+            Some(Text::Str(s)) if !s.trim().is_empty() => s,
+            Some(other) => {
+                return Err(BodyError::Invalid {
+                    field: "name",
+                    want: "a non-empty string",
+                    got: other.into_value(),
+                })
             }
-        },
-    };
-    let addr = string("addr")?.ok_or_else(|| bad("missing field addr"))?;
-    let bind_tls = match (body.get("bind_tls"), body.get("schemes")) {
-        (Some(Value::Bool(b)), _) => Some(Scalar::Bool(*b)),
-        (Some(Value::String(s)), _) => Some(Scalar::Str(s.clone())),
-        (Some(other), _) => return Err(bad(&format!("invalid field bind_tls: {other}"))),
-        (None, Some(Value::Array(a))) => {
-            let has = |s: &str| a.iter().any(|v| v == s);
-            Some(match (has("https"), has("http")) {
-                (true, true) => Scalar::Str("both".into()),
-                (true, false) => Scalar::Bool(true),
-                (false, true) => Scalar::Bool(false),
-                _ => return Err(bad("invalid field schemes: want http and/or https")),
-            })
-        }
-        (None, Some(other)) => return Err(bad(&format!("invalid field schemes: {other}"))),
-        (None, None) => None,
-    };
-    // `basic_auth` is a list of `user:password` (or one as a string); a tunnel holds one
-    // credential, so more, or anything else, is refused rather than leaving it unguarded.
-    let auth = match (string("auth")?, body.get("basic_auth")) {
-        (Some(a), _) => Some(a),
-        (None, None | Some(Value::Null)) => None,
-        (None, Some(Value::String(s))) => Some(s.clone()),
-        (None, Some(Value::Array(a))) => match a.as_slice() {
-            [] => None,
-            [Value::String(s)] => Some(s.clone()),
-            _ => {
-                return Err(bad(
-                    "invalid field basic_auth: want one \"user:password\" (a list of one)",
-                ))
+        };
+        let proto = match text("proto", self.proto)?.as_deref() {
+            None => return Err(BodyError::Missing("proto")),
+            Some("http") => Proto::Http,
+            Some("tcp") => Proto::Tcp,
+            Some("tls") => Proto::Tls,
+            Some(other) => return Err(BodyError::UnknownProto(other.to_string())),
+        };
+        let addr = text("addr", self.addr)?.ok_or(BodyError::Missing("addr"))?;
+        let bind_tls = match (self.bind_tls, self.schemes) {
+            (Some(Flag::Bool(b)), _) => Some(Scalar::Bool(b)),
+            (Some(Flag::Str(s)), _) => Some(Scalar::Str(s)),
+            (Some(Flag::Other(got)), _) => {
+                return Err(BodyError::Invalid {
+                    field: "bind_tls",
+                    want: "true, false or \"both\"",
+                    got,
+                })
             }
-        },
-        (None, Some(other)) => {
-            return Err(bad(&format!(
-                "invalid field basic_auth: want \"user:password\", got {other}"
-            )))
-        }
-    };
-    let inspect = match body.get("inspect") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) if s == "true" || s == "false" => Some(s == "true"),
-        Some(other) => {
-            return Err(bad(&format!(
-                "invalid field inspect: want true or false, got {other}"
-            )))
-        }
-    };
-    Ok((
-        name,
-        TunnelConfig {
-            proto: Some(proto),
-            addr: Some(Scalar::Str(addr)),
-            inspect: if proto == crate::config::Proto::Http {
-                inspect
-            } else {
-                None
+            (None, Some(Schemes::List(a))) => {
+                let has = |s: &str| a.iter().any(|v| v == s);
+                Some(match (has("https"), has("http")) {
+                    (true, true) => Scalar::Str("both".into()),
+                    (true, false) => Scalar::Bool(true),
+                    (false, true) => Scalar::Bool(false),
+                    _ => {
+                        return Err(BodyError::Invalid {
+                            field: "schemes",
+                            want: "http and/or https",
+                            got: Value::Array(a),
+                        })
+                    }
+                })
+            }
+            (None, Some(Schemes::Other(got))) => {
+                return Err(BodyError::Invalid {
+                    field: "schemes",
+                    want: "a list of http and/or https",
+                    got,
+                })
+            }
+            (None, None) => None,
+        };
+        // `basic_auth` is a list of `user:password` (or one as a string); a tunnel holds one
+        // credential, so more, or anything else, is refused rather than leaving it unguarded.
+        let auth = match (text("auth", self.auth)?, self.basic_auth) {
+            (Some(a), _) => Some(a),
+            (None, None) => None,
+            (None, Some(Credentials::One(s))) => Some(s),
+            (None, Some(Credentials::List(a))) => match a.as_slice() {
+                [] => None,
+                [Value::String(s)] => Some(s.clone()),
+                _ => {
+                    return Err(BodyError::Invalid {
+                        field: "basic_auth",
+                        want: "one \"user:password\" (a list of one)",
+                        got: Value::Array(a),
+                    })
+                }
             },
-            auth,
-            host_header: string("host_header")?,
-            bind_tls: if proto == crate::config::Proto::Http {
-                bind_tls
-            } else {
-                None
+            (None, Some(Credentials::Other(got))) => {
+                return Err(BodyError::Invalid {
+                    field: "basic_auth",
+                    want: "\"user:password\"",
+                    got,
+                })
+            }
+        };
+        let inspect = match self.inspect {
+            None => None,
+            Some(Flag::Bool(b)) => Some(b),
+            Some(Flag::Str(s)) if s == "true" || s == "false" => Some(s == "true"),
+            Some(other) => {
+                return Err(BodyError::Invalid {
+                    field: "inspect",
+                    want: "true or false",
+                    got: other.into_value(),
+                })
+            }
+        };
+        // Keys that only mean something for http are dropped for the others rather than
+        // refused: wrappers send their http defaults with every tunnel.
+        let http = proto == Proto::Http;
+        Ok((
+            name,
+            TunnelConfig {
+                proto: Some(proto),
+                addr: Some(Scalar::Str(addr)),
+                inspect: inspect.filter(|_| http),
+                auth,
+                host_header: text("host_header", self.host_header)?,
+                bind_tls: bind_tls.filter(|_| http),
+                subdomain: text("subdomain", self.subdomain)?,
+                hostname: text("hostname", self.hostname)?,
+                crt: text("crt", self.crt)?,
+                key: text("key", self.key)?,
+                client_cas: text("client_cas", self.client_cas)?,
+                remote_addr: text("remote_addr", self.remote_addr)?,
+                metadata: text("metadata", self.metadata)?,
             },
-            subdomain: string("subdomain")?,
-            hostname: string("hostname")?,
-            crt: string("crt")?,
-            key: string("key")?,
-            client_cas: string("client_cas")?,
-            remote_addr: string("remote_addr")?,
-            metadata: string("metadata")?,
-        },
-    ))
+        ))
+    }
 }
 
 async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) -> HttpResponse {
@@ -214,13 +364,20 @@ async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<ApiState>) 
         Ok(m) => m,
         Err(resp) => return *resp,
     };
-    let (name, cfg) = match body_to_config(&map) {
+    let (name, cfg) = match CreateBody::from_map(map).and_then(CreateBody::into_config) {
         Ok(x) => x,
-        Err((msg, err)) => return error(400, 102, &msg, &err),
+        Err(e) => return error(400, 102, &e.to_string(), &e.detail()),
     };
     let spec = match crate::config::spec::from_config(&name, &cfg) {
         Ok(s) => s,
-        Err(e) => return error(400, 102, &format!("invalid tunnel configuration: {e}"), &e),
+        Err(e) => {
+            return error(
+                400,
+                102,
+                &format!("invalid tunnel configuration: {e}"),
+                &e.to_string(),
+            )
+        }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.supervisor.do_send(AddTunnel(spec, tx));
@@ -290,5 +447,72 @@ mod tests {
         assert_eq!(decode_name("http-localhost%3A80-x"), "http-localhost:80-x");
         assert_eq!(decode_name("bad%zz"), "bad%zz");
         assert_eq!(decode_name("end%2"), "end%2");
+    }
+
+    fn decode(body: Value) -> Result<(String, TunnelConfig), BodyError> {
+        let Value::Object(map) = body else {
+            panic!("test bodies are objects")
+        };
+        CreateBody::from_map(map).and_then(CreateBody::into_config)
+    }
+
+    #[test]
+    fn bodies_take_every_shape_wrappers_send() {
+        let (name, c) = decode(json!({
+            "name": "web", "addr": 8080, "proto": "http", "bind_tls": "both",
+            "inspect": "false", "basic_auth": ["ann:pw"], "pyngrok_extra": {"x": 1},
+        }))
+        .unwrap();
+        assert_eq!(name, "web");
+        assert_eq!(c.addr, Some(Scalar::Str("8080".into())));
+        assert_eq!(c.bind_tls, Some(Scalar::Str("both".into())));
+        assert_eq!(c.inspect, Some(false));
+        assert_eq!(c.auth.as_deref(), Some("ann:pw"));
+        let (_, c) = decode(json!({
+            "name": "w", "addr": "80", "proto": "http", "schemes": ["https"],
+            "basic_auth": "a:b", "auth": null,
+        }))
+        .unwrap();
+        assert_eq!(c.bind_tls, Some(Scalar::Bool(true)));
+        assert_eq!(c.auth.as_deref(), Some("a:b"));
+        let (_, c) = decode(json!({
+            "name": "ssh", "addr": "22", "proto": "tcp", "bind_tls": true, "inspect": true,
+            "remote_addr": "host:20022", "basic_auth": [],
+        }))
+        .unwrap();
+        assert_eq!((c.bind_tls, c.inspect, c.auth), (None, None, None));
+        assert_eq!(c.remote_addr.as_deref(), Some("host:20022"));
+    }
+
+    #[test]
+    fn body_errors_name_the_field_and_what_it_got() {
+        let err = |body: Value| decode(body).unwrap_err().to_string();
+        let base = |k: &str, v: Value| {
+            let mut b = json!({"name": "x", "addr": "80", "proto": "http"});
+            b[k] = v;
+            b
+        };
+        assert_eq!(
+            err(json!({"addr": "80", "proto": "http"})),
+            "missing field name"
+        );
+        assert_eq!(
+            err(base("name", json!(" "))),
+            "invalid field name: want a non-empty string, got \" \""
+        );
+        assert_eq!(
+            err(base("hostname", json!(true))),
+            "invalid field hostname: want a string, got true"
+        );
+        assert!(err(base("inspect", json!("maybe"))).starts_with("invalid field inspect"));
+        assert!(err(base("bind_tls", json!(1))).starts_with("invalid field bind_tls"));
+        assert!(err(base("schemes", json!(["ftp"]))).starts_with("invalid field schemes"));
+        assert!(err(base("basic_auth", json!(["a:1", "b:2"]))).contains("a list of one"));
+        let e = decode(base("proto", json!("gopher"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid tunnel configuration: unknown protocol \"gopher\""
+        );
+        assert!(e.detail().ends_with("want http, tcp or tls"));
     }
 }

@@ -117,7 +117,7 @@ pub async fn replay(
     };
     let mut raw = match modified(&c.request, edits) {
         Ok(r) => r,
-        Err(e) => return error(400, 102, &format!("cannot replay: {e}"), &e),
+        Err(e) => return error(400, 102, &format!("cannot replay: {e}"), &e.to_string()),
     };
     let local = match &target {
         Some(spec) => {
@@ -182,19 +182,22 @@ fn with_host(raw: &[u8], host: &str) -> Vec<u8> {
 /// "trailers"}` (each optional): headers replace the captured ones when given; a new body,
 /// trailers or a chunked original get fresh framing (`Content-Length`, or chunked with the
 /// trailers). A request whose captured body was cut needs a new body.
-pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
-    let text = |k: &str| -> Result<Option<String>, String> {
-        match m.get(k) {
+pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, ModifyError> {
+    let text = |field: &'static str| -> Result<Option<String>, ModifyError> {
+        match m.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!("{k} must be a string, got {other}")),
+            Some(got) => Err(ModifyError::NotAString {
+                field,
+                got: got.clone(),
+            }),
         }
     };
     let token_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
     let method = text("method")?.unwrap_or_else(|| orig.head.method.clone());
     let uri = text("uri")?.unwrap_or_else(|| orig.head.path.clone());
     if !token_ok(&method) || !token_ok(&uri) {
-        return Err("method and uri must be non-empty and without spaces".into());
+        return Err(ModifyError::RequestLine);
     }
     let mut headers = match m.get("headers") {
         None | Some(Value::Null) => orig.headers(),
@@ -219,16 +222,15 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     };
     for (k, v) in headers.iter().chain(&trailers) {
         if !token_ok(k) || k.contains(':') || v.contains(['\r', '\n']) {
-            return Err(format!("invalid header {k:?}"));
+            return Err(ModifyError::Header(k.clone()));
         }
     }
     let new_body = text("body")?;
     if orig.truncated && new_body.is_none() {
-        return Err(format!(
-            "the captured body was cut at {} bytes of {}; give a body to replay it",
-            orig.body.len(),
-            orig.body_size
-        ));
+        return Err(ModifyError::Truncated {
+            kept: orig.body.len(),
+            size: orig.body_size,
+        });
     }
     let chunked = headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
@@ -271,10 +273,48 @@ pub fn modified(orig: &Message, m: &Value) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
+/// Why a replay's `modify` edits cannot make a request, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModifyError {
+    /// `method`, `uri` or `body` is not a string.
+    #[error("{field} must be a string, got {got}")]
+    NotAString {
+        /// The field.
+        field: &'static str,
+        /// The value sent.
+        got: Value,
+    },
+    /// A method or URI that would not make one request line.
+    #[error("method and uri must be non-empty and without spaces")]
+    RequestLine,
+    /// `headers` or `trailers` is not an object.
+    #[error("{0} must be an object of name: [values]")]
+    NotAnObject(&'static str),
+    /// A header's values are not strings.
+    #[error("{what} {name:?} must be a string or a list of strings")]
+    HeaderValues {
+        /// `headers` or `trailers`.
+        what: &'static str,
+        /// The header name.
+        name: String,
+    },
+    /// A header name or value that could split the head.
+    #[error("invalid header {0:?}")]
+    Header(String),
+    /// The capture kept only part of the body, so replaying it as is would send less.
+    #[error("the captured body was cut at {kept} bytes of {size}; give a body to replay it")]
+    Truncated {
+        /// Bytes captured.
+        kept: usize,
+        /// Bytes the request had.
+        size: u64,
+    },
+}
+
 /// `{"Name": ["v", …] | "v"}` as (name, value) pairs.
-fn header_list(what: &str, v: &Value) -> Result<Vec<(String, String)>, String> {
+fn header_list(what: &'static str, v: &Value) -> Result<Vec<(String, String)>, ModifyError> {
     let Value::Object(map) = v else {
-        return Err(format!("{what} must be an object of name: [values]"));
+        return Err(ModifyError::NotAnObject(what));
     };
     let mut out = Vec::new();
     for (k, vals) in map {
@@ -286,7 +326,10 @@ fn header_list(what: &str, v: &Value) -> Result<Vec<(String, String)>, String> {
             Value::String(s) => Some(vec![s.clone()]),
             _ => None,
         }
-        .ok_or_else(|| format!("{what} {k:?} must be a string or a list of strings"))?;
+        .ok_or_else(|| ModifyError::HeaderValues {
+            what,
+            name: k.clone(),
+        })?;
         out.extend(vals.into_iter().map(|v| (k.clone(), v)));
     }
     Ok(out)
@@ -344,7 +387,10 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
         );
         m.push_body(&vec![b'x'; crate::inspect::captured::BODY_CAP]);
-        assert!(modified(&m, &json!({})).unwrap_err().contains("cut"));
+        assert!(modified(&m, &json!({}))
+            .unwrap_err()
+            .to_string()
+            .contains("cut"));
         assert!(modified(&m, &json!({"body": "short"})).is_ok());
     }
 
