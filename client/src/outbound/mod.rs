@@ -12,15 +12,12 @@
 //!
 //! User and password are percent-decoded.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+mod http;
+mod socks5;
+
 use std::io;
 use std::net::IpAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Longest CONNECT response head accepted; real proxies send well under 1 KiB.
-const MAX_HEAD: usize = 8 * 1024;
 
 /// An outbound proxy the agent reaches its relay through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,259 +288,13 @@ pub async fn dial(proxy: Option<&Proxy>, target: &str) -> io::Result<TcpStream> 
         .map_err(|e| io::Error::new(e.kind(), format!("dial proxy {paddr}: {e}")))?;
     match proxy {
         Proxy::Http { auth, .. } => {
-            http_connect(&mut stream, &paddr, target, auth.as_ref()).await?;
+            http::connect(&mut stream, &paddr, target, auth.as_ref()).await?;
         }
         Proxy::Socks5 { auth, .. } => {
-            socks5_connect(&mut stream, &paddr, &host, port, target, auth.as_ref()).await?;
+            socks5::connect(&mut stream, &paddr, &host, port, target, auth.as_ref()).await?;
         }
     }
     Ok(stream)
-}
-
-/// Asks an HTTP proxy to tunnel to `target`, leaving the stream at the first tunnelled byte.
-async fn http_connect<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    paddr: &str,
-    target: &str,
-    auth: Option<&(String, String)>,
-) -> io::Result<()> {
-    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-    if let Some((user, pass)) = auth {
-        let token = BASE64.encode(format!("{user}:{pass}").as_bytes());
-        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
-    }
-    req.push_str("\r\n");
-    let hop = |e: io::Error| io::Error::new(e.kind(), format!("proxy {paddr}: {e}"));
-    s.write_all(req.as_bytes()).await.map_err(hop)?;
-    s.flush().await.map_err(hop)?;
-
-    // Byte by byte, because whatever follows the blank line belongs to the relay's TLS.
-    let mut head = Vec::with_capacity(256);
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-        if head.len() >= MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("proxy {paddr}: CONNECT response head exceeds {MAX_HEAD} bytes"),
-            ));
-        }
-        match s.read(&mut b).await.map_err(hop)? {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "proxy {paddr} closed the connection before answering CONNECT {target}"
-                    ),
-                ))
-            }
-            _ => head.push(b[0]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let status_line = text.lines().next().unwrap_or("").trim();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let code = parts.next().and_then(|c| c.parse::<u16>().ok());
-    let reason = parts.next().unwrap_or("").trim();
-    let code = match code {
-        Some(c) if version.starts_with("HTTP/") && (100..600).contains(&c) => c,
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "proxy {paddr} sent a malformed reply to CONNECT {target}: {:?}",
-                    truncate(status_line, 80)
-                ),
-            ))
-        }
-    };
-    if (200..300).contains(&code) {
-        return Ok(());
-    }
-    // tinyproxy, among others, answers a CONNECT that fails authentication with 401.
-    let (kind, hint) = match (code, auth) {
-        (401 | 407, Some(_)) => (
-            io::ErrorKind::PermissionDenied,
-            " (the proxy rejected the user and password in the proxy URL)",
-        ),
-        (401 | 407, None) => (
-            io::ErrorKind::PermissionDenied,
-            " (the proxy wants a user and password: put them in the proxy URL)",
-        ),
-        _ => (io::ErrorKind::ConnectionRefused, ""),
-    };
-    Err(io::Error::new(
-        kind,
-        format!(
-            "proxy {paddr} refused CONNECT {target}: {code} {}{hint}",
-            truncate(reason, 120)
-        ),
-    ))
-}
-
-/// Runs the SOCKS5 handshake (RFC 1928, RFC 1929) up to an established connection.
-async fn socks5_connect<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    paddr: &str,
-    host: &str,
-    port: u16,
-    target: &str,
-    auth: Option<&(String, String)>,
-) -> io::Result<()> {
-    let hop = |e: io::Error| {
-        let kind = e.kind();
-        let msg = if kind == io::ErrorKind::UnexpectedEof {
-            format!("SOCKS5 proxy {paddr} closed the connection during the handshake")
-        } else {
-            format!("SOCKS5 proxy {paddr}: {e}")
-        };
-        io::Error::new(kind, msg)
-    };
-    let fail = |kind: io::ErrorKind, msg: String| io::Error::new(kind, msg);
-
-    // Offering no-auth as well lets a proxy that does not need the credentials skip them.
-    let greeting: &[u8] = if auth.is_some() {
-        &[5, 2, 0, 2]
-    } else {
-        &[5, 1, 0]
-    };
-    s.write_all(greeting).await.map_err(hop)?;
-    let mut reply = [0u8; 2];
-    s.read_exact(&mut reply).await.map_err(hop)?;
-    if reply[0] != 5 {
-        return Err(fail(
-            io::ErrorKind::InvalidData,
-            format!(
-                "proxy {paddr} is not a SOCKS5 proxy (greeting reply version {})",
-                reply[0]
-            ),
-        ));
-    }
-    match (reply[1], auth) {
-        (0, _) => {}
-        (2, Some((user, pass))) => {
-            let mut m = Vec::with_capacity(3 + user.len() + pass.len());
-            m.push(1);
-            m.push(user.len() as u8);
-            m.extend_from_slice(user.as_bytes());
-            m.push(pass.len() as u8);
-            m.extend_from_slice(pass.as_bytes());
-            s.write_all(&m).await.map_err(hop)?;
-            let mut r = [0u8; 2];
-            s.read_exact(&mut r).await.map_err(hop)?;
-            if r[1] != 0 {
-                return Err(fail(
-                    io::ErrorKind::PermissionDenied,
-                    format!("SOCKS5 proxy {paddr} rejected the user and password in the proxy URL"),
-                ));
-            }
-        }
-        (0xff, None) => {
-            return Err(fail(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "SOCKS5 proxy {paddr} requires authentication: put a user and password \
-                     in the proxy URL"
-                ),
-            ))
-        }
-        (0xff, Some(_)) => {
-            return Err(fail(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "SOCKS5 proxy {paddr} accepts neither no authentication nor \
-                     user/password authentication"
-                ),
-            ))
-        }
-        (m, _) => {
-            return Err(fail(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "SOCKS5 proxy {paddr} chose authentication method {m}, which was not offered"
-                ),
-            ))
-        }
-    }
-
-    let mut req = vec![5, 1, 0];
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            req.push(1);
-            req.extend_from_slice(&ip.octets());
-        }
-        Ok(IpAddr::V6(ip)) => {
-            req.push(4);
-            req.extend_from_slice(&ip.octets());
-        }
-        Err(_) => {
-            if host.is_empty() || host.len() > 255 {
-                return Err(fail(
-                    io::ErrorKind::InvalidInput,
-                    format!("cannot reach {target} over SOCKS5: host name must be 1-255 bytes"),
-                ));
-            }
-            req.push(3);
-            req.push(host.len() as u8);
-            req.extend_from_slice(host.as_bytes());
-        }
-    }
-    req.extend_from_slice(&port.to_be_bytes());
-    s.write_all(&req).await.map_err(hop)?;
-
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).await.map_err(hop)?;
-    if head[0] != 5 {
-        return Err(fail(
-            io::ErrorKind::InvalidData,
-            format!(
-                "SOCKS5 proxy {paddr} sent a malformed reply (version {})",
-                head[0]
-            ),
-        ));
-    }
-    if head[1] != 0 {
-        let (kind, why) = match head[1] {
-            1 => (io::ErrorKind::Other, "general SOCKS server failure"),
-            2 => (
-                io::ErrorKind::PermissionDenied,
-                "connection not allowed by ruleset",
-            ),
-            3 => (io::ErrorKind::Other, "network unreachable"),
-            4 => (io::ErrorKind::Other, "host unreachable"),
-            5 => (io::ErrorKind::ConnectionRefused, "connection refused"),
-            6 => (io::ErrorKind::TimedOut, "TTL expired"),
-            7 => (io::ErrorKind::Unsupported, "command not supported"),
-            8 => (io::ErrorKind::Unsupported, "address type not supported"),
-            _ => (io::ErrorKind::Other, "unknown failure"),
-        };
-        return Err(fail(
-            kind,
-            format!(
-                "SOCKS5 proxy {paddr} could not connect to {target}: {why} (reply {})",
-                head[1]
-            ),
-        ));
-    }
-    // The bound address is of no use here, but must be consumed to reach the tunnelled bytes.
-    let rest = match head[3] {
-        1 => 4 + 2,
-        4 => 16 + 2,
-        3 => {
-            let mut len = [0u8; 1];
-            s.read_exact(&mut len).await.map_err(hop)?;
-            len[0] as usize + 2
-        }
-        t => {
-            return Err(fail(
-                io::ErrorKind::InvalidData,
-                format!("SOCKS5 proxy {paddr} sent an unknown address type {t}"),
-            ))
-        }
-    };
-    let mut skip = [0u8; 257];
-    s.read_exact(&mut skip[..rest]).await.map_err(hop)?;
-    Ok(())
 }
 
 /// A proxy URL taken apart.
@@ -747,8 +498,10 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::http::MAX_HEAD;
     use super::*;
     use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     fn http(host: &str, port: u16, auth: Option<(&str, &str)>) -> Proxy {
