@@ -59,30 +59,7 @@ where
     let route = match shared.router.lookup(&first.host) {
         Some(r) if r.proto == TunnelProto::Http && r.serves(scheme) => r,
         _ => {
-            // The name itself, or a wildcard above it, may be held for an agent that left.
-            let mut names = vec![first.host.clone()];
-            let mut rest = first.host.as_str();
-            while let Some((_, parent)) = rest.split_once('.') {
-                names.push(format!("*.{parent}"));
-                rest = parent;
-            }
-            let held = names
-                .into_iter()
-                .find_map(|n| shared.registry.held_for(&LeaseKey::Host(n)));
-            let msg = match held {
-                Some(left) => {
-                    info!(%peer, host = %first.host, left, "tunnel offline: its agent is away");
-                    format!(
-                        "Tunnel {} not found: it is offline, its agent disconnected. The name \
-                         stays reserved for that agent for {left} more seconds.",
-                        first.host
-                    )
-                }
-                None => {
-                    info!(%peer, host = %first.host, "no tunnel for host");
-                    format!("Tunnel {} not found", first.host)
-                }
-            };
+            let msg = not_found(&shared, &first.host, peer);
             return answer(&mut wr, 404, &msg).await;
         }
     };
@@ -126,6 +103,20 @@ where
             },
         }
     };
+    finish(outcome, &track, stream, &mut wr, peer, &host).await;
+    let _ = wr.shutdown().await;
+}
+
+/// Ends a connection by how its two directions ended: an error page where one is still
+/// due, the stream reset where the agent must let go.
+async fn finish<W: AsyncWrite + Unpin>(
+    outcome: Outcome,
+    track: &Track,
+    stream: MuxStream,
+    wr: &mut W,
+    peer: SocketAddr,
+    host: &str,
+) {
     let fresh = {
         let r = track.lock();
         r.between_responses() && r.unanswered() <= 1
@@ -134,7 +125,7 @@ where
         Outcome::Down(Ok(())) => {}
         Outcome::Down(Err(DownError::Io(e))) => {
             debug!(%peer, err = %e, "response direction ended");
-            return stream.reset("visitor connection failed");
+            stream.reset("visitor connection failed");
         }
         Outcome::Down(Err(DownError::Response(e))) => {
             warn!(%peer, %host, err = %e, "bad response from the agent");
@@ -166,7 +157,6 @@ where
             }
         }
     }
-    let _ = wr.shutdown().await;
 }
 
 /// How the request direction ended.
@@ -360,6 +350,33 @@ async fn forward_requests<R: AsyncRead + Unpin>(
                 stream.finish()?;
                 return Ok(Ending::Clean);
             }
+        }
+    }
+}
+
+/// The 404 text for a host no live tunnel serves: plain "not found", or "offline" with
+/// the time left when the name (or a wildcard above it) is held for an agent that left.
+fn not_found(shared: &HttpShared, host: &str, peer: SocketAddr) -> String {
+    let mut names = vec![host.to_string()];
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        names.push(format!("*.{parent}"));
+        rest = parent;
+    }
+    let held = names
+        .into_iter()
+        .find_map(|n| shared.registry.held_for(&LeaseKey::Host(n)));
+    match held {
+        Some(left) => {
+            info!(%peer, %host, left, "tunnel offline: its agent is away");
+            format!(
+                "Tunnel {host} not found: it is offline, its agent disconnected. The name \
+                 stays reserved for that agent for {left} more seconds."
+            )
+        }
+        None => {
+            info!(%peer, %host, "no tunnel for host");
+            format!("Tunnel {host} not found")
         }
     }
 }
