@@ -288,14 +288,7 @@ async fn start_agent(
     // configured by these flags alone.
     let home = std::env::temp_dir().join(format!("burrow-bench-home-{}", std::process::id()));
     let mut cmd = Command::new(bins.join("burrow"));
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
+    for var in burrow_e2e::PROXY_VARS {
         cmd.env_remove(var);
     }
     let mut proc = Proc::spawn(

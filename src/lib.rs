@@ -293,6 +293,19 @@ pub fn port_of(url: &str) -> u16 {
         .expect("port in url")
 }
 
+/// Proxy variables a spawned agent or client would follow: tests and benchmarks never go
+/// through a proxy the environment happens to set.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// curl, silent but showing errors, never through a proxy from the environment.
 pub fn curl_command() -> Command {
     let mut cmd = Command::new("curl");

@@ -39,17 +39,15 @@ fn the_readme_first_command_serves_localhost_8080() {
     }
     let home = std::env::temp_dir().join(format!("burrow-readme-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
-    let mut child = Command::new("sh")
+    let mut cmd = Command::new("sh");
+    for var in burrow_e2e::PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
         .arg("-c")
         .arg(format!("exec {line}"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("HOME", &home)
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
