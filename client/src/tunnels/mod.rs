@@ -1,8 +1,10 @@
-//! The tunnels: what the user asked for (specs), the supervisor that keeps the running set
-//! equal to it, the session with the relay, and the connection served for each stream.
+//! The tunnels: what the user asked for (specs), the supervisor that keeps the running
+//! tunnel actors equal to it, the tunnel actors themselves, the session with the relay,
+//! and the connection served for each stream.
 
 pub mod connection;
 pub mod reconcile;
 pub mod session;
 pub mod spec;
 pub mod supervisor;
+pub mod tunnel;

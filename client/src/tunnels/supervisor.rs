@@ -1,21 +1,25 @@
 //! The Supervisor: owns the desired set of tunnels (configuration, command line, API),
-//! reconciles the bound tunnels with it through typed changes, re-binds everything with
-//! the names it had after a reconnect, and retries failed binds with back-off.
+//! reconciles the running `Tunnel` actors with it through typed changes, and passes each
+//! of them what the session reports. It keeps only what the API shows of each tunnel,
+//! which the tunnels report when it changes, so listing them is a synchronous read.
 
 use crate::tunnels::connection::Observers;
 use crate::tunnels::reconcile::{diff, Change, Desired};
 use crate::tunnels::session::{
-    Bind, Close, Reports, Session, SessionConfig, SessionDown, SessionFatal, SessionUp, SetSchemes,
-    TunnelFailed, TunnelUp, Unbind,
+    Close, Reports, Session, SessionConfig, SessionDown, SessionFatal, SessionUp, TunnelFailed,
+    TunnelUp, Unbind,
 };
-use crate::tunnels::spec::{sticky, TunnelSpec};
+use crate::tunnels::spec::TunnelSpec;
+use crate::tunnels::tunnel::{
+    Card, DropTwin, Report, Rescheme, Stop, Tunnel, TunnelOptions, TunnelReport, TunnelView, Wait,
+};
 use actix::prelude::*;
-use burrow_protocol::control::{BindTls, TunnelProto};
-use std::collections::HashMap;
+use burrow_protocol::control::BindTls;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Why the supervisor refused an API request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,35 +36,6 @@ pub enum SupervisorError {
     /// The relay refused the bind.
     #[error("{0}")]
     BindFailed(String),
-}
-
-/// An API-visible tunnel: one scheme of a tunnel ("NAME" or "NAME (http)").
-#[derive(Debug, Clone)]
-pub struct TunnelView {
-    /// API name.
-    pub name: String,
-    /// The tunnel it belongs to.
-    pub spec: Arc<TunnelSpec>,
-    /// `https`, `http`, `tcp` or `tls`.
-    pub proto: String,
-    /// Its public URL.
-    pub public_url: String,
-}
-
-struct Bound {
-    tunnel_id: u64,
-    urls: Vec<String>,
-}
-
-struct Running {
-    spec: Arc<TunnelSpec>,
-    bound: Option<Bound>,
-    /// URLs of the first bind, asked for again after reconnects.
-    first_urls: Vec<String>,
-    /// API names and the scheme each shows.
-    twins: Vec<(String, String)>,
-    waiters: Vec<oneshot::Sender<Result<(), SupervisorError>>>,
-    failures: u32,
 }
 
 /// What the supervisor tells its owner (the console, or a test).
@@ -81,30 +56,26 @@ pub enum AgentEvent {
     Fatal(String),
 }
 
+/// A running tunnel as the supervisor sees it.
+struct Running {
+    addr: Addr<Tunnel>,
+    /// Tells this tunnel's reports from those of a removed one of the same name.
+    serial: u64,
+    card: Card,
+}
+
 /// Owns the tunnels and the session.
 pub struct Supervisor {
     session_cfg: SessionConfig,
     session: Option<Addr<Session>>,
     obs: Observers,
     desired: Desired,
-    running: HashMap<String, Running>,
+    running: BTreeMap<String, Running>,
+    next_serial: u64,
     online: bool,
     /// Whether a failed first bind ends the agent (command line and config tunnels do).
     fatal_first_failure: bool,
     events: Box<dyn Fn(AgentEvent)>,
-}
-
-fn twins_for(spec: &TunnelSpec) -> Vec<(String, String)> {
-    let n = spec.name.clone();
-    match (spec.proto(), spec.request.bind_tls) {
-        (TunnelProto::Http, BindTls::Both) => vec![
-            (n.clone(), "https".into()),
-            (format!("{n} (http)"), "http".into()),
-        ],
-        (TunnelProto::Http, BindTls::Https) => vec![(n, "https".into())],
-        (TunnelProto::Http, BindTls::Http) => vec![(n, "http".into())],
-        (p, _) => vec![(n, p.to_string())],
-    }
 }
 
 impl Supervisor {
@@ -123,7 +94,8 @@ impl Supervisor {
                 .into_iter()
                 .map(|t| (t.name.clone(), Arc::new(t)))
                 .collect(),
-            running: HashMap::new(),
+            running: BTreeMap::new(),
+            next_serial: 0,
             online: false,
             fatal_first_failure: true,
             events,
@@ -135,58 +107,46 @@ impl Supervisor {
         (self.events)(AgentEvent::Fatal(msg));
     }
 
-    fn bind(&self, r: &Running) {
-        if let (Some(s), true) = (&self.session, self.online) {
-            let spec = if r.first_urls.is_empty() {
-                r.spec.clone()
-            } else {
-                Arc::new(TunnelSpec {
-                    request: sticky(&r.spec.request, &r.first_urls),
-                    ..(*r.spec).clone()
-                })
-            };
-            s.do_send(Bind(spec));
-        }
-    }
-
     /// Applies the changes from the running set to `new`.
-    fn reconcile(&mut self, new: Desired) {
+    fn reconcile(&mut self, new: Desired, ctx: &mut Context<Self>) {
         let changes = diff(&self.desired, &new);
         self.desired = new;
         for change in changes {
             match change {
                 Change::Add(spec) => {
-                    let r = Running {
-                        twins: twins_for(&spec),
-                        spec,
-                        bound: None,
-                        first_urls: Vec::new(),
-                        waiters: Vec::new(),
-                        failures: 0,
+                    let Some(session) = self.session.clone() else {
+                        continue;
                     };
-                    self.bind(&r);
-                    self.running.insert(r.spec.name.clone(), r);
+                    self.next_serial += 1;
+                    let tunnel = Tunnel::new(TunnelOptions {
+                        spec: spec.clone(),
+                        serial: self.next_serial,
+                        session,
+                        online: self.online,
+                        fatal_first_failure: self.fatal_first_failure,
+                        metrics: self.obs.metrics.clone(),
+                        reports: ctx.address().recipient(),
+                    });
+                    let card = tunnel.card();
+                    let running = Running {
+                        addr: tunnel.start(),
+                        serial: self.next_serial,
+                        card,
+                    };
+                    self.running.insert(spec.name.clone(), running);
                 }
                 Change::Remove(name) => {
                     if let Some(r) = self.running.remove(&name) {
-                        if let (Some(b), Some(s)) = (&r.bound, &self.session) {
-                            s.do_send(Unbind(b.tunnel_id));
-                        }
-                        for (api_name, scheme) in &r.twins {
-                            self.obs.metrics.forget(&(name.clone(), scheme.clone()));
-                            if r.bound.is_some() {
-                                info!(obj = "tunnels", name = %api_name, "stopped tunnel");
-                            }
-                        }
+                        r.addr.do_send(Stop);
                     }
                 }
-                Change::SetSchemes(name, bind_tls) => {
+                Change::SetSchemes(name, _) => {
                     if let Some(r) = self.running.get_mut(&name) {
                         let spec = self.desired[&name].clone();
-                        r.spec = spec;
-                        if let (Some(b), Some(s)) = (&r.bound, &self.session) {
-                            s.do_send(SetSchemes(name.clone(), b.tunnel_id, bind_tls));
+                        for v in &mut r.card.views {
+                            v.spec = spec.clone();
                         }
+                        r.addr.do_send(Rescheme(spec));
                     }
                 }
             }
@@ -194,26 +154,10 @@ impl Supervisor {
     }
 
     fn views(&self) -> Vec<TunnelView> {
-        let mut out = Vec::new();
-        let mut names: Vec<_> = self.running.keys().collect();
-        names.sort();
-        for n in names {
-            let r = &self.running[n];
-            // While reconnecting, a tunnel keeps the URLs it will get back.
-            let urls = r.bound.as_ref().map_or(&r.first_urls, |b| &b.urls);
-            for (api_name, scheme) in &r.twins {
-                let prefix = format!("{scheme}://");
-                if let Some(url) = urls.iter().find(|u| u.starts_with(&prefix)) {
-                    out.push(TunnelView {
-                        name: api_name.clone(),
-                        spec: r.spec.clone(),
-                        proto: scheme.clone(),
-                        public_url: url.clone(),
-                    });
-                }
-            }
-        }
-        out
+        self.running
+            .values()
+            .flat_map(|r| r.card.views.iter().cloned())
+            .collect()
     }
 }
 
@@ -237,7 +181,7 @@ impl Actor for Supervisor {
             )
             .start(),
         );
-        self.reconcile(initial);
+        self.reconcile(initial, ctx);
     }
 }
 
@@ -251,11 +195,8 @@ impl Handler<SessionUp> for Supervisor {
     fn handle(&mut self, _: SessionUp, _: &mut Self::Context) {
         self.online = true;
         (self.events)(AgentEvent::Online);
-        for r in self.running.values_mut() {
-            r.bound = None;
-        }
         for r in self.running.values() {
-            self.bind(r);
+            r.addr.do_send(SessionUp);
         }
     }
 }
@@ -264,8 +205,8 @@ impl Handler<SessionDown> for Supervisor {
     type Result = ();
     fn handle(&mut self, SessionDown(why): SessionDown, _: &mut Self::Context) {
         self.online = false;
-        for r in self.running.values_mut() {
-            r.bound = None;
+        for r in self.running.values() {
+            r.addr.do_send(SessionDown(why.clone()));
         }
         (self.events)(AgentEvent::Reconnecting(why));
     }
@@ -281,79 +222,65 @@ impl Handler<SessionFatal> for Supervisor {
 impl Handler<TunnelUp> for Supervisor {
     type Result = ();
     fn handle(&mut self, up: TunnelUp, _: &mut Self::Context) {
-        let Some(r) = self.running.get_mut(&up.name) else {
+        match self.running.get(&up.name) {
+            Some(r) => r.addr.do_send(up),
             // Removed while the bind was in flight.
-            if let Some(s) = &self.session {
-                s.do_send(Unbind(up.tunnel_id));
+            None => {
+                if let Some(s) = &self.session {
+                    s.do_send(Unbind(up.tunnel_id));
+                }
             }
-            return;
-        };
-        let first = r.first_urls.is_empty();
-        if first {
-            for url in &up.urls {
-                (self.events)(AgentEvent::Forwarding {
-                    spec: r.spec.clone(),
-                    url: url.clone(),
-                });
-            }
-            r.first_urls = up.urls.clone();
-        } else if !up.urls.iter().all(|u| r.first_urls.contains(u)) {
-            warn!(obj = "tunnels", name = %up.name, old = ?r.first_urls, new = ?up.urls, "tunnel came back on different URLs");
-        }
-        let was: Vec<String> = r.bound.as_ref().map(|b| b.urls.clone()).unwrap_or_default();
-        for (api_name, scheme) in &r.twins {
-            let prefix = format!("{scheme}://");
-            if let Some(url) = up
-                .urls
-                .iter()
-                .find(|u| u.starts_with(&prefix) && !was.contains(u))
-            {
-                info!(obj = "tunnels", name = %api_name, addr = %r.spec.local.display(), url = %url, "started tunnel");
-            }
-        }
-        r.failures = 0;
-        r.bound = Some(Bound {
-            tunnel_id: up.tunnel_id,
-            urls: up.urls,
-        });
-        for w in r.waiters.drain(..) {
-            let _ = w.send(Ok(()));
         }
     }
 }
 
 impl Handler<TunnelFailed> for Supervisor {
     type Result = ();
-    fn handle(&mut self, f: TunnelFailed, ctx: &mut Self::Context) {
-        let Some(r) = self.running.get_mut(&f.name) else {
+    fn handle(&mut self, f: TunnelFailed, _: &mut Self::Context) {
+        if let Some(r) = self.running.get(&f.name) {
+            r.addr.do_send(f);
+        }
+    }
+}
+
+impl Handler<TunnelReport> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, report: TunnelReport, ctx: &mut Self::Context) {
+        let Some(r) = self.running.get_mut(&report.name) else {
             return;
         };
-        if !r.waiters.is_empty() {
-            // An API caller is waiting: the tunnel is not started, and it hears why.
-            for w in r.waiters.drain(..) {
-                let _ = w.send(Err(SupervisorError::BindFailed(f.message.clone())));
-            }
-            let name = f.name.clone();
-            let mut new = self.desired.clone();
-            new.remove(&name);
-            self.reconcile(new);
+        if r.serial != report.serial {
             return;
         }
-        if r.first_urls.is_empty() && self.fatal_first_failure {
-            return self.fatal(format!("failed to start tunnel {}: {}", f.name, f.message));
-        }
-        // A rebind can lose a race with our own previous session's cleanup; back off.
-        r.failures += 1;
-        let delay = Duration::from_millis(500) * 2u32.pow(r.failures.min(6));
-        warn!(obj = "tunnels", name = %f.name, err = %f.message, retry_in = ?delay, "failed to bind tunnel; retrying");
-        let name = f.name;
-        ctx.run_later(delay, move |act, _| {
-            if let Some(r) = act.running.get(&name) {
-                if r.bound.is_none() {
-                    act.bind(r);
+        match report.what {
+            Report::Card(mut card) => {
+                // API names only ever go away, and the supervisor drops them at once: a
+                // card sent before the tunnel heard of that must not bring them back.
+                card.twins.retain(|t| r.card.twins.contains(t));
+                card.views
+                    .retain(|v| card.twins.iter().any(|(n, _)| *n == v.name));
+                if let Some(spec) = self.desired.get(&report.name) {
+                    for v in &mut card.views {
+                        v.spec = spec.clone();
+                    }
+                }
+                r.card = card;
+            }
+            Report::Forwarding(spec, urls) => {
+                for url in urls {
+                    (self.events)(AgentEvent::Forwarding {
+                        spec: spec.clone(),
+                        url,
+                    });
                 }
             }
-        });
+            Report::Fatal(msg) => self.fatal(msg),
+            Report::Refused => {
+                let mut new = self.desired.clone();
+                new.remove(&report.name);
+                self.reconcile(new, ctx);
+            }
+        }
     }
 }
 
@@ -367,7 +294,7 @@ pub struct AddTunnel(
 
 impl Handler<AddTunnel> for Supervisor {
     type Result = ();
-    fn handle(&mut self, AddTunnel(spec, reply): AddTunnel, _: &mut Self::Context) {
+    fn handle(&mut self, AddTunnel(spec, reply): AddTunnel, ctx: &mut Self::Context) {
         if self.desired.contains_key(&spec.name) || self.views().iter().any(|v| v.name == spec.name)
         {
             let _ = reply.send(Err(SupervisorError::NameTaken(spec.name)));
@@ -380,9 +307,15 @@ impl Handler<AddTunnel> for Supervisor {
         let name = spec.name.clone();
         let mut new = self.desired.clone();
         new.insert(name.clone(), Arc::new(spec));
-        self.reconcile(new);
-        if let Some(r) = self.running.get_mut(&name) {
-            r.waiters.push(reply);
+        self.reconcile(new, ctx);
+        if let Some(r) = self.running.get(&name) {
+            let (tx, rx) = oneshot::channel();
+            r.addr.do_send(Wait(tx));
+            actix::spawn(async move {
+                if let Ok(result) = rx.await {
+                    let _ = reply.send(result.map_err(|e| SupervisorError::BindFailed(e.0)));
+                }
+            });
         }
     }
 }
@@ -397,35 +330,36 @@ impl Handler<RemoveTunnel> for Supervisor {
     fn handle(
         &mut self,
         RemoveTunnel(api_name): RemoveTunnel,
-        _: &mut Self::Context,
+        ctx: &mut Self::Context,
     ) -> Self::Result {
-        let found = self.running.iter().find_map(|(name, r)| {
-            r.twins
-                .iter()
-                .position(|(n, _)| *n == api_name)
-                .map(|i| (name.clone(), i))
+        let found = self.running.iter_mut().find_map(|(name, r)| {
+            let i = r.card.twins.iter().position(|(n, _)| *n == api_name)?;
+            Some((name.clone(), i, r))
         });
-        let Some((name, i)) = found else {
+        let Some((name, i, r)) = found else {
             return Err(SupervisorError::NotFound(api_name));
         };
-        let r = self.running.get_mut(&name).expect("found above");
-        let (removed, scheme) = r.twins.remove(i);
-        info!(obj = "tunnels", name = %removed, "stopped tunnel");
-        self.obs.metrics.forget(&(name.clone(), scheme));
+        // The tunnel logs and forgets the scheme; the list stops showing it now.
+        r.card.twins.remove(i);
+        r.card.views.retain(|v| v.name != api_name);
+        r.addr.do_send(DropTwin(api_name));
         let mut new = self.desired.clone();
-        if r.twins.is_empty() {
-            new.remove(&name);
-        } else {
-            let remaining = if r.twins[0].1 == "https" {
-                BindTls::Https
-            } else {
-                BindTls::Http
-            };
-            let mut spec = (*new[&name]).clone();
-            spec.request.bind_tls = remaining;
-            new.insert(name, Arc::new(spec));
+        match r.card.twins.first() {
+            None => {
+                new.remove(&name);
+            }
+            Some((_, scheme)) => {
+                let remaining = if scheme == "https" {
+                    BindTls::Https
+                } else {
+                    BindTls::Http
+                };
+                let mut spec = (*new[&name]).clone();
+                spec.request.bind_tls = remaining;
+                new.insert(name, Arc::new(spec));
+            }
         }
-        self.reconcile(new);
+        self.reconcile(new, ctx);
         Ok(())
     }
 }

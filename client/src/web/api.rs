@@ -3,9 +3,8 @@
 
 use crate::config::{Proto, Scalar, TunnelConfig};
 use crate::metrics::{prometheus, TunnelMetrics};
-use crate::tunnels::supervisor::{
-    AddTunnel, ListTunnels, RemoveTunnel, SupervisorError, TunnelView,
-};
+use crate::tunnels::supervisor::{AddTunnel, ListTunnels, RemoveTunnel, SupervisorError};
+use crate::tunnels::tunnel::TunnelView;
 use crate::web::state::{error, inspected, json_object, ApiState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

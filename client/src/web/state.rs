@@ -2,7 +2,8 @@
 
 use crate::inspect::store::Inspector;
 use crate::metrics::MetricsHub;
-use crate::tunnels::supervisor::{Supervisor, TunnelView};
+use crate::tunnels::supervisor::Supervisor;
+use crate::tunnels::tunnel::TunnelView;
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
