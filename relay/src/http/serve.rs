@@ -76,6 +76,14 @@ where
         remote_addr: peer.to_string(),
         scheme: scheme.to_string(),
     };
+    let track = Track {
+        responses: Mutex::new(Responses::new()),
+        verdict: Mutex::new(None),
+        decided: Notify::new(),
+    };
+    // The agent may answer before the request is even forwarded (a 502 when the local
+    // server is down), so the first request is expected before the stream opens.
+    track.lock().expect(expect_for(&first));
     let stream = match route.mux.open(control::encode(&meta)) {
         Ok(s) => s,
         Err(e) => {
@@ -86,11 +94,6 @@ where
     };
     let ip = peer.ip().to_string();
     let host = first.host.clone();
-    let track = Track {
-        responses: Mutex::new(Responses::new()),
-        verdict: Mutex::new(None),
-        decided: Notify::new(),
-    };
     let outcome = {
         let up = forward_requests(input, &stream, first, &ip, scheme, limits, &route, &track);
         let down = forward_responses(&stream, &mut wr, &track);
@@ -286,10 +289,6 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     loop {
         let fwd = head::forwarded(&input.buf, &head, ip, scheme, route.host_header.as_deref());
         let _ = input.buf.split_to(head.len);
-        track.lock().expect(Expect {
-            head: head.method == "HEAD",
-            upgrade: head.upgrade,
-        });
         stream.send(fwd).await?;
         match head.framing {
             head::Framing::None => {}
@@ -335,7 +334,10 @@ async fn forward_requests<R: AsyncRead + Unpin>(
                 stream.finish()?;
                 return Ok(Ending::Page(unauthorized()));
             }
-            Ok(h) => head = h,
+            Ok(h) => {
+                track.lock().expect(expect_for(&h));
+                head = h;
+            }
             Err(InputError::Closed) => {
                 stream.finish()?;
                 return Ok(Ending::Clean);
@@ -378,6 +380,14 @@ fn not_found(shared: &HttpShared, host: &str, peer: SocketAddr) -> String {
             info!(%peer, %host, "no tunnel for host");
             format!("Tunnel {host} not found")
         }
+    }
+}
+
+/// What the response to `head` will be like, as far as following it goes.
+fn expect_for(head: &RequestHead) -> Expect {
+    Expect {
+        head: head.method == "HEAD",
+        upgrade: head.upgrade,
     }
 }
 
