@@ -279,6 +279,20 @@ impl Gate {
     }
 }
 
+/// A TLS connection to the relay's agent port, trusting its CA, before any Burrow byte:
+/// what an agent (or a stranger) starts from.
+pub async fn agent_port_tls(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).expect("client TLS");
+    let tcp = TcpStream::connect(relay.handle.control_addr)
+        .await
+        .expect("connect to the agent port");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the relay")
+}
+
 /// The host of a URL, without scheme and port.
 pub fn host_of(url: &str) -> String {
     let authority = url.split("://").nth(1).unwrap_or(url);

@@ -1,7 +1,7 @@
 //! Bad input of every kind: the relay answers or drops the offender, stays up, and other
 //! sessions keep working.
 
-use burrow_e2e::{curl, raw_exchange, upstream, TestAgent, TestRelay};
+use burrow_e2e::{agent_port_tls, curl, raw_exchange, upstream, TestAgent, TestRelay};
 use burrow_protocol::frame::Frame;
 use burrow_protocol::preamble;
 use bytes::BytesMut;
@@ -16,16 +16,6 @@ async fn quick_relay() -> TestRelay {
         c.limits.max_head = 4096;
     })
     .await
-}
-
-async fn tls_to(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).unwrap();
-    let tcp = TcpStream::connect(relay.handle.control_addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .unwrap()
 }
 
 /// Reads until the relay closes the connection; panics if it does not within 5 s.
@@ -58,14 +48,14 @@ async fn garbage_truncated_oversized_and_wrong_version_frames() {
     closed_by_relay(&mut raw).await;
 
     // TLS, then not our preamble.
-    let mut s = tls_to(&relay).await;
+    let mut s = agent_port_tls(&relay).await;
     s.write_all(b"\x00\x01garbage garbage garbage")
         .await
         .unwrap();
     closed_by_relay(&mut s).await;
 
     // TLS, a preamble of another version: the relay answers with its own and closes.
-    let mut s = tls_to(&relay).await;
+    let mut s = agent_port_tls(&relay).await;
     s.write_all(&preamble::encode(99)).await.unwrap();
     let mut theirs = [0u8; 8];
     s.read_exact(&mut theirs).await.unwrap();
@@ -90,7 +80,7 @@ async fn garbage_truncated_oversized_and_wrong_version_frames() {
         vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 1, 2, 3],
     ];
     for f in frames {
-        let mut s = tls_to(&relay).await;
+        let mut s = agent_port_tls(&relay).await;
         s.write_all(&preamble::encode(burrow_protocol::PROTOCOL_VERSION))
             .await
             .unwrap();
@@ -113,7 +103,7 @@ async fn a_tls_client_that_never_speaks_is_dropped() {
     closed_by_relay(&mut silent).await;
     assert!(started.elapsed() >= Duration::from_millis(400));
     // A TLS client that finishes the handshake and then says nothing is dropped too.
-    let mut quiet = tls_to(&relay).await;
+    let mut quiet = agent_port_tls(&relay).await;
     closed_by_relay(&mut quiet).await;
     // So is a silent visitor on the https listener.
     let mut silent = TcpStream::connect(relay.https()).await.unwrap();

@@ -304,14 +304,9 @@ async fn bare_agent(relay: &TestRelay) -> (MuxHandle, String) {
     }
 }
 
+/// The agent port after the version preamble: where authentication would come next.
 async fn tls_to(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tls = burrow::client_tls(None, relay.handle.ca_pem.as_deref()).unwrap();
-    let tcp = TcpStream::connect(relay.handle.control_addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = burrow_e2e::agent_port_tls(relay).await;
     preamble::exchange(&mut tls).await.unwrap();
     tls
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, free_port, json, spawn, Running, Scratch};
+use common::{agent_until, call, free_port, json, spawn, Running, Scratch};
 
 struct Agent {
     api: String,
@@ -362,23 +362,12 @@ fn public_urls(api: &str) -> std::collections::BTreeMap<String, String> {
 fn tunnel_calls_get_503_until_the_relay_session_is_up() {
     // A relay that is not there: the session never comes up, the API does.
     let relay = free_port();
-    let web = free_port();
-    let dir = Scratch::new("api503");
-    let path = dir.file(
-        "burrow.yml",
-        &format!("server_addr: 127.0.0.1:{relay}\nweb_addr: 127.0.0.1:{web}\n"),
+    let (run, api, _dir) = agent_until(
+        "api503",
+        &format!("server_addr: 127.0.0.1:{relay}\n"),
+        "msg=\"starting web service\"",
     );
-    let run = spawn(&[
-        "start",
-        "--none",
-        "--log",
-        "stdout",
-        "--config",
-        path.to_str().unwrap(),
-    ]);
-    run.line_matching(|l| l.contains("msg=\"starting web service\""));
     run.line_matching(|l| l.contains("failed to reconnect session"));
-    let api = format!("http://127.0.0.1:{web}");
     let (code, body) = call(
         "POST",
         &format!("{api}/api/tunnels"),

@@ -87,21 +87,10 @@ impl Router {
     /// (`*.b.example.com` before `*.example.com`), counting only tunnels whose agent is
     /// still connected.
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
-        if let Some(r) = self.hosts.get(host) {
-            if !r.mux.is_closed() {
-                return Some(r.clone());
-            }
-        }
-        let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(r) = self.hosts.get(&format!("*.{parent}")) {
-                if !r.mux.is_closed() {
-                    return Some(r.clone());
-                }
-            }
-            rest = parent;
-        }
-        None
+        burrow_http::hostname::and_wildcards(host).find_map(|name| {
+            let r = self.hosts.get(&name)?;
+            (!r.mux.is_closed()).then(|| r.clone())
+        })
     }
 
     /// The route bound to exactly `host` (a wildcard pattern is looked up as itself).

@@ -116,17 +116,20 @@ impl Follower {
                     break;
                 }
                 State::Head(buf) => {
-                    let take = chunk.len() - i;
-                    let before = buf.len();
-                    buf.extend_from_slice(&chunk[i..]);
-                    match find_head_end(buf) {
-                        Some(end) => {
-                            let raw: Vec<u8> = buf[..end].to_vec();
-                            i += end - before;
+                    // Only the head's own bytes are copied aside, not the body behind it.
+                    let avail = &chunk[i..];
+                    match head_end_in(buf, avail) {
+                        Some(k) => {
+                            buf.extend_from_slice(&avail[..k]);
+                            let raw = std::mem::take(buf);
+                            i += k;
                             self.on_head(raw, &mut out);
                         }
-                        None if buf.len() > MAX_HEAD => self.state = State::Opaque,
-                        None => i += take,
+                        None if buf.len() + avail.len() > MAX_HEAD => self.state = State::Opaque,
+                        None => {
+                            buf.extend_from_slice(avail);
+                            i = chunk.len();
+                        }
                     }
                 }
                 State::Body(body) => {
@@ -271,8 +274,19 @@ impl Follower {
 pub use crate::head::header_fields;
 use crate::head::{parse_loose, Loose};
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Where the blank line ending a head falls in `more`, given the head's bytes so far in
+/// `seen` (which hold no complete head): the count of `more`'s bytes that finish it.
+fn head_end_in(seen: &[u8], more: &[u8]) -> Option<usize> {
+    // A blank line split between the two: the last three bytes seen and the first three new.
+    let tail = &seen[seen.len().saturating_sub(3)..];
+    let mut edge = tail.to_vec();
+    edge.extend_from_slice(&more[..more.len().min(3)]);
+    if let Some(p) = edge.windows(4).position(|w| w == b"\r\n\r\n") {
+        return Some(p + 4 - tail.len());
+    }
+    more.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 #[cfg(test)]

@@ -25,6 +25,15 @@ pub enum HostnameError {
     HostHeader(String),
 }
 
+/// `host` and then each wildcard that covers it, most specific first: `a.b.c` gives
+/// `a.b.c`, `*.b.c`, `*.c` — the order routes and held names are looked up in.
+pub fn and_wildcards(host: &str) -> impl Iterator<Item = String> + '_ {
+    let parents = std::iter::successors(host.split_once('.').map(|(_, p)| p), |p| {
+        p.split_once('.').map(|(_, q)| q)
+    });
+    std::iter::once(host.to_string()).chain(parents.map(|p| format!("*.{p}")))
+}
+
 /// Checks a custom hostname, exact or wildcard (`*.example.com`).
 pub fn custom_hostname(h: &str, domain: &str) -> Result<String, HostnameError> {
     let Some(parent) = h.strip_prefix("*.") else {

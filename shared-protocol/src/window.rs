@@ -112,8 +112,9 @@ impl RecvWindow {
         }
     }
 
-    /// A window with budgets of its own (tests, tools).
-    pub fn unbudgeted(max: u32) -> Self {
+    /// A window with budgets of its own.
+    #[cfg(test)]
+    fn unbudgeted(max: u32) -> Self {
         Self::new(
             max,
             WindowBudget::new(u64::MAX),

@@ -232,6 +232,11 @@ pub fn json(s: &str) -> serde_json::Value {
 /// `burrow start --none` with its API on a free port and `extra` YAML in its configuration;
 /// returns once the relay session is up, with the API's base URL.
 pub fn agent(tag: &str, extra: &str) -> (Running, String, Scratch) {
+    agent_until(tag, extra, "client session established")
+}
+
+/// Like [`agent`], returning once a log line contains `ready`.
+pub fn agent_until(tag: &str, extra: &str, ready: &str) -> (Running, String, Scratch) {
     let web = free_port();
     let dir = Scratch::new(tag);
     let cfg = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{web}\n{extra}"));
@@ -243,7 +248,7 @@ pub fn agent(tag: &str, extra: &str) -> (Running, String, Scratch) {
         "--config",
         cfg.to_str().unwrap(),
     ]);
-    run.line_matching(|l| l.contains("client session established"));
+    run.line_matching(|l| l.contains(ready));
     (run, format!("http://127.0.0.1:{web}"), dir)
 }
 

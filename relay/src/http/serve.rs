@@ -170,18 +170,12 @@ enum Ending {
     Page(Bytes),
 }
 
+#[derive(Debug, thiserror::Error)]
 enum DownError {
+    #[error(transparent)]
     Io(std::io::Error),
+    #[error(transparent)]
     Response(ResponseError),
-}
-
-impl std::fmt::Display for DownError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DownError::Io(e) => e.fmt(f),
-            DownError::Response(e) => e.fmt(f),
-        }
-    }
 }
 
 enum Outcome {
@@ -359,14 +353,7 @@ async fn forward_requests<R: AsyncRead + Unpin>(
 /// The 404 text for a host no live tunnel serves: plain "not found", or "offline" with
 /// the time left when the name (or a wildcard above it) is held for an agent that left.
 fn not_found(shared: &HttpShared, host: &str, peer: SocketAddr) -> String {
-    let mut names = vec![host.to_string()];
-    let mut rest = host;
-    while let Some((_, parent)) = rest.split_once('.') {
-        names.push(format!("*.{parent}"));
-        rest = parent;
-    }
-    let held = names
-        .into_iter()
+    let held = burrow_http::hostname::and_wildcards(host)
         .find_map(|n| shared.registry.held_for(&LeaseKey::Host(n)));
     match held {
         Some(left) => {

@@ -84,9 +84,10 @@ impl MuxStream {
         }
     }
 
-    /// Like [`MuxStream::recv_shared`], but the chunk's credit goes back to the peer only
-    /// when [`MuxStream::ack`] says so (once it has been written on), so a reader that
-    /// stops never lets the peer send more than the window.
+    /// The next received chunk through a shared reference (so the two directions of a
+    /// splice run concurrently; do not mix with `AsyncRead`). Its credit goes back to the
+    /// peer only when [`MuxStream::ack`] says so, once it has been written on, so a reader
+    /// that stops never lets the peer send more than the window.
     pub async fn recv_unacked(&self) -> io::Result<Option<Bytes>> {
         poll_fn(|cx| self.poll_recv_unacked(cx)).await
     }
@@ -109,12 +110,6 @@ impl MuxStream {
     /// The next received chunk; `None` once the peer half-closed.
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
-    /// Like [`MuxStream::recv`] through a shared reference, so the two directions of a
-    /// splice can run concurrently; do not mix with `AsyncRead`.
-    pub async fn recv_shared(&self) -> io::Result<Option<Bytes>> {
-        poll_fn(|cx| self.poll_recv_chunk(cx)).await
     }
 
     fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
