@@ -287,6 +287,19 @@ pub fn start<T>(io: T, cfg: MuxConfig) -> (MuxHandle, mpsc::UnboundedReceiver<Mu
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
+    start_with(io, cfg, BytesMut::new())
+}
+
+/// Starts a session over `io` whose first bytes were already read into `initial` (a
+/// relay reads a lane's first frame itself to learn which session it joins).
+pub fn start_with<T>(
+    io: T,
+    cfg: MuxConfig,
+    initial: BytesMut,
+) -> (MuxHandle, mpsc::UnboundedReceiver<MuxEvent>)
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let cfg_max_frame = cfg.max_frame;
@@ -316,7 +329,7 @@ where
     tokio::spawn(async move {
         let mut closed = s.close_tx.subscribe();
         let result = tokio::select! {
-            r = reader(r, &s, &events_tx) => r,
+            r = reader(r, initial, &s, &events_tx) => r,
             _ = closed.wait_for(|c| *c) => Ok(()),
         };
         let err = result.err().map(Arc::new);
@@ -393,11 +406,12 @@ async fn heartbeat(shared: Arc<Shared>) {
 
 async fn reader<R: AsyncRead>(
     r: R,
+    mut buf: BytesMut,
     shared: &Arc<Shared>,
     events: &mpsc::UnboundedSender<MuxEvent>,
 ) -> Result<(), ProtocolError> {
     tokio::pin!(r);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    buf.reserve(16 * 1024);
     loop {
         let decoder = FrameDecoder::new(shared.max_frame.load(Ordering::Relaxed));
         while let Some(frame) = decoder.decode(&mut buf)? {
