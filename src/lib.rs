@@ -172,6 +172,8 @@ impl TestAgent {
         let mut session = burrow::session_config(&server, tls, token.map(String::from))
             .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
+        // As many lanes as the test relay has workers, whatever the machine's cores.
+        session.workers = 2;
         let spec = TunnelSpec::new(
             "command_line",
             TunnelRequest {
@@ -244,11 +246,13 @@ impl TestAgent {
 }
 
 /// A loopback TCP forwarder to `target` that can be shut, as a network outage would: while
-/// shut it accepts each connection and drops it at once.
+/// shut it accepts each connection and drops it at once. Each forwarded connection can also
+/// be cut on its own.
 pub struct Gate {
     /// Where it listens.
     pub addr: SocketAddr,
     open: Arc<AtomicBool>,
+    forwarded: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Gate {
@@ -257,25 +261,42 @@ impl Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(true));
-        let is_open = open.clone();
+        let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_open, list) = (open.clone(), forwarded.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !is_open.load(Ordering::SeqCst) {
                     continue;
                 }
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                list.lock().unwrap().push(task.abort_handle());
             }
         });
-        Gate { addr, open }
+        Gate {
+            addr,
+            open,
+            forwarded,
+        }
     }
 
     /// Opens or shuts the gate for connections that arrive from now on.
     pub fn set_open(&self, open: bool) {
         self.open.store(open, Ordering::SeqCst);
+    }
+
+    /// Connections forwarded so far, in the order they arrived.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.lock().unwrap().len()
+    }
+
+    /// Cuts forwarded connection `i` (counting from 0 in arrival order): both of its
+    /// sockets close at once, as when a link dies.
+    pub fn cut(&self, i: usize) {
+        self.forwarded.lock().unwrap()[i].abort();
     }
 }
 

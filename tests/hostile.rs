@@ -278,6 +278,7 @@ async fn bare_agent(relay: &TestRelay) -> (MuxHandle, String) {
         agent_version: "test".into(),
         client_id: "bare-agent".into(),
         token: None,
+        lanes: 1,
     });
     send(&ClientMessage::Bind {
         req: 1,

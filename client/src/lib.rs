@@ -103,6 +103,7 @@ pub fn session_config(
         client_id: new_client_id(),
         max_backoff: Duration::from_secs(5),
         proxy: None,
+        workers: 0,
     })
 }
 

@@ -23,8 +23,10 @@ pub struct Limits {
     /// Bytes all receive windows of the relay together may grow beyond their initial
     /// 256 KiB: what stalled readers can make it hold, whatever their number.
     pub window_budget: u64,
-    /// The same, for the windows of one agent session.
+    /// The same, for the windows of one agent session (each of its lanes).
     pub session_window_budget: u64,
+    /// Most lanes (TLS connections) one agent session may have; 0 means one per worker.
+    pub max_lanes: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +40,7 @@ impl Default for Limits {
             max_pending_agents: 128,
             window_budget: burrow_protocol::window::DEFAULT_PROCESS_BUDGET,
             session_window_budget: burrow_protocol::window::DEFAULT_SESSION_BUDGET,
+            max_lanes: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod lane;
 pub mod listeners;
 pub mod registry;
 pub mod router;
@@ -46,6 +47,15 @@ impl RelayHandle {
     /// The domain tunnels live under.
     pub fn domain(&self) -> &str {
         &self.state.cfg.domain
+    }
+
+    /// Live lanes of each session that was granted more than one.
+    pub fn session_lanes(&self) -> Vec<usize> {
+        self.state
+            .lane_doors
+            .iter()
+            .map(|d| d.lanes.live())
+            .collect()
     }
 
     /// Public connections open now.

@@ -1,20 +1,22 @@
 //! Accept loops: agents on the control listener, visitors on the http and https ones.
 
+use crate::lane;
 use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
 use actix::prelude::*;
-use burrow_http::workers::Connection;
-use burrow_protocol::control::{self, StreamMeta, TunnelProto};
-use burrow_protocol::mux::{self, MuxConfig, Role};
-use burrow_protocol::preamble;
-use bytes::BytesMut;
+use burrow_http::workers::{Connection, MovableTcp};
+use burrow_protocol::control::{self, ClientMessage, StreamMeta, TunnelProto};
+use burrow_protocol::lanes::{self, Lanes};
+use burrow_protocol::{mux, preamble};
+use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -35,12 +37,23 @@ pub async fn run_control(listener: TcpListener, state: Arc<RelayState>) {
             continue;
         };
         let _ = sock.set_nodelay(true);
+        let Ok(sock) = sock.into_std() else { continue };
         let (state, acceptor) = (state.clone(), acceptor.clone());
-        state.pool.pick().clone().spawn(async move {
-            agent_handshake(sock, peer, acceptor, state, pending).await;
+        let worker = state.pool.pick_index();
+        let arbiter = state.pool.get(worker).clone();
+        arbiter.spawn(async move {
+            // Registered with this worker's reactor, where its mux will run.
+            let Ok(sock) = TcpStream::from_std(sock) else {
+                return;
+            };
+            agent_handshake(sock, peer, acceptor, state, pending, worker).await;
         });
     }
 }
+
+/// What an agent connection's handshake yields: the TLS session, its first control
+/// message, and whatever came after it.
+type Greeted = (TlsStream<MovableTcp>, Bytes, BytesMut);
 
 async fn agent_handshake(
     sock: TcpStream,
@@ -48,20 +61,26 @@ async fn agent_handshake(
     acceptor: TlsAcceptor,
     state: Arc<RelayState>,
     pending: Pending,
+    worker: usize,
 ) {
     let limit = state.cfg.limits.handshake_timeout;
     let hs = async {
         let mut tls = acceptor
-            .accept(sock)
+            .accept(MovableTcp::new(sock))
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
         preamble::exchange(&mut tls)
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>(tls)
+        // Until the agent authenticates, frames are small: a stranger's trickled frame
+        // cannot make the relay reserve much.
+        let (first, rest) = lanes::read_first_control(&mut tls, PREAUTH_MAX_FRAME)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<Greeted, String>((tls, first, rest))
     };
-    let tls = match timeout(limit, hs).await {
-        Ok(Ok(tls)) => tls,
+    let (tls, first, rest) = match timeout(limit, hs).await {
+        Ok(Ok(greeted)) => greeted,
         Ok(Err(err)) => {
             warn!(%peer, %err, "agent handshake refused");
             return;
@@ -71,32 +90,25 @@ async fn agent_handshake(
             return;
         }
     };
-    let mut mux_cfg = MuxConfig::new(Role::Relay);
-    // Until the agent authenticates, frames are small: a stranger's trickled frame
-    // cannot make the relay reserve much.
+    if let Ok(ClientMessage::JoinLane { session_id, secret }) = control::decode(&first) {
+        return lane::join(tls, rest, peer, state, (session_id, secret), worker).await;
+    }
+    // Anything else starts a session, which judges the message (an Auth, or a clear
+    // refusal of whatever came instead).
+    let mut mux_cfg = lane::mux_config(&state);
     mux_cfg.max_frame = PREAUTH_MAX_FRAME;
-    mux_cfg.process_budget = state.window_budget.clone();
-    mux_cfg.session_budget = state.cfg.limits.session_window_budget;
-    let (handle, mut events) = mux::start(tls, mux_cfg);
+    let (handle, events) = mux::start_with(tls, mux_cfg, rest);
+    let lanes = Lanes::new();
+    lanes.add(worker, handle);
     let mut closing = state.closing.clone();
     Session::create(move |ctx| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        // Events flow into the actor's mailbox; they are control messages and stream
-        // handles, never stream bytes.
-        actix_rt::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                if tx.send(ev).is_err() {
-                    break;
-                }
-            }
-        });
-        ctx.add_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
-        let h = handle.clone();
+        lane::forward(events, ctx.address(), 0, Some(first));
+        let all = lanes.clone();
         actix_rt::spawn(async move {
             let _ = closing.wait_for(|c| *c).await;
-            h.close("relay shutting down");
+            all.close("relay shutting down");
         });
-        Session::new(state, peer, handle, pending)
+        Session::new(state, peer, lanes, pending)
     });
 }
 
@@ -120,12 +132,13 @@ pub async fn run_http(listener: TcpListener, tls: Option<TlsAcceptor>, state: Ar
         let shared = state.http.clone();
         let tls = tls.clone();
         let limit = state.cfg.limits.handshake_timeout;
-        Connection::spawn(state.pool.pick(), state.open.clone(), async move {
+        let job = move |sock| async move {
             match tls {
                 None => crate::http::serve(sock, peer, scheme, shared).await,
                 Some(acceptor) => tls_visitor(sock, peer, acceptor, shared, limit).await,
             }
-        });
+        };
+        Connection::spawn_socket(state.pool.pick(), state.open.clone(), sock, job);
     }
 }
 
@@ -187,7 +200,7 @@ async fn tls_visitor(
             remote_addr: peer.to_string(),
             scheme: "tls".into(),
         };
-        let stream = match route.mux.open(control::encode(&meta)) {
+        let stream = match route.lanes.open(control::encode(&meta)) {
             Ok(s) => s,
             Err(e) => {
                 return info!(%peer, sni = %name, err = %e, "agent session unavailable");
@@ -222,7 +235,7 @@ fn alert(description: u8) -> [u8; 7] {
 
 /// A socket whose first bytes, already read to look at the ClientHello, are read again.
 struct Rewind {
-    prefix: bytes::Bytes,
+    prefix: Bytes,
     inner: TcpStream,
 }
 

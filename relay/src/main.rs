@@ -33,7 +33,9 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --window-budget MIB      how far all flow-control windows together may grow beyond
                            their initial 256 KiB each (default 32): bounds what
                            visitors that stop reading can make the relay hold
-  --session-window-budget MIB  the same for one agent session (default 16)
+  --session-window-budget MIB  the same for each lane of an agent session (default 16)
+  --max-lanes N            most lanes (TLS connections, one per worker thread) an agent
+                           session may open (default: the relay's worker threads)
   --log-level LEVEL        error, warn, info, debug (default info)
   --version                print the version
   --help                   this text
@@ -149,6 +151,12 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                 cfg.limits.max_pending_agents =
                     value.parse().ok().filter(|n| *n >= 1).with_context(|| {
                         format!("--max-pending-agents: want a count of at least 1, got {value:?}")
+                    })?;
+            }
+            "max-lanes" => {
+                cfg.limits.max_lanes =
+                    value.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                        format!("--max-lanes: want a count of at least 1, got {value:?}")
                     })?;
             }
             "window-budget" | "session-window-budget" => {

@@ -1,7 +1,7 @@
 //! Host → tunnel routing, read on every public connection, so a concurrent map.
 
 use burrow_protocol::control::{BindTls, TunnelProto};
-use burrow_protocol::mux::MuxHandle;
+use burrow_protocol::lanes::Lanes;
 use dashmap::DashMap;
 use std::sync::Arc;
 
@@ -10,8 +10,8 @@ use std::sync::Arc;
 pub struct Route {
     /// The relay's id of the tunnel (carried in every stream's metadata).
     pub tunnel_id: u64,
-    /// The agent session's mux.
-    pub mux: MuxHandle,
+    /// The agent session's lanes, which streams for visitors are opened on.
+    pub lanes: Lanes,
     /// Which schemes the tunnel serves.
     pub bind_tls: BindTls,
     /// The session that bound it.
@@ -53,7 +53,7 @@ impl Router {
                 let old = e.get();
                 // A reconnecting agent (same identity, new session) takes its name back;
                 // anyone else, including the same session binding it twice, is refused.
-                let live = !old.mux.is_closed();
+                let live = !old.lanes.is_closed();
                 if live && (old.client_id != route.client_id || old.session_id == route.session_id)
                 {
                     return false;
@@ -89,7 +89,7 @@ impl Router {
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
         burrow_http::hostname::and_wildcards(host).find_map(|name| {
             let r = self.hosts.get(&name)?;
-            (!r.mux.is_closed()).then(|| r.clone())
+            (!r.lanes.is_closed()).then(|| r.clone())
         })
     }
 

@@ -1,12 +1,14 @@
-//! One connected agent: authentication, its tunnels (an actor each), and telling them when
-//! it goes.
+//! One connected agent: authentication, its lanes, its tunnels (an actor each), and
+//! telling them when it goes.
 
+use crate::lane::LaneDoor;
 use crate::state::RelayState;
 use crate::tunnel::{Binder, SessionEnded, SetSchemes, Tunnel, Unbind as TunnelUnbind};
 use actix::prelude::*;
 use burrow_protocol::control::{self, ClientMessage, ServerMessage};
 use burrow_protocol::frame::DEFAULT_MAX_FRAME;
-use burrow_protocol::mux::{MuxEvent, MuxHandle};
+use burrow_protocol::lanes::Lanes;
+use burrow_protocol::mux::MuxEvent;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -18,7 +20,7 @@ pub struct Session {
     id: u64,
     peer: SocketAddr,
     state: Arc<RelayState>,
-    mux: MuxHandle,
+    lanes: Lanes,
     client_id: Option<String>,
     tunnels: HashMap<u64, Addr<Tunnel>>,
     /// Held until the agent authenticates.
@@ -26,14 +28,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session over an established mux.
-    pub fn new(state: Arc<RelayState>, peer: SocketAddr, mux: MuxHandle, pending: Pending) -> Self {
+    /// A session over its first lane.
+    pub fn new(state: Arc<RelayState>, peer: SocketAddr, lanes: Lanes, pending: Pending) -> Self {
         let id = state.next_id();
         Session {
             id,
             peer,
             state,
-            mux,
+            lanes,
             client_id: None,
             tunnels: HashMap::new(),
             pending: Some(pending),
@@ -41,13 +43,13 @@ impl Session {
     }
 
     fn send(&self, msg: &ServerMessage) {
-        let _ = self.mux.send_control(control::encode(msg));
+        let _ = self.lanes.send_control(control::encode(msg));
     }
 
     fn fail(&self, ctx: &mut Context<Self>, message: String) {
         warn!(session = self.id, peer = %self.peer, err = %message, "closing agent session");
         self.send(&ServerMessage::Error { message });
-        self.mux.close("protocol error");
+        self.lanes.close("protocol error");
         ctx.stop();
     }
 
@@ -58,6 +60,7 @@ impl Session {
                     agent_version,
                     client_id,
                     token,
+                    lanes,
                 },
                 None,
             ) => {
@@ -69,7 +72,7 @@ impl Session {
                         "the auth token was not accepted by the relay".to_string()
                     };
                     self.send(&ServerMessage::AuthFailed { message });
-                    self.mux.close("auth failed");
+                    self.lanes.close("auth failed");
                     ctx.stop();
                     return;
                 }
@@ -79,19 +82,34 @@ impl Session {
                 info!(session = self.id, peer = %self.peer, %agent_version, "agent session started");
                 self.client_id = Some(client_id);
                 self.pending = None;
-                self.mux.set_max_frame(DEFAULT_MAX_FRAME);
+                self.lanes.set_max_frame(DEFAULT_MAX_FRAME);
+                let session_id = format!("{:016x}", self.id);
+                let granted = self.state.lanes_for(lanes);
+                let lane_secret = (granted > 1).then(|| {
+                    let (door, secret) = LaneDoor::new(granted, self.lanes.clone(), ctx.address());
+                    self.state.lane_doors.insert(session_id.clone(), door);
+                    secret
+                });
                 self.send(&ServerMessage::AuthOk {
                     relay_version: env!("CARGO_PKG_VERSION").into(),
-                    session_id: format!("{:016x}", self.id),
+                    session_id,
+                    lanes: granted as u32,
+                    lane_secret,
                 });
             }
             (ClientMessage::Auth { .. }, Some(_)) => self.fail(ctx, "authenticated twice".into()),
+            (ClientMessage::JoinLane { .. }, _) => {
+                self.fail(
+                    ctx,
+                    "a lane joins only as a new connection's first message".into(),
+                );
+            }
             (_, None) => self.fail(ctx, "a message came before authentication".into()),
             (ClientMessage::Bind { req, tunnel }, Some(client)) => {
                 let binder = Binder {
                     session: self.id,
                     client: client.clone(),
-                    mux: self.mux.clone(),
+                    lanes: self.lanes.clone(),
                 };
                 let reply = match Tunnel::bind(&self.state, &binder, &tunnel) {
                     Ok((t, urls)) => {
@@ -167,16 +185,24 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.lane_doors.remove(&format!("{:016x}", self.id));
         for (_, t) in self.tunnels.drain() {
             t.do_send(SessionEnded);
         }
-        self.mux.close("session ended");
+        self.lanes.close("session ended");
         info!(session = self.id, peer = %self.peer, "agent session ended");
     }
 }
 
-impl StreamHandler<MuxEvent> for Session {
-    fn handle(&mut self, ev: MuxEvent, ctx: &mut Self::Context) {
+/// Something that happened on lane `.0` of the session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LaneEvent(pub u32, pub MuxEvent);
+
+impl Handler<LaneEvent> for Session {
+    type Result = ();
+
+    fn handle(&mut self, LaneEvent(lane, ev): LaneEvent, ctx: &mut Self::Context) {
         match ev {
             MuxEvent::Control(bytes) => match control::decode::<ClientMessage>(&bytes) {
                 Ok(msg) => self.on_control(msg, ctx),
@@ -186,16 +212,19 @@ impl StreamHandler<MuxEvent> for Session {
                 stream.reset("agents may not open streams");
             }
             MuxEvent::Closed(err) => {
+                let left = self.lanes.prune();
+                let err = err.map(|e| e.to_string());
+                if left > 0 {
+                    // Its streams were reset with it; the session and its tunnels stay.
+                    info!(session = self.id, lane, left, err = ?err, "agent lane lost");
+                    return;
+                }
                 if let Some(err) = err {
                     info!(session = self.id, peer = %self.peer, %err, "agent connection lost");
                 }
                 ctx.stop();
             }
         }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
 

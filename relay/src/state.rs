@@ -43,6 +43,8 @@ pub struct RelayState {
     pub https_port: Option<u16>,
     /// Ports with a running tcp listener.
     pub port_listeners: DashMap<u16, ()>,
+    /// Sessions that further lanes may join, by session id.
+    pub lane_doors: DashMap<String, Arc<crate::lane::LaneDoor>>,
     /// Public connections open now.
     pub open: Arc<AtomicUsize>,
     /// Agent connections open now that have not authenticated yet.
@@ -87,6 +89,7 @@ impl RelayState {
             http_port: ports.0,
             https_port: ports.1,
             port_listeners: DashMap::new(),
+            lane_doors: DashMap::new(),
             open: Arc::new(AtomicUsize::new(0)),
             pending_agents: Arc::new(AtomicUsize::new(0)),
             window_budget,
@@ -95,6 +98,16 @@ impl RelayState {
             // Ids are random-based so restarts do not reuse a previous run's ids.
             ids: AtomicU64::new(rand::random::<u32>() as u64 * 1024 + 1),
         }
+    }
+
+    /// Lanes a session asking for `asked` gets: at most one per worker and at most the
+    /// configured cap (an agent that does not ask gets one).
+    pub fn lanes_for(&self, asked: u32) -> usize {
+        let cap = match self.cfg.limits.max_lanes {
+            0 => self.pool.len(),
+            n => n.min(self.pool.len()),
+        };
+        (asked.max(1) as usize).min(cap).max(1)
     }
 
     /// A fresh id for a session or tunnel.

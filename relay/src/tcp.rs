@@ -134,15 +134,17 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
             remote_addr: peer.to_string(),
             scheme: "tcp".into(),
         };
-        let Ok(stream) = route.mux.open(control::encode(&meta)) else {
-            continue;
-        };
         let _ = sock.set_nodelay(true);
-        Connection::spawn(state.pool.pick(), state.open.clone(), async move {
+        // The stream is opened on the worker that serves the socket, on that worker's lane.
+        let job = move |sock| async move {
+            let Ok(stream) = route.lanes.open(control::encode(&meta)) else {
+                return;
+            };
             if let Err(e) = splice(sock, stream).await {
                 debug!(port, %peer, err = %e, "tcp connection ended with an error");
             }
-        });
+        };
+        Connection::spawn_socket(state.pool.pick(), state.open.clone(), sock, job);
     }
     state.port_listeners.remove(&port);
     info!(port, "tcp port closed");

@@ -9,7 +9,7 @@ use crate::state::RelayState;
 use crate::tcp;
 use actix::prelude::*;
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
-use burrow_protocol::mux::MuxHandle;
+use burrow_protocol::lanes::Lanes;
 use std::sync::Arc;
 use tracing::info;
 
@@ -54,8 +54,8 @@ pub struct Binder {
     pub session: u64,
     /// The agent's identity (its names survive its reconnects).
     pub client: String,
-    /// The session's mux, which public connections open streams on.
-    pub mux: MuxHandle,
+    /// The session's lanes, which public connections open streams on.
+    pub lanes: Lanes,
 }
 
 /// How a tunnel left.
@@ -91,7 +91,7 @@ impl Tunnel {
         let client = binder.client.as_str();
         let route = Route {
             tunnel_id: id,
-            mux: binder.mux.clone(),
+            lanes: binder.lanes.clone(),
             bind_tls: t.bind_tls,
             session_id: binder.session,
             client_id: client.to_string(),
@@ -126,7 +126,7 @@ impl Tunnel {
                 if let Some(p) = t.remote_port {
                     if let Some(r) = state.router.lookup_port(p) {
                         let theirs = r.client_id != client || r.session_id == binder.session;
-                        if !r.mux.is_closed() && theirs {
+                        if !r.lanes.is_closed() && theirs {
                             return Err(BindError::InUse(format!("port {p}")));
                         }
                     }

@@ -90,6 +90,17 @@ pub enum ClientMessage {
         /// Auth token, if the relay wants one.
         #[serde(default)]
         token: Option<String>,
+        /// How many lanes (TLS connections, one per worker thread) the agent would like;
+        /// an agent that does not say gets one.
+        #[serde(default)]
+        lanes: u32,
+    },
+    /// First and only message of a lane joining an authenticated session.
+    JoinLane {
+        /// The session's id, as `AuthOk` gave it.
+        session_id: String,
+        /// The secret `AuthOk` handed out for joining lanes.
+        secret: String,
     },
     /// Bind a tunnel; the relay answers with `Bound` or `BindFailed` carrying `req`.
     Bind {
@@ -122,9 +133,18 @@ pub enum ServerMessage {
     AuthOk {
         /// The relay's version string.
         relay_version: String,
-        /// Session id for the logs.
+        /// Session id for the logs and for joining lanes.
         session_id: String,
+        /// Lanes granted, the first included (at most what was asked; 0 from relays that
+        /// predate lanes, meaning one).
+        #[serde(default)]
+        lanes: u32,
+        /// What further lanes present to join this session, when more than one is granted.
+        #[serde(default)]
+        lane_secret: Option<String>,
     },
+    /// A lane joined its session; streams may arrive on it from now on.
+    LaneOk,
     /// Authentication refused; the relay closes the session.
     AuthFailed {
         /// Why.
@@ -188,6 +208,11 @@ mod tests {
                 agent_version: "1".into(),
                 client_id: "c".into(),
                 token: Some("t".into()),
+                lanes: 2,
+            },
+            ClientMessage::JoinLane {
+                session_id: "s".into(),
+                secret: "x".into(),
             },
             ClientMessage::Bind {
                 req: 3,
@@ -212,6 +237,26 @@ mod tests {
             urls: vec!["https://a.localhost".into()],
         };
         assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
+        assert_eq!(
+            decode::<ServerMessage>(&encode(&ServerMessage::LaneOk)).unwrap(),
+            ServerMessage::LaneOk
+        );
+    }
+
+    #[test]
+    fn messages_of_agents_without_lanes_still_decode() {
+        let auth = br#"{"type":"auth","agent_version":"1","client_id":"c"}"#;
+        match decode::<ClientMessage>(auth).unwrap() {
+            ClientMessage::Auth { lanes, .. } => assert_eq!(lanes, 0),
+            other => panic!("{other:?}"),
+        }
+        let ok = br#"{"type":"auth_ok","relay_version":"1","session_id":"s"}"#;
+        match decode::<ServerMessage>(ok).unwrap() {
+            ServerMessage::AuthOk {
+                lanes, lane_secret, ..
+            } => assert_eq!((lanes, lane_secret), (0, None)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

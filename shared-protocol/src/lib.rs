@@ -4,6 +4,7 @@
 pub mod control;
 pub mod error;
 pub mod frame;
+pub mod lanes;
 pub mod mux;
 pub mod preamble;
 pub mod window;

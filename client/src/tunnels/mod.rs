@@ -3,6 +3,7 @@
 //! and the connection served for each stream.
 
 pub mod connection;
+pub mod lane;
 pub mod reconcile;
 pub mod session;
 pub mod spec;

@@ -1,19 +1,20 @@
-//! The agent's session with the relay: dial (TLS), authenticate, bind, dispatch streams,
-//! and reconnect with capped, jittered exponential back-off when the link drops.
+//! The agent's session with the relay: its lanes (one per worker), authentication, binds,
+//! and reconnecting with capped, jittered exponential back-off when the link drops.
 
 use crate::tunnels::connection::Observers;
+use crate::tunnels::lane::{self, DialError, Dispatch, Greeting};
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
-use burrow_http::workers::{ArbiterPool, Connection};
-use burrow_protocol::control::{self, ClientMessage, ServerMessage, StreamMeta};
-use burrow_protocol::mux::{self, MuxConfig, MuxEvent, MuxHandle, Role};
-use burrow_protocol::preamble;
+use burrow_http::workers::ArbiterPool;
+use burrow_protocol::control::{self, ClientMessage, ServerMessage};
+use burrow_protocol::lanes::Lanes;
+use burrow_protocol::mux::MuxEvent;
+use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_rustls::TlsConnector;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How the agent reaches and authenticates with its relay.
 #[derive(Clone)]
@@ -32,95 +33,8 @@ pub struct SessionConfig {
     pub max_backoff: Duration,
     /// Outbound proxy to reach the relay through, if any.
     pub proxy: Option<crate::outbound::Proxy>,
-}
-
-/// Why a dial failed.
-enum DialError {
-    /// Worth retrying.
-    Transient(String),
-    /// The relay refused us; retrying will not help.
-    Fatal(String),
-}
-
-/// Dials, shakes hands and authenticates.
-async fn dial(
-    cfg: SessionConfig,
-) -> Result<
-    (
-        MuxHandle,
-        tokio::sync::mpsc::UnboundedReceiver<MuxEvent>,
-        String,
-    ),
-    DialError,
-> {
-    use DialError::*;
-    let t = |e: String| Transient(e);
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        crate::outbound::dial(cfg.proxy.as_ref(), &cfg.server_addr),
-    )
-    .await
-    .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
-    .map_err(|e| t(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    // Something that is not a relay may accept the TCP connection and then say nothing.
-    let handshake = tokio::time::timeout(
-        Duration::from_secs(10),
-        TlsConnector::from(cfg.tls.clone()).connect(cfg.server_name.clone(), tcp),
-    );
-    let mut tls = handshake
-        .await
-        .map_err(|_| {
-            t(format!(
-                "TLS handshake with relay {}: no answer in 10s (is it the relay's agent port?)",
-                cfg.server_addr
-            ))
-        })?
-        .map_err(|e| {
-            if e.to_string().contains("certificate") {
-                Fatal(format!(
-                    "TLS handshake with relay {}: {e} (set -root-cas to the relay's CA)",
-                    cfg.server_addr
-                ))
-            } else {
-                t(format!("TLS handshake with relay {}: {e}", cfg.server_addr))
-            }
-        })?;
-    tokio::time::timeout(Duration::from_secs(10), preamble::exchange(&mut tls))
-        .await
-        .map_err(|_| {
-            t(format!(
-                "relay {} did not answer the protocol greeting",
-                cfg.server_addr
-            ))
-        })?
-        .map_err(|e| match e {
-            burrow_protocol::ProtocolError::VersionMismatch { .. } => Fatal(e.to_string()),
-            e => t(e.to_string()),
-        })?;
-    let (mux, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
-    let auth = ClientMessage::Auth {
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        client_id: cfg.client_id.clone(),
-        token: cfg.token.clone(),
-    };
-    mux.send_control(control::encode(&auth))
-        .map_err(|e| t(e.to_string()))?;
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .map_err(|_| t("relay did not answer authentication in time".into()))?;
-    match first {
-        Some(MuxEvent::Control(b)) => match control::decode::<ServerMessage>(&b) {
-            Ok(ServerMessage::AuthOk { session_id, .. }) => Ok((mux, events, session_id)),
-            Ok(ServerMessage::AuthFailed { message }) => {
-                Err(Fatal(format!("authentication failed: {message}")))
-            }
-            Ok(other) => Err(t(format!("unexpected answer to authentication: {other:?}"))),
-            Err(e) => Err(t(e.to_string())),
-        },
-        Some(MuxEvent::Closed(Some(e))) => Err(t(e.to_string())),
-        _ => Err(t("relay closed the session during authentication".into())),
-    }
+    /// Worker threads, one lane to the relay each (0: one per core, or `BURROW_WORKERS`).
+    pub workers: usize,
 }
 
 /// The agent's session actor.
@@ -128,59 +42,124 @@ pub struct Session {
     cfg: SessionConfig,
     sup: Reports,
     pool: ArbiterPool,
-    open: Arc<AtomicUsize>,
-    mux: Option<MuxHandle>,
+    dispatch: Dispatch,
+    lanes: Lanes,
+    /// Whether the session is authenticated and has a lane.
+    up: bool,
+    /// Id, granted lane count and lane secret of the live session.
+    greeting: Option<Arc<Greeting>>,
     next_req: u64,
     pending: HashMap<u64, (String, Option<Arc<TunnelSpec>>)>,
-    targets: HashMap<u64, Arc<TunnelSpec>>,
     failures: u32,
+    /// Counts connections; events of an earlier one are ignored.
     generation: u64,
-    obs: Observers,
 }
 
 impl Session {
     /// A session reporting to `sup`.
     pub fn new(cfg: SessionConfig, sup: Reports, obs: Observers) -> Self {
         Session {
+            pool: ArbiterPool::new(cfg.workers),
             cfg,
             sup,
-            pool: ArbiterPool::new(0),
-            open: Arc::new(AtomicUsize::new(0)),
-            mux: None,
+            dispatch: Dispatch {
+                targets: Arc::new(DashMap::new()),
+                obs,
+                open: Arc::new(AtomicUsize::new(0)),
+            },
+            lanes: Lanes::new(),
+            up: false,
+            greeting: None,
             next_req: 1,
             pending: HashMap::new(),
-            targets: HashMap::new(),
             failures: 0,
             generation: 0,
-            obs,
         }
     }
 
+    fn send(&self, msg: &ClientMessage) -> bool {
+        self.up && self.lanes.send_control(control::encode(msg)).is_ok()
+    }
+
+    /// Dials the first lane on the first worker and authenticates, asking for a lane per
+    /// worker.
     fn connect(&mut self, ctx: &mut Context<Self>) {
-        ctx.spawn(
-            dial(self.cfg.clone())
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok((mux, events, id)) => {
-                        act.failures = 0;
-                        act.generation += 1;
-                        act.mux = Some(mux);
-                        let generation = act.generation;
-                        ctx.add_stream(
-                            tokio_stream::wrappers::UnboundedReceiverStream::new(events)
-                                .map_gen(generation),
-                        );
-                        info!(obj = "csess", id = %id, "client session established");
-                        act.sup.up.do_send(SessionUp);
+        self.generation += 1;
+        self.lanes = Lanes::new();
+        let generation = self.generation;
+        let (cfg, lanes, dispatch) = (self.cfg.clone(), self.lanes.clone(), self.dispatch.clone());
+        let (me, wanted) = (ctx.address(), self.pool.len());
+        let first = async move {
+            let ((mux, events), greeting) = lane::authenticate(&cfg, wanted).await?;
+            lanes.add(0, mux);
+            lane::pump(events, dispatch, me, generation, 0);
+            Ok(greeting)
+        };
+        let first = lane::on_worker(self.pool.get(0), first);
+        ctx.spawn(first.into_actor(self).map(move |res, act, ctx| {
+            if generation != act.generation {
+                return;
+            }
+            match res.unwrap_or_else(|| Err(DialError::Transient("worker stopped".into()))) {
+                Ok(greeting) => {
+                    act.failures = 0;
+                    act.up = true;
+                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, "client session established");
+                    let greeting = Arc::new(greeting);
+                    act.greeting = Some(greeting.clone());
+                    for i in 1..greeting.lanes {
+                        act.join(i, 0, ctx);
                     }
-                    Err(DialError::Fatal(msg)) => act.sup.fatal.do_send(SessionFatal(msg)),
-                    Err(DialError::Transient(msg)) => {
-                        warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
-                        act.sup.down.do_send(SessionDown(msg));
-                        act.retry(ctx);
-                    }
-                }),
-        );
+                    act.sup.up.do_send(SessionUp);
+                }
+                Err(DialError::Fatal(msg)) => act.sup.fatal.do_send(SessionFatal(msg)),
+                Err(DialError::Transient(msg)) => {
+                    warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
+                    act.sup.down.do_send(SessionDown(msg));
+                    act.retry(ctx);
+                }
+            }
+        }));
+    }
+
+    /// Dials lane `i` on worker `i` and joins it to the session (attempt `tries`).
+    fn join(&mut self, i: usize, tries: u32, ctx: &mut Context<Self>) {
+        let Some(greeting) = self.greeting.clone() else {
+            return;
+        };
+        let Some(secret) = greeting.secret.clone() else {
+            return;
+        };
+        let generation = self.generation;
+        let (cfg, lanes, dispatch) = (self.cfg.clone(), self.lanes.clone(), self.dispatch.clone());
+        let me = ctx.address();
+        let joined = async move {
+            let (mux, events) = lane::join(&cfg, &greeting.session_id, &secret).await?;
+            lanes.add(i, mux);
+            lane::pump(events, dispatch, me, generation, i);
+            Ok(())
+        };
+        let joined = lane::on_worker(self.pool.get(i), joined);
+        ctx.spawn(joined.into_actor(self).map(move |res, act, ctx| {
+            if generation != act.generation || !act.up {
+                return;
+            }
+            match res.unwrap_or_else(|| Err(DialError::Transient("worker stopped".into()))) {
+                Ok(()) => debug!(obj = "tunnels.session", lane = i, "lane joined"),
+                Err(DialError::Fatal(msg)) => {
+                    warn!(obj = "tunnels.session", lane = i, err = %msg, "lane refused; going on with fewer lanes");
+                }
+                Err(DialError::Transient(msg)) if tries < MAX_LANE_TRIES => {
+                    debug!(obj = "tunnels.session", lane = i, err = %msg, "lane dial failed; retrying");
+                    ctx.run_later(lane_backoff(tries + 1), move |act, ctx| {
+                        act.join(i, tries + 1, ctx);
+                    });
+                }
+                Err(DialError::Transient(msg)) => {
+                    warn!(obj = "tunnels.session", lane = i, err = %msg, "lane dial failed; going on with fewer lanes");
+                }
+            }
+        }));
     }
 
     fn retry(&mut self, ctx: &mut Context<Self>) {
@@ -192,35 +171,67 @@ impl Session {
         let delay = capped.mul_f64(jitter);
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
-}
 
-/// A stream event tagged with the connection it came from.
-pub struct Tagged(u64, MuxEvent);
+    fn on_control(&mut self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Bound {
+                req,
+                tunnel_id,
+                urls,
+            } => {
+                if let Some((name, spec)) = self.pending.remove(&req) {
+                    if let Some(spec) = spec {
+                        self.dispatch.targets.insert(tunnel_id, spec);
+                    }
+                    self.sup.tunnel_up.do_send(TunnelUp {
+                        name,
+                        tunnel_id,
+                        urls,
+                    });
+                }
+            }
+            ServerMessage::BindFailed { req, message } => {
+                if let Some((name, _)) = self.pending.remove(&req) {
+                    self.sup
+                        .tunnel_failed
+                        .do_send(TunnelFailed { name, message });
+                }
+            }
+            ServerMessage::Error { message } => {
+                warn!(obj = "tunnels.session", err = %message, "relay reported an error");
+            }
+            other => {
+                warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay");
+            }
+        }
+    }
 
-trait MapGen: Sized {
-    fn map_gen(self, generation: u64) -> TaggedStream<Self>;
-}
-
-impl<S> MapGen for S {
-    fn map_gen(self, generation: u64) -> TaggedStream<Self> {
-        TaggedStream(self, generation)
+    /// Lane `lane` ended: the session goes on over the others and dials it again; with
+    /// none left, the session is down and reconnects from the start.
+    fn on_lane_closed(&mut self, lane: usize, err: Option<String>, ctx: &mut Context<Self>) {
+        let left = self.lanes.prune();
+        let err = err.unwrap_or_else(|| "closed by relay".into());
+        if left > 0 {
+            warn!(obj = "tunnels.session", lane, left, err = %err, "lane lost; dialing it again");
+            ctx.run_later(lane_backoff(1), move |act, ctx| act.join(lane, 1, ctx));
+            return;
+        }
+        self.up = false;
+        self.greeting = None;
+        self.pending.clear();
+        self.dispatch.targets.clear();
+        warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
+        self.sup.down.do_send(SessionDown(err));
+        self.retry(ctx);
     }
 }
 
-/// Tags each event of a connection's stream with its generation.
-pub struct TaggedStream<S>(S, u64);
+/// Attempts at dialing a further lane before the session goes on without it.
+const MAX_LANE_TRIES: u32 = 5;
 
-impl<S: Stream<Item = MuxEvent> + Unpin> Stream for TaggedStream<S> {
-    type Item = Tagged;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Tagged>> {
-        let g = self.1;
-        std::pin::Pin::new(&mut self.0)
-            .poll_next(cx)
-            .map(|o| o.map(|e| Tagged(g, e)))
-    }
+/// Wait before attempt `tries` at a lane: 250 ms doubling, at most 8 s.
+fn lane_backoff(tries: u32) -> Duration {
+    Duration::from_millis(250) * 2u32.pow(tries.min(6) - 1)
 }
 
 impl Actor for Session {
@@ -231,78 +242,41 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.lanes.close("agent stopping");
         self.pool.stop();
     }
 }
 
-impl StreamHandler<Tagged> for Session {
-    fn handle(&mut self, Tagged(generation, ev): Tagged, ctx: &mut Self::Context) {
-        if generation != self.generation {
+/// Something that happened on one of the session's lanes (not a stream: those are served
+/// where the lane runs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LaneEvent {
+    /// The connection attempt the lane belongs to.
+    pub generation: u64,
+    /// The lane's number (and worker).
+    pub lane: usize,
+    /// What happened.
+    pub ev: MuxEvent,
+}
+
+impl Handler<LaneEvent> for Session {
+    type Result = ();
+
+    fn handle(&mut self, ev: LaneEvent, ctx: &mut Self::Context) {
+        if ev.generation != self.generation {
             return;
         }
-        match ev {
+        match ev.ev {
             MuxEvent::Control(b) => match control::decode::<ServerMessage>(&b) {
-                Ok(ServerMessage::Bound {
-                    req,
-                    tunnel_id,
-                    urls,
-                }) => {
-                    if let Some((name, spec)) = self.pending.remove(&req) {
-                        if let Some(spec) = spec {
-                            self.targets.insert(tunnel_id, spec);
-                        }
-                        self.sup.tunnel_up.do_send(TunnelUp {
-                            name,
-                            tunnel_id,
-                            urls,
-                        });
-                    }
-                }
-                Ok(ServerMessage::BindFailed { req, message }) => {
-                    if let Some((name, _)) = self.pending.remove(&req) {
-                        self.sup
-                            .tunnel_failed
-                            .do_send(TunnelFailed { name, message });
-                    }
-                }
-                Ok(ServerMessage::Error { message }) => {
-                    warn!(obj = "tunnels.session", err = %message, "relay reported an error");
-                }
-                Ok(other) => {
-                    warn!(obj = "tunnels.session", msg = ?other, "unexpected message from relay");
-                }
+                Ok(msg) => self.on_control(msg),
                 Err(e) => warn!(obj = "tunnels.session", err = %e, "bad message from relay"),
             },
-            MuxEvent::Stream(meta, stream) => {
-                let meta: StreamMeta = match control::decode(&meta) {
-                    Ok(m) => m,
-                    Err(e) => return stream.reset(&format!("bad stream metadata: {e}")),
-                };
-                let Some(spec) = self.targets.get(&meta.tunnel_id).cloned() else {
-                    return stream.reset("unknown tunnel");
-                };
-                Connection::spawn(
-                    self.pool.pick(),
-                    self.open.clone(),
-                    crate::tunnels::connection::serve(spec, meta, stream, self.obs.clone()),
-                );
-            }
+            MuxEvent::Stream(_, stream) => stream.reset("streams are served by their lane"),
             MuxEvent::Closed(err) => {
-                self.mux = None;
-                self.pending.clear();
-                self.targets.clear();
-                let err = err
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "closed by relay".into());
-                warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
-                self.sup.down.do_send(SessionDown(err));
-                self.retry(ctx);
+                self.on_lane_closed(ev.lane, err.map(|e| e.to_string()), ctx);
             }
         }
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        // A connection's event stream ending is handled by its Closed event.
     }
 }
 
@@ -314,14 +288,13 @@ pub struct Bind(pub Arc<TunnelSpec>);
 impl Handler<Bind> for Session {
     type Result = ();
     fn handle(&mut self, Bind(spec): Bind, _: &mut Self::Context) {
-        let Some(mux) = &self.mux else { return };
         let req = self.next_req;
         self.next_req += 1;
         let msg = ClientMessage::Bind {
             req,
             tunnel: spec.request.clone(),
         };
-        if mux.send_control(control::encode(&msg)).is_ok() {
+        if self.send(&msg) {
             self.pending.insert(req, (spec.name.clone(), Some(spec)));
         }
     }
@@ -335,10 +308,8 @@ pub struct Unbind(pub u64);
 impl Handler<Unbind> for Session {
     type Result = ();
     fn handle(&mut self, Unbind(tunnel_id): Unbind, _: &mut Self::Context) {
-        self.targets.remove(&tunnel_id);
-        if let Some(mux) = &self.mux {
-            let _ = mux.send_control(control::encode(&ClientMessage::Unbind { tunnel_id }));
-        }
+        self.dispatch.targets.remove(&tunnel_id);
+        self.send(&ClientMessage::Unbind { tunnel_id });
     }
 }
 
@@ -350,7 +321,6 @@ pub struct SetSchemes(pub String, pub u64, pub control::BindTls);
 impl Handler<SetSchemes> for Session {
     type Result = ();
     fn handle(&mut self, SetSchemes(name, tunnel_id, bind_tls): SetSchemes, _: &mut Self::Context) {
-        let Some(mux) = &self.mux else { return };
         let req = self.next_req;
         self.next_req += 1;
         let msg = ClientMessage::SetSchemes {
@@ -358,7 +328,7 @@ impl Handler<SetSchemes> for Session {
             tunnel_id,
             bind_tls,
         };
-        if mux.send_control(control::encode(&msg)).is_ok() {
+        if self.send(&msg) {
             self.pending.insert(req, (name, None));
         }
     }
@@ -372,14 +342,12 @@ pub struct Close;
 impl Handler<Close> for Session {
     type Result = ();
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
-        if let Some(mux) = self.mux.take() {
-            for tunnel_id in self.targets.keys() {
-                let _ = mux.send_control(control::encode(&ClientMessage::Unbind {
-                    tunnel_id: *tunnel_id,
-                }));
-            }
-            mux.close("agent stopping");
+        let bound: Vec<u64> = self.dispatch.targets.iter().map(|t| *t.key()).collect();
+        for tunnel_id in bound {
+            self.send(&ClientMessage::Unbind { tunnel_id });
         }
+        self.lanes.close("agent stopping");
+        self.up = false;
         self.generation += 1;
         ctx.stop();
     }

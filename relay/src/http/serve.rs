@@ -84,7 +84,7 @@ where
     // The agent may answer before the request is even forwarded (a 502 when the local
     // server is down), so the first request is expected before the stream opens.
     track.lock().expect(expect_for(&first));
-    let stream = match route.mux.open(control::encode(&meta)) {
+    let stream = match route.lanes.open(control::encode(&meta)) {
         Ok(s) => s,
         Err(e) => {
             warn!(%peer, host = %first.host, err = %e, "agent session unavailable");

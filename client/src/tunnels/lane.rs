@@ -1,0 +1,231 @@
+//! The agent's lanes to its relay: dialing one (TCP, TLS, greeting), authenticating the
+//! first, joining the others to its session, and serving each stream on the worker thread
+//! of the lane it arrived on, so its bytes never change threads.
+
+use crate::tunnels::connection::Observers;
+use crate::tunnels::session::{LaneEvent, Session, SessionConfig};
+use crate::tunnels::spec::TunnelSpec;
+use actix::prelude::*;
+use burrow_http::workers::Connection;
+use burrow_protocol::control::{self, ClientMessage, ServerMessage, StreamMeta};
+use burrow_protocol::lanes;
+use burrow_protocol::mux::{self, MuxConfig, MuxEvent, MuxHandle, MuxStream, Role};
+use burrow_protocol::preamble;
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Why a dial failed.
+pub enum DialError {
+    /// Worth retrying.
+    Transient(String),
+    /// The relay refused us; retrying will not help.
+    Fatal(String),
+}
+
+/// What the relay granted the session.
+pub struct Greeting {
+    /// The relay's id of the session.
+    pub session_id: String,
+    /// Lanes granted, the first included.
+    pub lanes: usize,
+    /// What further lanes present to join.
+    pub secret: Option<String>,
+}
+
+/// A lane's mux and its events.
+type Lane = (MuxHandle, UnboundedReceiver<MuxEvent>);
+
+/// Dials the relay and exchanges the protocol greeting.
+async fn dial(cfg: &SessionConfig) -> Result<TlsStream<TcpStream>, DialError> {
+    use DialError::*;
+    let t = |e: String| Transient(e);
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::outbound::dial(cfg.proxy.as_ref(), &cfg.server_addr),
+    )
+    .await
+    .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
+    .map_err(|e| t(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    // Something that is not a relay may accept the TCP connection and then say nothing.
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(10),
+        TlsConnector::from(cfg.tls.clone()).connect(cfg.server_name.clone(), tcp),
+    );
+    let mut tls = handshake
+        .await
+        .map_err(|_| {
+            t(format!(
+                "TLS handshake with relay {}: no answer in 10s (is it the relay's agent port?)",
+                cfg.server_addr
+            ))
+        })?
+        .map_err(|e| {
+            if e.to_string().contains("certificate") {
+                Fatal(format!(
+                    "TLS handshake with relay {}: {e} (set -root-cas to the relay's CA)",
+                    cfg.server_addr
+                ))
+            } else {
+                t(format!("TLS handshake with relay {}: {e}", cfg.server_addr))
+            }
+        })?;
+    tokio::time::timeout(Duration::from_secs(10), preamble::exchange(&mut tls))
+        .await
+        .map_err(|_| {
+            t(format!(
+                "relay {} did not answer the protocol greeting",
+                cfg.server_addr
+            ))
+        })?
+        .map_err(|e| match e {
+            burrow_protocol::ProtocolError::VersionMismatch { .. } => Fatal(e.to_string()),
+            e => t(e.to_string()),
+        })?;
+    Ok(tls)
+}
+
+/// Waits for the relay's first answer on a lane.
+async fn answer(events: &mut UnboundedReceiver<MuxEvent>) -> Result<ServerMessage, DialError> {
+    let t = DialError::Transient;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .map_err(|_| t("relay did not answer in time".into()))?;
+    match first {
+        Some(MuxEvent::Control(b)) => control::decode(&b).map_err(|e| t(e.to_string())),
+        Some(MuxEvent::Closed(Some(e))) => Err(t(e.to_string())),
+        _ => Err(t("relay closed the connection before answering".into())),
+    }
+}
+
+/// Dials the first lane and authenticates, asking for `wanted` lanes.
+pub async fn authenticate(
+    cfg: &SessionConfig,
+    wanted: usize,
+) -> Result<(Lane, Greeting), DialError> {
+    let tls = dial(cfg).await?;
+    let (mux, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
+    let auth = ClientMessage::Auth {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        client_id: cfg.client_id.clone(),
+        token: cfg.token.clone(),
+        lanes: wanted as u32,
+    };
+    mux.send_control(control::encode(&auth))
+        .map_err(|e| DialError::Transient(e.to_string()))?;
+    match answer(&mut events).await? {
+        ServerMessage::AuthOk {
+            session_id,
+            lanes,
+            lane_secret,
+            ..
+        } => {
+            let greeting = Greeting {
+                session_id,
+                lanes: (lanes as usize).clamp(1, wanted.max(1)),
+                secret: lane_secret,
+            };
+            Ok(((mux, events), greeting))
+        }
+        ServerMessage::AuthFailed { message } => Err(DialError::Fatal(format!(
+            "authentication failed: {message}"
+        ))),
+        other => Err(DialError::Transient(format!(
+            "unexpected answer to authentication: {other:?}"
+        ))),
+    }
+}
+
+/// Dials a further lane and joins it to session `session_id`.
+pub async fn join(cfg: &SessionConfig, session_id: &str, secret: &str) -> Result<Lane, DialError> {
+    let mut tls = dial(cfg).await?;
+    let ask = ClientMessage::JoinLane {
+        session_id: session_id.to_string(),
+        secret: secret.to_string(),
+    };
+    // Written before the mux starts, so it is the first frame whatever the mux sends.
+    tls.write_all(&lanes::control_frame(control::encode(&ask)))
+        .await
+        .map_err(|e| DialError::Transient(e.to_string()))?;
+    let (mux, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
+    match answer(&mut events).await? {
+        ServerMessage::LaneOk => Ok((mux, events)),
+        ServerMessage::AuthFailed { message } => {
+            Err(DialError::Fatal(format!("lane refused: {message}")))
+        }
+        other => Err(DialError::Transient(format!(
+            "unexpected answer to joining a lane: {other:?}"
+        ))),
+    }
+}
+
+/// Runs `fut` on `arbiter` and hands its output back.
+pub fn on_worker<F, T>(arbiter: &ArbiterHandle, fut: F) -> impl Future<Output = Option<T>>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    arbiter.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    async move { rx.await.ok() }
+}
+
+/// What serving a stream needs, shared by every lane of a session.
+#[derive(Clone)]
+pub struct Dispatch {
+    /// Bound tunnels by the relay's id.
+    pub targets: Arc<DashMap<u64, Arc<TunnelSpec>>>,
+    /// Metrics and capture.
+    pub obs: Observers,
+    /// Connections open now.
+    pub open: Arc<AtomicUsize>,
+}
+
+impl Dispatch {
+    /// Serves a stream the relay opened, on the calling (the lane's) worker.
+    fn serve(&self, meta: Bytes, stream: MuxStream) {
+        let meta: StreamMeta = match control::decode(&meta) {
+            Ok(m) => m,
+            Err(e) => return stream.reset(&format!("bad stream metadata: {e}")),
+        };
+        let Some(spec) = self.targets.get(&meta.tunnel_id).map(|s| s.clone()) else {
+            return stream.reset("unknown tunnel");
+        };
+        let job = crate::tunnels::connection::serve(spec, meta, stream, self.obs.clone());
+        Connection::spawn_here(self.open.clone(), job);
+    }
+}
+
+/// Serves a lane's streams where it runs and tells the session the rest (its control
+/// messages and its end), tagged with the session's generation and the lane's number.
+pub fn pump(
+    mut events: UnboundedReceiver<MuxEvent>,
+    dispatch: Dispatch,
+    session: Addr<Session>,
+    generation: u64,
+    lane: usize,
+) {
+    actix_rt::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                MuxEvent::Stream(meta, stream) => dispatch.serve(meta, stream),
+                ev => session.do_send(LaneEvent {
+                    generation,
+                    lane,
+                    ev,
+                }),
+            }
+        }
+    });
+}
