@@ -135,6 +135,9 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
             scheme: "tcp".into(),
         };
         let _ = sock.set_nodelay(true);
+        // The route is known at accept, so the socket goes straight to a worker that
+        // holds one of the session's lanes.
+        let workers = route.lanes.workers();
         // The stream is opened on the worker that serves the socket, on that worker's lane.
         let job = move |sock| async move {
             let Ok(stream) = route.lanes.open(control::encode(&meta)) else {
@@ -144,7 +147,11 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
                 debug!(port, %peer, err = %e, "tcp connection ended with an error");
             }
         };
-        Connection::spawn_socket(state.pool.pick(), state.open.clone(), sock, job);
+        let arbiter = match workers.len() {
+            0 => state.pool.pick(),
+            n => state.pool.get(workers[state.pool.pick_index() % n]),
+        };
+        Connection::spawn_socket(arbiter, state.open.clone(), sock, job);
     }
     state.port_listeners.remove(&port);
     info!(port, "tcp port closed");
