@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables set here are read by the scripts that source it
 # Helpers shared by benches/peers.sh and benches/syscalls.sh: installing the peers and
 # the load tools, starting nginx, iperf3, rathole, bore and Burrow on loopback, and
 # tearing all of it down. Sourced, not run.
@@ -60,8 +62,9 @@ install_peers() {
 # locked. The failed install above left the crate's source in cargo's registry cache.
 install_rathole_time_fix() {
   local src copy
-  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rathole-$RATHOLE_VERSION" 2>/dev/null | head -n1)
-  [ -n "$src" ] || die "rathole $RATHOLE_VERSION failed to install and its source is not in cargo's registry cache"
+  local found=("${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rathole-$RATHOLE_VERSION")
+  src=${found[0]}
+  [ -d "$src" ] || die "rathole $RATHOLE_VERSION failed to install and its source is not in cargo's registry cache"
   log "rathole $RATHOLE_VERSION does not build as locked; building it with time 0.3.36"
   # Outside this repository, or cargo would take the copy for a member of its workspace.
   copy="$(mktemp -d "${TMPDIR:-/tmp}/rathole-build.XXXXXX")"
@@ -75,7 +78,11 @@ install_rathole_time_fix() {
 build_burrow() {
   log "building Burrow (release)"
   (cd "$ROOT" && cargo build --release --workspace --bins)
-  [ -x "$RELEASE/burrowd" ] && [ -x "$RELEASE/burrow" ] || die "no burrowd/burrow in $RELEASE"
+  # The commit measured, for the table's notes ("-dirty" with uncommitted changes).
+  BURROW_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+  if [ ! -x "$RELEASE/burrowd" ] || [ ! -x "$RELEASE/burrow" ]; then
+    die "no burrowd/burrow in $RELEASE"
+  fi
 }
 
 # The tunnels under test must see no proxy: the agent honours the proxy variables when it
@@ -324,8 +331,8 @@ EOF
 }
 
 # bore server and one client per upstream (bore forwards one port per client). No TLS:
-# bore has none. Public ports in BORE_HTTP_PORT and BORE_IPERF_PORT; with WITH_IPERF=0
-# only the http one.
+# bore has none. Public ports in BORE_HTTP_PORT and BORE_IPERF_PORT; with the argument
+# 0, only the http one.
 start_bore() {
   local with_iperf=${1:-1}
   listening "$BORE_CONTROL_PORT" && die "port $BORE_CONTROL_PORT (bore's fixed control port) is taken"

@@ -40,7 +40,7 @@ log "starting nginx, iperf3, rathole, bore, burrowd and the agents"
 start_nginx
 start_iperf3
 start_rathole
-start_bore
+start_bore 1
 start_burrowd
 start_agent agent-tcp-http tcp "127.0.0.1:$NGINX_PORT"
 BURROW_TCP_HTTP_PORT=$PUBLIC
@@ -190,6 +190,6 @@ echo
 echo "- $(date -u +%Y-%m-%d), $(nproc) CPUs, 1-minute load average $LOAD_BEFORE at start and $LOAD_AFTER at end;" \
   "$REPS repetition(s), medians; wrk ${WRK_SECS}s per run (after a 1 s warm-up), iperf3 ${IPERF_SECS}s per run"
 echo "- rathole $RATHOLE_VERSION (tls transport, native-tls/OpenSSL), bore-cli $BORE_VERSION (no TLS)," \
-  "Burrow $(git -C "$ROOT" rev-parse --short HEAD) (burrowd and agent as separate processes, TLS on the agent hop," \
+  "Burrow $BURROW_REV (burrowd and agent as separate processes, TLS on the agent hop," \
   "default agent settings: the http tunnel captures for the inspector); $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')," \
   "$(iperf3 --version | head -n1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/.*: //')"

@@ -68,7 +68,9 @@ trace_run() {
   stop_pids "${tracers[@]}"
   local requests
   requests=$(awk '/ requests in / {print $1}' "$WORK/wrk-$label.out")
-  [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "wrk through $label completed no request"
+  if [ -z "$requests" ] || [ "$requests" -eq 0 ]; then
+    die "wrk through $label completed no request"
+  fi
   for name in "${names[@]}"; do
     [ -s "$WORK/strace-$name.txt" ] || die "strace wrote no summary for $name: $(cat "$WORK/strace-$name.log")"
     printf '%s\t__requests\t%s\n' "$name" "$requests" >>"$COUNTS"
@@ -165,4 +167,4 @@ echo
 echo "- $(date -u +%Y-%m-%d), $(nproc) CPUs; wrk -t1 -c1 -d${SECS}s on a 1 KiB file (nginx, one worker)" \
   "under strace -c -f on each tunnel process; system calls per completed request, including" \
   "what the processes did on their own during the run (heartbeats, timers)"
-echo "- Burrow $(git -C "$ROOT" rev-parse --short HEAD), bore-cli $BORE_VERSION; $(strace -V | head -n1)"
+echo "- Burrow $BURROW_REV, bore-cli $BORE_VERSION; $(strace -V | head -n1)"
