@@ -1,5 +1,6 @@
-//! Per-tunnel metrics: atomic counters on the data path, and a `Metrics` actor that keeps
-//! the HDR histograms (p50–p99) and 1/5/15-minute rates off it.
+//! Per-tunnel metrics: atomic counters and HDR histograms (p50–p99) recorded where the
+//! connections run, and a `Metrics` actor that keeps the 1/5/15-minute rates off the data
+//! path.
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -7,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Seconds between rate updates, as in the usual metrics libraries.
@@ -25,6 +26,60 @@ pub struct Counters {
     pub open: AtomicU64,
     /// HTTP requests answered.
     pub http: AtomicU64,
+    /// Duration histograms, made on first use. Recorded in place under a lock that is
+    /// almost never contended: a message to the actor would wake its thread on every
+    /// request.
+    durations: Mutex<Option<Box<Durations>>>,
+}
+
+#[derive(Debug)]
+struct Durations {
+    conns: Histogram<u64>,
+    http: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Nanoseconds from 1 µs to an hour, three significant digits.
+    Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+impl Counters {
+    fn record(&self, http: bool, d: Duration) {
+        let ns = (d.as_nanos() as u64).clamp(1_000, 3_600_000_000_000);
+        let mut slot = self.durations.lock().unwrap_or_else(|e| e.into_inner());
+        let hists = slot.get_or_insert_with(|| {
+            Box::new(Durations {
+                conns: histogram(),
+                http: histogram(),
+            })
+        });
+        let hist = if http {
+            &mut hists.http
+        } else {
+            &mut hists.conns
+        };
+        let _ = hist.record(ns);
+    }
+
+    /// Connection and HTTP snapshots, with the rates the actor keeps.
+    fn snapshot(&self, conns: &Series, http: &Series) -> TunnelMetrics {
+        let slot = self.durations.lock().unwrap_or_else(|e| e.into_inner());
+        let hists = slot.as_deref();
+        TunnelMetrics {
+            conns: snapshot(
+                conns,
+                hists.map(|h| &h.conns),
+                self.conns.load(Ordering::Relaxed),
+                Some(self.open.load(Ordering::Relaxed)),
+            ),
+            http: snapshot(
+                http,
+                hists.map(|h| &h.http),
+                self.http.load(Ordering::Relaxed),
+                None,
+            ),
+        }
+    }
 }
 
 /// Exponentially weighted moving average of a per-second rate over `window`.
@@ -62,10 +117,11 @@ impl Ewma {
     }
 }
 
+/// The rates of one counter.
+#[derive(Debug)]
 struct Series {
     last: u64,
     rates: [Ewma; 3],
-    hist: Histogram<u64>,
 }
 
 impl Series {
@@ -73,8 +129,6 @@ impl Series {
         Series {
             last: 0,
             rates: [Ewma::minutes(1.0), Ewma::minutes(5.0), Ewma::minutes(15.0)],
-            // Nanoseconds from 1 µs to an hour, three significant digits.
-            hist: Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3).expect("valid bounds"),
         }
     }
 
@@ -84,11 +138,6 @@ impl Series {
         for r in &mut self.rates {
             r.tick(delta);
         }
-    }
-
-    fn record(&mut self, d: Duration) {
-        let ns = (d.as_nanos() as u64).clamp(1_000, 3_600_000_000_000);
-        let _ = self.hist.record(ns);
     }
 }
 
@@ -125,13 +174,10 @@ pub struct TunnelMetrics {
     pub http: Snapshot,
 }
 
-fn snapshot(s: &Series, count: u64, gauge: Option<u64>) -> Snapshot {
-    let q = |p: f64| {
-        if s.hist.is_empty() {
-            0.0
-        } else {
-            s.hist.value_at_quantile(p) as f64
-        }
+fn snapshot(s: &Series, hist: Option<&Histogram<u64>>, count: u64, gauge: Option<u64>) -> Snapshot {
+    let q = |p: f64| match hist {
+        Some(h) if !h.is_empty() => h.value_at_quantile(p) as f64,
+        _ => 0.0,
     };
     Snapshot {
         count,
@@ -165,7 +211,7 @@ pub struct Recent {
 pub struct MetricsHub {
     counters: Arc<DashMap<Key, Arc<Counters>>>,
     actor: Addr<Metrics>,
-    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Recent>>>,
+    recent: Arc<Mutex<std::collections::VecDeque<Recent>>>,
 }
 
 impl MetricsHub {
@@ -207,18 +253,14 @@ impl MetricsHub {
         self.counters.entry(key.clone()).or_default().clone()
     }
 
-    /// A connection for `key` ended after `d`.
-    pub fn conn_done(&self, key: Key, d: Duration) {
-        self.actor.do_send(Observe {
-            key,
-            http: false,
-            d,
-        });
+    /// A connection counted in `counters` ended after `d`.
+    pub fn conn_done(&self, counters: &Counters, d: Duration) {
+        counters.record(false, d);
     }
 
-    /// An HTTP exchange for `key` took `d`.
-    pub fn http_done(&self, key: Key, d: Duration) {
-        self.actor.do_send(Observe { key, http: true, d });
+    /// An HTTP exchange counted in `counters` took `d`.
+    pub fn http_done(&self, counters: &Counters, d: Duration) {
+        counters.record(true, d);
     }
 
     /// Snapshots of every key.
@@ -261,26 +303,6 @@ impl Actor for Metrics {
 }
 
 #[derive(Message)]
-#[rtype(result = "()")]
-struct Observe {
-    key: Key,
-    http: bool,
-    d: Duration,
-}
-
-impl Handler<Observe> for Metrics {
-    type Result = ();
-    fn handle(&mut self, o: Observe, _: &mut Self::Context) {
-        let map = if o.http {
-            &mut self.http
-        } else {
-            &mut self.conns
-        };
-        map.entry(o.key).or_insert_with(Series::new).record(o.d);
-    }
-}
-
-#[derive(Message)]
 #[rtype(result = "HashMap<Key, TunnelMetrics>")]
 struct Snap;
 
@@ -290,20 +312,9 @@ impl Handler<Snap> for Metrics {
         let mut out = HashMap::new();
         let empty = Series::new();
         for e in self.counters.iter() {
-            let c = e.value();
             let conns = self.conns.get(e.key()).unwrap_or(&empty);
             let http = self.http.get(e.key()).unwrap_or(&empty);
-            out.insert(
-                e.key().clone(),
-                TunnelMetrics {
-                    conns: snapshot(
-                        conns,
-                        c.conns.load(Ordering::Relaxed),
-                        Some(c.open.load(Ordering::Relaxed)),
-                    ),
-                    http: snapshot(http, c.http.load(Ordering::Relaxed), None),
-                },
-            );
+            out.insert(e.key().clone(), e.value().snapshot(conns, http));
         }
         MessageResult(out)
     }

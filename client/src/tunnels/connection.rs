@@ -28,7 +28,6 @@ struct Exchanges {
     requests: Follower,
     responses: Follower,
     started: VecDeque<(Instant, String, String)>,
-    key: Key,
     counters: Arc<Counters>,
     hub: MetricsHub,
     status: u16,
@@ -199,7 +198,7 @@ impl Exchanges {
                 return;
             }
             self.counters.http.fetch_add(1, Ordering::Relaxed);
-            self.hub.http_done(self.key.clone(), t.elapsed());
+            self.hub.http_done(&self.counters, t.elapsed());
             self.hub.remember(Recent {
                 method,
                 path,
@@ -227,16 +226,15 @@ pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream, o
     counters.conns.fetch_add(1, Ordering::Relaxed);
     counters.open.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    run(&spec, &meta, stream, &key, &counters, &obs).await;
+    run(&spec, &meta, stream, &counters, &obs).await;
     counters.open.fetch_sub(1, Ordering::Relaxed);
-    hub.conn_done(key, started.elapsed());
+    hub.conn_done(&counters, started.elapsed());
 }
 
 async fn run(
     spec: &TunnelSpec,
     meta: &StreamMeta,
     stream: MuxStream,
-    key: &Key,
     counters: &Arc<Counters>,
     obs: &Observers,
 ) {
@@ -254,7 +252,6 @@ async fn run(
             requests: Follower::new(Side::Request),
             responses: Follower::new(Side::Response),
             started: VecDeque::new(),
-            key: key.clone(),
             counters: counters.clone(),
             hub: obs.metrics.clone(),
             status: 0,
@@ -407,7 +404,6 @@ pub async fn replay(
         requests: Follower::new(Side::Request),
         responses: Follower::new(Side::Response),
         started: VecDeque::new(),
-        key: (tunnel_name.to_string(), "replay".to_string()),
         counters: Arc::default(),
         hub: obs.metrics.clone(),
         status: 0,
