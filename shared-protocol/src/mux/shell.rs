@@ -62,8 +62,28 @@ pub(crate) struct Conn {
 /// and dropping handles (a handle's drop takes the lock again).
 #[derive(Default)]
 struct After {
-    wake: Vec<Waker>,
+    /// Most calls wake one task at most: it needs no allocation.
+    first: Option<Waker>,
+    more: Vec<Waker>,
     drop: Vec<MuxEvent>,
+}
+
+impl After {
+    fn wake_later(&mut self, w: Option<Waker>) {
+        let Some(w) = w else { return };
+        match self.first {
+            None => self.first = Some(w),
+            Some(_) => self.more.push(w),
+        }
+    }
+
+    fn run(self) {
+        self.first
+            .into_iter()
+            .chain(self.more)
+            .for_each(Waker::wake);
+        drop(self.drop);
+    }
 }
 
 /// The shell's clock: tokio's, so paused-time tests drive the heartbeat too.
@@ -98,8 +118,7 @@ impl Conn {
             self.dispatch(&mut inner, &mut after);
             r
         };
-        after.wake.into_iter().for_each(Waker::wake);
-        drop(after.drop);
+        after.run();
         r
     }
 
@@ -111,20 +130,18 @@ impl Conn {
                     MuxEvent::Stream(meta, MuxStream::new(id, self.clone()))
                 }
                 Event::Readable(id) => {
-                    let w = inner.core.user(id).and_then(|w| w.read.take());
-                    after.wake.extend(w);
+                    after.wake_later(inner.core.user(id).and_then(|w| w.read.take()));
                     continue;
                 }
                 Event::Writable(id) => {
-                    let w = inner.core.user(id).and_then(|w| w.write.take());
-                    after.wake.extend(w);
+                    after.wake_later(inner.core.user(id).and_then(|w| w.write.take()));
                     continue;
                 }
                 Event::Reset(id) => {
                     if let Some(w) = inner.core.user(id) {
-                        after
-                            .wake
-                            .extend(w.read.take().into_iter().chain(w.write.take()));
+                        let (read, write) = (w.read.take(), w.write.take());
+                        after.wake_later(read);
+                        after.wake_later(write);
                     }
                     continue;
                 }
