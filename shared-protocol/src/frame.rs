@@ -102,6 +102,21 @@ impl Frame {
     /// Appends the encoded frame to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
+        self.encode_header(dst);
+        match self {
+            Frame::Control(p) | Frame::Open { meta: p, .. } | Frame::Data { payload: p, .. } => {
+                dst.extend_from_slice(p);
+            }
+            Frame::Window { increment, .. } => dst.put_u32(*increment),
+            Frame::Reset { reason, .. } | Frame::GoAway(reason) => {
+                dst.extend_from_slice(reason.as_bytes());
+            }
+            Frame::Ping(t) | Frame::Pong(t) => dst.put_u64(*t),
+        }
+    }
+
+    /// Appends only the header, for a payload written from its own buffer.
+    pub fn encode_header(&self, dst: &mut BytesMut) {
         let (kind, flags, stream) = match self {
             Frame::Control(_) => (KIND_CONTROL, 0, 0),
             Frame::Open { stream, .. } => (KIND_OPEN, 0, *stream),
@@ -118,16 +133,6 @@ impl Frame {
         dst.put_u8(flags);
         dst.put_u32(stream);
         dst.put_u32((self.encoded_len() - HEADER_LEN) as u32);
-        match self {
-            Frame::Control(p) | Frame::Open { meta: p, .. } | Frame::Data { payload: p, .. } => {
-                dst.extend_from_slice(p);
-            }
-            Frame::Window { increment, .. } => dst.put_u32(*increment),
-            Frame::Reset { reason, .. } | Frame::GoAway(reason) => {
-                dst.extend_from_slice(reason.as_bytes());
-            }
-            Frame::Ping(t) | Frame::Pong(t) => dst.put_u64(*t),
-        }
     }
 }
 

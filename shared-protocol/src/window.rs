@@ -127,6 +127,17 @@ impl RecvWindow {
         self.window
     }
 
+    /// Bytes the peer may still send before it runs out of credit.
+    pub fn available(&self) -> u32 {
+        self.available
+    }
+
+    /// The most the peer may have in flight or buffered here: the window plus the credit
+    /// still withheld after it shrank.
+    pub fn limit(&self) -> u32 {
+        self.window + self.debt
+    }
+
     fn reserve(&self, want: u32) -> u32 {
         let [session, process] = &self.budgets;
         let s = session.take(want as u64);

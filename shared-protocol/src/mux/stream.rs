@@ -1,58 +1,60 @@
 //! One multiplexed stream: chunk-level `recv`/`send` plus `AsyncRead`/`AsyncWrite`.
+//!
+//! A handle is an id and the connection's shell; each call locks the connection's
+//! machine, acts, and parks its waker in the stream's slot when it must wait.
 
-use super::{Shared, StreamShared};
-use crate::frame::{Frame, MAX_DATA_CHUNK};
+use super::shell::{now, park, Conn};
+use super::StreamError;
 use bytes::Bytes;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A bidirectional byte stream inside a mux session, with its own flow control.
 pub struct MuxStream {
-    st: Arc<StreamShared>,
-    mux: Arc<Shared>,
+    id: u32,
+    conn: Arc<Conn>,
     /// The rest of a chunk `poll_read` could not hand over in one go.
     pending: Bytes,
 }
 
 impl std::fmt::Debug for MuxStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MuxStream")
-            .field("id", &self.st.id)
-            .finish()
+        f.debug_struct("MuxStream").field("id", &self.id).finish()
     }
 }
 
-fn reset_error(kind: io::ErrorKind, reason: &str) -> io::Error {
-    io::Error::new(kind, format!("stream {reason}"))
+fn io_error(kind: io::ErrorKind, e: StreamError) -> io::Error {
+    io::Error::new(kind, e.to_string())
 }
 
 impl MuxStream {
-    pub(crate) fn new(st: Arc<StreamShared>, mux: Arc<Shared>) -> Self {
+    pub(crate) fn new(id: u32, conn: Arc<Conn>) -> Self {
         MuxStream {
-            st,
-            mux,
+            id,
+            conn,
             pending: Bytes::new(),
         }
     }
 
     /// The stream id.
     pub fn id(&self) -> u32 {
-        self.st.id
+        self.id
     }
 
     /// The current receive window (grows with auto-tuning).
     pub fn window(&self) -> u32 {
-        self.st.lock().window.size()
+        let inner = self.conn.lock();
+        inner.core.stats(self.id).map_or(0, |s| s.window)
     }
 
     /// Bytes received and not yet read.
     pub fn buffered(&self) -> usize {
-        self.pending.len() + self.st.lock().recv.iter().map(|b| b.len()).sum::<usize>()
+        let inner = self.conn.lock();
+        self.pending.len() + inner.core.stats(self.id).map_or(0, |s| s.buffered)
     }
 
     /// Polls for the next received chunk; `None` once the peer half-closed.
@@ -60,10 +62,6 @@ impl MuxStream {
         if !self.pending.is_empty() {
             return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
         }
-        self.poll_recv_chunk(cx)
-    }
-
-    fn poll_recv_chunk(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         let r = self.poll_recv_unacked(cx);
         if let Poll::Ready(Ok(Some(chunk))) = &r {
             self.ack(chunk.len());
@@ -74,14 +72,7 @@ impl MuxStream {
     /// Hands `len` bytes' worth of credit back to the peer: they have left toward the
     /// reader. Pairs with [`MuxStream::recv_unacked`].
     pub fn ack(&self, len: usize) {
-        let mut s = self.st.lock();
-        if let Some(increment) = s.window.on_consumed(len, Instant::now(), self.mux.rtt()) {
-            drop(s);
-            self.mux.send(Frame::Window {
-                stream: self.st.id,
-                increment,
-            });
-        }
+        self.conn.with(|c| c.ack(self.id, len, now()));
     }
 
     /// The next received chunk through a shared reference (so the two directions of a
@@ -93,18 +84,18 @@ impl MuxStream {
     }
 
     fn poll_recv_unacked(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        let mut s = self.st.lock();
-        if let Some(chunk) = s.recv.pop_front() {
-            return Poll::Ready(Ok(Some(chunk)));
+        let mut inner = self.conn.lock();
+        match inner.core.poll_read(self.id) {
+            Poll::Ready(r) => {
+                Poll::Ready(r.map_err(|e| io_error(io::ErrorKind::ConnectionReset, e)))
+            }
+            Poll::Pending => {
+                if let Some(w) = inner.core.user(self.id) {
+                    park(&mut w.read, cx.waker());
+                }
+                Poll::Pending
+            }
         }
-        if s.recv_fin {
-            return Poll::Ready(Ok(None));
-        }
-        if let Some(reason) = &s.reset {
-            return Poll::Ready(Err(reset_error(io::ErrorKind::ConnectionReset, reason)));
-        }
-        s.read_waker = Some(cx.waker().clone());
-        Poll::Pending
     }
 
     /// The next received chunk; `None` once the peer half-closed.
@@ -113,34 +104,22 @@ impl MuxStream {
     }
 
     fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut s = self.st.lock();
-        if let Some(reason) = &s.reset {
-            return Poll::Ready(Err(reset_error(io::ErrorKind::BrokenPipe, reason)));
+        let mut inner = self.conn.lock();
+        match inner.core.poll_credit(self.id) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(|e| io_error(io::ErrorKind::BrokenPipe, e))),
+            Poll::Pending => {
+                if let Some(w) = inner.core.user(self.id) {
+                    park(&mut w.write, cx.waker());
+                }
+                Poll::Pending
+            }
         }
-        if s.sent_fin {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stream already half-closed",
-            )));
-        }
-        if s.credit > 0 {
-            return Poll::Ready(Ok(s.credit.min(MAX_DATA_CHUNK as u64) as usize));
-        }
-        s.write_waker = Some(cx.waker().clone());
-        Poll::Pending
     }
 
     fn push(&self, payload: Bytes) -> io::Result<()> {
-        self.st.lock().credit -= payload.len() as u64;
-        if self.mux.send(Frame::Data {
-            stream: self.st.id,
-            fin: false,
-            payload,
-        }) {
-            Ok(())
-        } else {
-            Err(reset_error(io::ErrorKind::BrokenPipe, "session closed"))
-        }
+        self.conn
+            .with(|c| c.send(self.id, payload))
+            .map_err(|e| io_error(io::ErrorKind::BrokenPipe, e))
     }
 
     /// Sends `data`, waiting for credit; large buffers go out in several frames, uncopied.
@@ -155,49 +134,20 @@ impl MuxStream {
 
     /// Half-closes: tells the peer no more data follows.
     pub fn finish(&self) -> io::Result<()> {
-        let mut s = self.st.lock();
-        if s.sent_fin {
-            return Ok(());
-        }
-        if let Some(reason) = &s.reset {
-            return Err(reset_error(io::ErrorKind::BrokenPipe, reason));
-        }
-        s.sent_fin = true;
-        drop(s);
-        self.mux.send(Frame::Data {
-            stream: self.st.id,
-            fin: true,
-            payload: Bytes::new(),
-        });
-        Ok(())
+        self.conn
+            .with(|c| c.finish(self.id))
+            .map_err(|e| io_error(io::ErrorKind::BrokenPipe, e))
     }
 
     /// Aborts the stream in both directions.
     pub fn reset(self, reason: &str) {
-        let mut s = self.st.lock();
-        if s.reset.is_none() {
-            s.reset = Some(reason.to_string());
-            drop(s);
-            self.mux.send(Frame::Reset {
-                stream: self.st.id,
-                reason: reason.to_string(),
-            });
-        }
+        self.conn.with(|c| c.reset(self.id, reason));
     }
 }
 
 impl Drop for MuxStream {
     fn drop(&mut self) {
-        let s = self.st.lock();
-        let done = (s.sent_fin && s.recv_fin) || s.reset.is_some();
-        drop(s);
-        if !done {
-            self.mux.send(Frame::Reset {
-                stream: self.st.id,
-                reason: "closed".into(),
-            });
-        }
-        self.mux.forget(self.st.id);
+        self.conn.with(|c| c.release(self.id));
     }
 }
 
