@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cdp::{Browser, Page};
+use common::browser::{Browser, Page};
 use common::{agent, call, http_tunnel, json, read_request, Running, Scratch};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

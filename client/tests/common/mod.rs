@@ -2,7 +2,7 @@
 //! read line by line, scratch directories, free ports and tiny upstream servers.
 #![allow(dead_code)]
 
-pub mod cdp;
+pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
