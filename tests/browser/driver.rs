@@ -4,9 +4,7 @@
 //!
 //! Everything here panics on failure, saying what was being done and what the browser
 //! answered, because a test cannot do anything better with the error.
-#![allow(dead_code)]
-
-use super::PROXY_VARS;
+use burrow_e2e::{Scratch, PROXY_VARS};
 use fantoccini::error::CmdError;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -48,7 +46,7 @@ pub struct Browser {
     rt: tokio::runtime::Runtime,
     client: Option<Client>,
     driver: Child,
-    profile: PathBuf,
+    profile: Scratch,
 }
 
 /// The browser's window, showing one page.
@@ -87,7 +85,7 @@ impl Browser {
             .enable_all()
             .build()
             .expect("a runtime for the WebDriver client");
-        let profile = fresh_profile_dir();
+        let profile = Scratch::new("chromium");
         let (driver, port) = start_driver(&profile);
         // From here on, drop cleans up whatever panics.
         let mut browser = Browser {
@@ -117,7 +115,7 @@ impl Browser {
         let args: Vec<String> = FLAGS
             .iter()
             .map(|f| f.to_string())
-            .chain([format!("--user-data-dir={}", self.profile.display())])
+            .chain([format!("--user-data-dir={}", self.profile.0.display())])
             .collect();
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -182,7 +180,7 @@ impl Drop for Browser {
         kill_all(&mut self.driver, &self.profile);
         // Killed processes may take a moment to let go of the profile.
         for _ in 0..20 {
-            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+            if std::fs::remove_dir_all(&self.profile.0).is_ok() || !self.profile.0.exists() {
                 break;
             }
             std::thread::sleep(POLL_EVERY);
@@ -298,7 +296,7 @@ fn is_script_error(e: &CmdError) -> bool {
 }
 
 /// Starts chromedriver in its own process group on a port it picks, and reads the port.
-fn start_driver(profile: &Path) -> (Child, u16) {
+fn start_driver(profile: &Scratch) -> (Child, u16) {
     let exe = find("BURROW_CHROMEDRIVER", &["chromedriver"]);
     let mut cmd = Command::new(&exe);
     for var in PROXY_VARS {
@@ -309,7 +307,7 @@ fn start_driver(profile: &Path) -> (Child, u16) {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env(MARK_VAR, profile)
+        .env(MARK_VAR, &profile.0)
         // Its own process group, so that drop can find the browser's zygote and
         // renderers, whose retitling clobbers the environment that would mark them.
         .process_group(0)
@@ -363,24 +361,10 @@ fn find(var: &str, names: &[&str]) -> PathBuf {
     )
 }
 
-fn fresh_profile_dir() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "burrow-chromium-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    // A leftover from an earlier run with a recycled pid would not be fresh.
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
 /// Kills the driver and everything it started, and waits until none of it is running.
-fn kill_all(child: &mut Child, profile: &Path) {
+fn kill_all(child: &mut Child, profile: &Scratch) {
     let mut mark = format!("{MARK_VAR}=").into_bytes();
-    mark.extend_from_slice(profile.as_os_str().as_encoded_bytes());
+    mark.extend_from_slice(profile.0.as_os_str().as_encoded_bytes());
     let deadline = Instant::now() + Duration::from_secs(5);
     // Until the driver is reaped its pid, and so its group id, cannot be reused.
     loop {
