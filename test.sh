@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the real clients and servers the
-# tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium for the inspector's browser
-# tests, procps for ps/kill, pyngrok in a virtualenv), then runs
+# tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium and chromium-driver for the
+# inspector's browser tests, procps for ps/kill, pyngrok in a virtualenv), then runs
 # cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,11 +10,13 @@ need=()
 for tool in curl tmux tinyproxy microsocks chromium openssl; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+# The browser tests drive Chromium over WebDriver through Debian's chromedriver.
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
 command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # Without recommends, Chromium comes with no font at all.
-[[ " ${need[*]} " == *" chromium "* ]] && need+=(fonts-liberation)
+[[ " ${need[*]} " == *" chromium"* ]] && need+=(fonts-liberation)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo

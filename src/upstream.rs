@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 upstream server for tests, plus a tcp echo server.
+//! Upstream servers for tests: a small HTTP/1.1 server, a tcp echo server, and a
+//! thread-based server that answers every request the same way.
 //!
 //! Routes: `/hello`, `/echo` (body back), `/headers` (the raw request head back),
 //! `/download/N` (N bytes, streamed), `/upload` (counts a streamed body), `/chunked`
@@ -6,6 +7,7 @@
 //! `X-Checksum: 5eb63bbb`), `/ws` (101, then echoes raw bytes). The trailer fields of every
 //! chunked request body are recorded in [`Upstream::trailers`].
 
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -246,4 +248,54 @@ async fn serve(
             return Ok(());
         }
     }
+}
+
+/// A thread-based upstream answering every request with `status` and `body`, then
+/// closing; its port.
+pub fn http_server(status: &'static str, body: &'static str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = l.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+/// Reads one HTTP/1.1 request (head and Content-Length body) for a blocking test upstream;
+/// `None` when the client closed.
+pub fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    let mut line = String::new();
+    while r.read_line(&mut line).ok()? > 0 {
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    if head.is_empty() {
+        return None;
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
 }

@@ -97,138 +97,151 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<(Command, Flags)
     let mut flags = Flags::default();
     let mut positional = Vec::new();
     let mut it = args.into_iter();
-    let err = |m: String| UsageError(m);
     while let Some(arg) = it.next() {
         if arg == "--" {
             positional.extend(it.by_ref());
             break;
         }
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+        let Some((name, inline)) = flag(&arg) else {
             positional.push(arg);
             continue;
-        };
-        if body.is_empty() {
-            positional.push(arg);
-            continue;
-        }
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (body.to_string(), None),
         };
         match name.as_str() {
             "help" | "h" => return Ok((Command::Help(positional.first().cloned()), flags)),
             "version" | "v" => return Ok((Command::Version, flags)),
-            "all" | "none" => {
-                let v = inline.as_deref().unwrap_or("true");
-                let b = parse_bool(v).ok_or_else(|| {
-                    err(format!(
-                        "invalid value {v:?} for flag -{name}: want true or false"
-                    ))
-                })?;
-                if name == "all" {
-                    flags.all = b;
-                } else {
-                    flags.none = b;
-                }
-                continue;
-            }
-            "inspect" => {
-                let v = inline.as_deref().unwrap_or("true");
-                flags.inspect = Some(parse_bool(v).ok_or_else(|| {
-                    err(format!(
-                        "invalid value {v:?} for flag -inspect: want true or false"
-                    ))
-                })?);
-                continue;
-            }
-            _ => {}
+            "all" => flags.all = bool_flag(&name, inline)?,
+            "none" => flags.none = bool_flag(&name, inline)?,
+            "inspect" => flags.inspect = Some(bool_flag(&name, inline)?),
+            _ => set_value(&mut flags, &name, inline, &mut it)?,
         }
-        if !VALUE_FLAGS.contains(&name.as_str()) {
-            return Err(err(format!("unknown flag -{name}")));
-        }
-        let value = match inline {
-            Some(v) => v,
-            // `-subdomain -config x` is a forgotten value, not a subdomain named "-config".
-            None => it
-                .next()
-                .filter(|v| !v.starts_with('-') || v.len() == 1)
-                .ok_or_else(|| err(format!("flag -{name} needs a value")))?,
-        };
-        let slot = match name.as_str() {
-            "subdomain" => &mut flags.subdomain,
-            "hostname" => &mut flags.hostname,
-            "authtoken" => &mut flags.authtoken,
-            "server" | "server-addr" => &mut flags.server,
-            "root-cas" => &mut flags.root_cas,
-            "log" => &mut flags.log,
-            "log-level" => &mut flags.log_level,
-            "log-format" => &mut flags.log_format,
-            "bind-tls" => &mut flags.bind_tls,
-            "region" => &mut flags.region,
-            "auth" => &mut flags.auth,
-            "host-header" => &mut flags.host_header,
-            "remote-addr" => &mut flags.remote_addr,
-            // ngrok's documentation spells it both ways.
-            "crt" | "cert" => &mut flags.crt,
-            "key" => &mut flags.key,
-            "client-cas" => &mut flags.client_cas,
-            _ => {
-                flags.config.push(value);
-                continue;
-            }
-        };
-        *slot = Some(value);
     }
-    let mut pos = positional.into_iter();
-    let command =
-        match pos.next().as_deref() {
-            None => return Ok((Command::Help(None), flags)),
-            Some("http") => Command::Http(
-                pos.next()
-                    .ok_or_else(|| err("missing address: burrow http PORT|HOST:PORT|URL".into()))?,
-            ),
-            Some("tcp") => Command::Tcp(
-                pos.next()
-                    .ok_or_else(|| err("missing address: burrow tcp PORT|HOST:PORT".into()))?,
-            ),
-            Some("tls") => Command::Tls(
-                pos.next()
-                    .ok_or_else(|| err("missing address: burrow tls PORT|HOST:PORT".into()))?,
-            ),
-            Some("start") => {
-                let names: Vec<String> = pos.by_ref().collect();
-                if flags.all && flags.none {
-                    return Err(err("start takes --all or --none, not both".into()));
-                }
-                if !names.is_empty() && (flags.all || flags.none) {
-                    return Err(err("start takes tunnel names or --all or --none".into()));
-                }
-                if names.is_empty() && !flags.all && !flags.none {
-                    return Err(err(
-                        "start needs tunnel names from the configuration, --all or --none".into(),
-                    ));
-                }
-                return Ok((Command::Start(names), flags));
-            }
-            Some("authtoken") => Command::Authtoken(
-                pos.next()
-                    .ok_or_else(|| err("missing token: burrow authtoken TOKEN".into()))?,
-            ),
-            Some("config") => match pos.next().as_deref() {
-                Some("add-authtoken") => Command::Authtoken(pos.next().ok_or_else(|| {
-                    err("missing token: burrow config add-authtoken TOKEN".into())
-                })?),
-                Some(other) => return Err(err(format!("unknown config command {other:?}"))),
-                None => return Err(err("config needs a subcommand: add-authtoken".into())),
-            },
-            Some("version") => Command::Version,
-            Some("help") => return Ok((Command::Help(pos.next()), flags)),
-            Some(other) => return Err(err(format!("unknown command {other:?}"))),
-        };
-    if let Some(extra) = pos.next() {
-        return Err(err(format!("unexpected argument {extra:?}")));
-    }
+    let command = command(positional, &flags)?;
     Ok((command, flags))
+}
+
+/// `-name`, `--name` or `-name=value` taken apart; `None` for a positional argument
+/// (`-` alone is one).
+fn flag(arg: &str) -> Option<(String, Option<String>)> {
+    let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    if body.is_empty() {
+        return None;
+    }
+    Some(match body.split_once('=') {
+        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+        None => (body.to_string(), None),
+    })
+}
+
+/// The value of a boolean flag: bare means true, else `-name=true|false`.
+fn bool_flag(name: &str, inline: Option<String>) -> Result<bool, UsageError> {
+    let v = inline.as_deref().unwrap_or("true");
+    parse_bool(v).ok_or_else(|| {
+        UsageError(format!(
+            "invalid value {v:?} for flag -{name}: want true or false"
+        ))
+    })
+}
+
+/// Stores the value of the value-taking flag `name`, given inline or as the next argument.
+fn set_value(
+    flags: &mut Flags,
+    name: &str,
+    inline: Option<String>,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<(), UsageError> {
+    if !VALUE_FLAGS.contains(&name) {
+        return Err(UsageError(format!("unknown flag -{name}")));
+    }
+    let value = match inline {
+        Some(v) => v,
+        // `-subdomain -config x` is a forgotten value, not a subdomain named "-config".
+        None => rest
+            .next()
+            .filter(|v| !v.starts_with('-') || v.len() == 1)
+            .ok_or_else(|| UsageError(format!("flag -{name} needs a value")))?,
+    };
+    match value_slot(flags, name) {
+        Some(slot) => *slot = Some(value),
+        None => flags.config.push(value),
+    }
+    Ok(())
+}
+
+/// Where a single-valued flag's value goes; `None` for `-config`, which may repeat.
+fn value_slot<'a>(flags: &'a mut Flags, name: &str) -> Option<&'a mut Option<String>> {
+    Some(match name {
+        "subdomain" => &mut flags.subdomain,
+        "hostname" => &mut flags.hostname,
+        "authtoken" => &mut flags.authtoken,
+        "server" | "server-addr" => &mut flags.server,
+        "root-cas" => &mut flags.root_cas,
+        "log" => &mut flags.log,
+        "log-level" => &mut flags.log_level,
+        "log-format" => &mut flags.log_format,
+        "bind-tls" => &mut flags.bind_tls,
+        "region" => &mut flags.region,
+        "auth" => &mut flags.auth,
+        "host-header" => &mut flags.host_header,
+        "remote-addr" => &mut flags.remote_addr,
+        // ngrok's documentation spells it both ways.
+        "crt" | "cert" => &mut flags.crt,
+        "key" => &mut flags.key,
+        "client-cas" => &mut flags.client_cas,
+        _ => return None,
+    })
+}
+
+/// The command the positional arguments name, with its operand.
+fn command(positional: Vec<String>, flags: &Flags) -> Result<Command, UsageError> {
+    let mut pos = positional.into_iter();
+    let mut operand = |usage: &str| {
+        pos.next()
+            .ok_or_else(|| UsageError(format!("missing {usage}")))
+    };
+    let command = match operand("command").ok().as_deref() {
+        None => return Ok(Command::Help(None)),
+        Some("http") => Command::Http(operand("address: burrow http PORT|HOST:PORT|URL")?),
+        Some("tcp") => Command::Tcp(operand("address: burrow tcp PORT|HOST:PORT")?),
+        Some("tls") => Command::Tls(operand("address: burrow tls PORT|HOST:PORT")?),
+        Some("start") => return start(pos.collect(), flags),
+        Some("authtoken") => Command::Authtoken(operand("token: burrow authtoken TOKEN")?),
+        Some("config") => match operand("").ok().as_deref() {
+            Some("add-authtoken") => {
+                Command::Authtoken(operand("token: burrow config add-authtoken TOKEN")?)
+            }
+            Some(other) => return Err(UsageError(format!("unknown config command {other:?}"))),
+            None => {
+                return Err(UsageError(
+                    "config needs a subcommand: add-authtoken".into(),
+                ))
+            }
+        },
+        Some("version") => Command::Version,
+        Some("help") => return Ok(Command::Help(pos.next())),
+        Some(other) => return Err(UsageError(format!("unknown command {other:?}"))),
+    };
+    if let Some(extra) = pos.next() {
+        return Err(UsageError(format!("unexpected argument {extra:?}")));
+    }
+    Ok(command)
+}
+
+/// `start NAME...`, `start --all` or `start --none`: exactly one of the three.
+fn start(names: Vec<String>, flags: &Flags) -> Result<Command, UsageError> {
+    if flags.all && flags.none {
+        return Err(UsageError("start takes --all or --none, not both".into()));
+    }
+    if !names.is_empty() && (flags.all || flags.none) {
+        return Err(UsageError(
+            "start takes tunnel names or --all or --none".into(),
+        ));
+    }
+    if names.is_empty() && !flags.all && !flags.none {
+        return Err(UsageError(
+            "start needs tunnel names from the configuration, --all or --none".into(),
+        ));
+    }
+    Ok(Command::Start(names))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

@@ -79,79 +79,110 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<RequestHead>, HeadError> {
         }
         return Ok(None);
     };
-    let head = &buf[..end];
     let mut raw_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw_headers);
-    match req.parse(head) {
+    match req.parse(&buf[..end]) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(bad("incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields(MAX_HEADERS)),
         Err(e) => return Err(bad(format!("{e}"))),
     }
-    let method = req.method.unwrap_or_default().to_string();
-    let path = req.path.unwrap_or_default().to_string();
-    let http10 = req.version == Some(0);
-    let mut host: Option<String> = None;
-    let mut length: Option<u64> = None;
-    let mut te: Option<String> = None;
-    let mut connection_upgrade = false;
-    let mut upgrade_header = false;
-    let mut headers = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        let value = std::str::from_utf8(h.value).map(str::trim);
-        match name.as_str() {
-            "host" => {
-                if host.is_some() {
-                    return Err(bad("more than one Host header"));
-                }
-                let v = value.map_err(|_| bad("Host header is not UTF-8"))?;
-                host = Some(normalise_host(v)?);
-            }
-            "content-length" => {
-                let v = value.map_err(|_| bad("invalid Content-Length"))?;
-                for part in v.split(',') {
-                    let part = part.trim();
-                    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(bad(format!("invalid Content-Length {v:?}")));
+    let fields = Fields::read(req.headers)?;
+    let framing = framing(fields.te, fields.length, req.version == Some(0))?;
+    let Some(host) = fields.host else {
+        return Err(bad("missing Host header"));
+    };
+    Ok(Some(RequestHead {
+        len: end,
+        method: req.method.unwrap_or_default().to_string(),
+        path: req.path.unwrap_or_default().to_string(),
+        host,
+        framing,
+        upgrade: fields.upgrade_header && fields.connection_upgrade,
+        headers: fields.headers,
+    }))
+}
+
+/// What the header fields say about routing and framing, checked field by field.
+#[derive(Default)]
+struct Fields {
+    host: Option<String>,
+    length: Option<u64>,
+    /// Every Transfer-Encoding value, joined as one list.
+    te: Option<String>,
+    connection_upgrade: bool,
+    upgrade_header: bool,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Fields {
+    fn read(raw: &[httparse::Header<'_>]) -> Result<Fields, HeadError> {
+        let mut f = Fields {
+            headers: Vec::with_capacity(raw.len()),
+            ..Fields::default()
+        };
+        for h in raw {
+            let value = std::str::from_utf8(h.value).map(str::trim);
+            match h.name.to_ascii_lowercase().as_str() {
+                "host" => {
+                    if f.host.is_some() {
+                        return Err(bad("more than one Host header"));
                     }
-                    let n: u64 = part
-                        .parse()
-                        .map_err(|_| bad(format!("invalid Content-Length {v:?}")))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(bad("conflicting Content-Length headers"));
+                    let v = value.map_err(|_| bad("Host header is not UTF-8"))?;
+                    f.host = Some(normalise_host(v)?);
+                }
+                "content-length" => {
+                    let v = value.map_err(|_| bad("invalid Content-Length"))?;
+                    f.length = Some(content_length(v, f.length)?);
+                }
+                "transfer-encoding" => {
+                    let v = value.map_err(|_| bad("invalid Transfer-Encoding"))?;
+                    f.te = Some(match f.te.take() {
+                        Some(prev) => format!("{prev}, {v}"),
+                        None => v.to_string(),
+                    });
+                }
+                "connection" => {
+                    if let Ok(v) = value {
+                        f.connection_upgrade |= v
+                            .split(',')
+                            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
                     }
-                    length = Some(n);
                 }
+                "upgrade" => f.upgrade_header = true,
+                _ => {}
             }
-            "transfer-encoding" => {
-                let v = value.map_err(|_| bad("invalid Transfer-Encoding"))?;
-                let joined = match te.take() {
-                    Some(prev) => format!("{prev}, {v}"),
-                    None => v.to_string(),
-                };
-                te = Some(joined);
-            }
-            "connection" => {
-                if let Ok(v) = value {
-                    connection_upgrade |= v
-                        .split(',')
-                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-                }
-            }
-            "upgrade" => upgrade_header = true,
-            _ => {}
+            f.headers.push((h.name.to_string(), h.value.to_vec()));
         }
-        headers.push((h.name.to_string(), h.value.to_vec()));
+        Ok(f)
     }
-    let framing = match (te, length) {
-        (Some(_), Some(_)) => {
-            return Err(bad("both Content-Length and Transfer-Encoding"));
+}
+
+/// A Content-Length value (a list of equal lengths is one length), agreeing with `seen`.
+fn content_length(v: &str, seen: Option<u64>) -> Result<u64, HeadError> {
+    let mut length = seen;
+    for part in v.split(',') {
+        let part = part.trim();
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(format!("invalid Content-Length {v:?}")));
         }
+        let n: u64 = part
+            .parse()
+            .map_err(|_| bad(format!("invalid Content-Length {v:?}")))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(bad("conflicting Content-Length headers"));
+        }
+        length = Some(n);
+    }
+    length.ok_or_else(|| bad(format!("invalid Content-Length {v:?}")))
+}
+
+/// How the body is delimited; anything that could be read two ways is refused.
+fn framing(te: Option<String>, length: Option<u64>, http10: bool) -> Result<Framing, HeadError> {
+    match (te, length) {
+        (Some(_), Some(_)) => Err(bad("both Content-Length and Transfer-Encoding")),
+        (Some(_), None) if http10 => Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
         (Some(te), None) => {
-            if http10 {
-                return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
-            }
             let codings: Vec<_> = te
                 .split(',')
                 .map(|c| c.trim().to_ascii_lowercase())
@@ -164,23 +195,11 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<RequestHead>, HeadError> {
             if codings.len() != 1 {
                 return Err(bad("chunked applied more than once"));
             }
-            Framing::Chunked
+            Ok(Framing::Chunked)
         }
-        (None, Some(0)) | (None, None) => Framing::None,
-        (None, Some(n)) => Framing::Length(n),
-    };
-    let Some(host) = host else {
-        return Err(bad("missing Host header"));
-    };
-    Ok(Some(RequestHead {
-        len: end,
-        method,
-        path,
-        host,
-        framing,
-        upgrade: upgrade_header && connection_upgrade,
-        headers,
-    }))
+        (None, Some(0)) | (None, None) => Ok(Framing::None),
+        (None, Some(n)) => Ok(Framing::Length(n)),
+    }
 }
 
 /// Finds the end of the head (after the blank line), refusing bare LF and obs-fold.

@@ -40,37 +40,12 @@ where
 {
     let (rd, mut wr) = tokio::io::split(io);
     let mut input = Input::new(rd);
-    let limits = &shared.limits;
-    let first = match timeout(limits.head_timeout, input.read_head(limits.max_head)).await {
-        Err(_) => {
-            info!(%peer, timeout = ?limits.head_timeout, "request head not complete in time");
-            return answer(&mut wr, 408, "The request head did not arrive in time.").await;
-        }
-        Ok(Err(InputError::Head(e))) => {
-            info!(%peer, err = %e, "refused request head");
-            return answer(&mut wr, e.status(), &e.to_string()).await;
-        }
-        Ok(Err(e)) => {
-            debug!(%peer, err = %e, "visitor left before a request");
-            return;
-        }
-        Ok(Ok(h)) => h,
+    let Some(first) = first_head(&mut input, &mut wr, peer, &shared.limits).await else {
+        return;
     };
-    let route = match shared.router.lookup(&first.host) {
-        Some(r) if r.proto == TunnelProto::Http && r.serves(scheme) => r,
-        _ => {
-            let msg = not_found(&shared, &first.host, peer);
-            return answer(&mut wr, 404, &msg).await;
-        }
+    let Some(route) = admit(&shared, &first, scheme, peer, &mut wr).await else {
+        return;
     };
-    if let Some(expected) = &route.auth {
-        if !super::auth::authorized(&first.headers, expected) {
-            info!(%peer, host = %first.host, "refused request without valid credentials");
-            let _ = wr.write_all(&unauthorized()).await;
-            let _ = wr.shutdown().await;
-            return;
-        }
-    }
     let meta = StreamMeta {
         tunnel_id: route.tunnel_id,
         remote_addr: peer.to_string(),
@@ -94,6 +69,7 @@ where
     };
     let ip = peer.ip().to_string();
     let host = first.host.clone();
+    let limits = &shared.limits;
     let outcome = {
         let up = forward_requests(input, &stream, first, &ip, scheme, limits, &route, &track);
         let down = forward_responses(&stream, &mut wr, &track);
@@ -108,6 +84,61 @@ where
     };
     finish(outcome, &track, stream, &mut wr, peer, &host).await;
     let _ = wr.shutdown().await;
+}
+
+/// The connection's first request head, or `None` once the visitor has been answered
+/// (408 for a slow head, the parser's status for a refused one) or has left.
+async fn first_head<R, W>(
+    input: &mut Input<R>,
+    wr: &mut W,
+    peer: SocketAddr,
+    limits: &Limits,
+) -> Option<RequestHead>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match timeout(limits.head_timeout, input.read_head(limits.max_head)).await {
+        Err(_) => {
+            info!(%peer, timeout = ?limits.head_timeout, "request head not complete in time");
+            answer(wr, 408, "The request head did not arrive in time.").await;
+        }
+        Ok(Err(InputError::Head(e))) => {
+            info!(%peer, err = %e, "refused request head");
+            answer(wr, e.status(), &e.to_string()).await;
+        }
+        Ok(Err(e)) => debug!(%peer, err = %e, "visitor left before a request"),
+        Ok(Ok(h)) => return Some(h),
+    }
+    None
+}
+
+/// The route serving the request's host over `scheme`, or `None` once the visitor has
+/// been answered 404 (no such tunnel) or 401 (the tunnel's credentials are missing).
+async fn admit<W: AsyncWrite + Unpin>(
+    shared: &HttpShared,
+    first: &RequestHead,
+    scheme: &str,
+    peer: SocketAddr,
+    wr: &mut W,
+) -> Option<Arc<Route>> {
+    let route = match shared.router.lookup(&first.host) {
+        Some(r) if r.proto == TunnelProto::Http && r.serves(scheme) => r,
+        _ => {
+            let msg = not_found(shared, &first.host, peer);
+            answer(wr, 404, &msg).await;
+            return None;
+        }
+    };
+    if let Some(expected) = &route.auth {
+        if !super::auth::authorized(&first.headers, expected) {
+            info!(%peer, host = %first.host, "refused request without valid credentials");
+            let _ = wr.write_all(&unauthorized()).await;
+            let _ = wr.shutdown().await;
+            return None;
+        }
+    }
+    Some(route)
 }
 
 /// Ends a connection by how its two directions ended: an error page where one is still

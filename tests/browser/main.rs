@@ -3,10 +3,12 @@
 //! escaping of hostile content, the status page, and 10,000 captured requests.
 //! Screenshots land in `target/screenshots/`.
 
-mod common;
+mod driver;
 
-use common::cdp::{Browser, Page};
-use common::{agent, call, http_tunnel, json, read_request, Running, Scratch};
+use burrow_e2e::agent_bin::{agent, call, http_tunnel, json};
+use burrow_e2e::upstream::read_request;
+use burrow_e2e::{Running, Scratch};
+use driver::{Browser, Page};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -111,7 +113,7 @@ fn setup(tag: &str) -> Setup {
 fn screenshot_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     target.join("screenshots").join(name)
 }
 

@@ -1,9 +1,7 @@
 //! Replaying a captured request through another tunnel: it goes to that tunnel's local
 //! address, with that tunnel's Host rule.
 
-mod common;
-
-use common::{agent, call, http_tunnel, json};
+use burrow_e2e::agent_bin::{agent, call, http_tunnel, json};
 use std::sync::{Arc, Mutex};
 
 /// An upstream that records every request head it gets and answers with its own name.

@@ -1,9 +1,9 @@
 //! The local REST API of a real `burrow start --none` process, driven with curl as the
 //! ngrok v2 wrappers drive it.
 
-mod common;
-
-use common::{agent_until, call, free_port, json, spawn, Running, Scratch};
+use burrow_e2e::agent_bin::{agent_until, call, curl_body, json, run_burrow, spawn};
+use burrow_e2e::upstream::http_server;
+use burrow_e2e::{free_port, Running, Scratch};
 
 struct Agent {
     api: String,
@@ -47,7 +47,7 @@ fn start_with(args: &[&str], config: &str) -> Agent {
 }
 
 fn upstream() -> u16 {
-    common::http_server("200 OK", "upstream")
+    http_server("200 OK", "upstream")
 }
 
 #[test]
@@ -322,7 +322,7 @@ fn a_busy_explicit_web_addr_is_fatal_with_the_go_message() {
     let port = holder.local_addr().unwrap().port();
     let dir = Scratch::new("busy");
     let path = dir.file("c.yml", &format!("web_addr: 127.0.0.1:{port}\n"));
-    let out = common::run_burrow(&[
+    let out = run_burrow(&[
         "start",
         "--none",
         "--log",
@@ -429,10 +429,7 @@ fn basic_auth_in_a_create_body_guards_the_tunnel() {
 
 #[test]
 fn start_names_the_tunnels_to_run_or_all_of_them() {
-    let (one, two) = (
-        common::http_server("200 OK", "one"),
-        common::http_server("200 OK", "two"),
-    );
+    let (one, two) = (http_server("200 OK", "one"), http_server("200 OK", "two"));
     let config = |web: u16| {
         format!(
             "web_addr: 127.0.0.1:{web}\ntunnels:\n  one:\n    proto: http\n    addr: {one}\n    bind_tls: false\n  two:\n    proto: http\n    addr: {two}\n    bind_tls: false\n  spare:\n    proto: tcp\n    addr: 1\n"
@@ -442,14 +439,14 @@ fn start_names_the_tunnels_to_run_or_all_of_them() {
     let agent = start_with(&["two"], &config(free_port()));
     let urls = public_urls(&agent.api);
     assert_eq!(urls.keys().collect::<Vec<_>>(), ["two"], "{urls:?}");
-    assert_eq!(common::curl(&urls["two"]), "two");
+    assert_eq!(curl_body(&urls["two"]), "two");
     drop(agent);
 
     let agent = start_with(&["one", "two"], &config(free_port()));
     let urls = public_urls(&agent.api);
     assert_eq!(urls.keys().collect::<Vec<_>>(), ["one", "two"], "{urls:?}");
-    assert_eq!(common::curl(&urls["one"]), "one");
-    assert_eq!(common::curl(&urls["two"]), "two");
+    assert_eq!(curl_body(&urls["one"]), "one");
+    assert_eq!(curl_body(&urls["two"]), "two");
     drop(agent);
 
     let agent = start_with(&["--all"], &config(free_port()));
@@ -459,11 +456,11 @@ fn start_names_the_tunnels_to_run_or_all_of_them() {
         ["one", "spare", "two"],
         "{urls:?}"
     );
-    assert_eq!(common::curl(&urls["one"]), "one");
-    assert_eq!(common::curl(&urls["two"]), "two");
+    assert_eq!(curl_body(&urls["one"]), "one");
+    assert_eq!(curl_body(&urls["two"]), "two");
     assert!(urls["spare"].starts_with("tcp://"), "{urls:?}");
 
-    let out = common::run_burrow(&[
+    let out = run_burrow(&[
         "start",
         "nope",
         "--config",

@@ -2,9 +2,9 @@
 //! WebSocket messages of an upgraded exchange, HAR export, the embedded page, and the
 //! store's bounds (truncated bodies, eviction under `inspect_db_size`).
 
-mod common;
-
-use common::{agent, call, http_tunnel, json, read_request};
+use burrow_e2e::agent_bin::{agent, call, http_tunnel, json};
+use burrow_e2e::curl_command;
+use burrow_e2e::upstream::read_request;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
@@ -62,7 +62,7 @@ fn subscribe(
     std::process::Child,
     mpsc::Receiver<(String, serde_json::Value)>,
 ) {
-    let mut child = common::curl_command()
+    let mut child = curl_command()
         .args(["-N", "--max-time", "30", &format!("{api}/inspect/events")])
         .stdout(Stdio::piped())
         .spawn()
@@ -239,7 +239,7 @@ fn live_events_websocket_messages_har_and_the_page() {
     let _ = sse.wait();
 
     // The page: `/` leads to it, it and its files are served with a strict policy.
-    let out = common::curl_command()
+    let out = curl_command()
         .args([
             "-o",
             "/dev/null",
@@ -253,7 +253,7 @@ fn live_events_websocket_messages_har_and_the_page() {
         String::from_utf8_lossy(&out.stdout),
         format!("302 {api}/inspect/http")
     );
-    let out = common::curl_command()
+    let out = curl_command()
         .args(["-i", &format!("{api}/inspect/http")])
         .output()
         .unwrap();

@@ -1,9 +1,8 @@
 //! Captured requests through the local API: list, fetch, replay against the upstream,
 //! clear; nothing captured with `inspect: false`.
 
-mod common;
-
-use common::{agent, call, http_tunnel, json};
+use burrow_e2e::agent_bin::{agent, call, http_tunnel, json};
+use burrow_e2e::upstream::read_request;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -174,7 +173,7 @@ fn replay_is_502_naming_the_address_and_cause_when_the_local_server_is_down() {
         use std::io::Write;
         let (s, _) = listener.accept().unwrap();
         let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-        common::read_request(&mut r).unwrap();
+        read_request(&mut r).unwrap();
         (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             .unwrap();
     });

@@ -2,9 +2,8 @@
 //! file server, custom and wildcard hostnames, and tls tunnels (SNI passthrough, agent-side
 //! termination, mutual TLS), plus the errors for bad options.
 
-mod common;
-
-use common::{call, free_port, json};
+use burrow_e2e::agent_bin::{agent, call, json};
+use burrow_e2e::{curl_command, free_port};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ fn authority(url: &str) -> (String, u16) {
 
 /// curl with `host` resolved to loopback; (status, body, stderr).
 fn curl_to(host: &str, port: u16, url: &str, extra: &[&str]) -> (u16, String, String) {
-    let out = common::curl_command()
+    let out = curl_command()
         .args(["--max-time", "10", "-w", "\n%{http_code}"])
         .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
         .args(extra)
@@ -58,7 +57,7 @@ fn curl_to(host: &str, port: u16, url: &str, extra: &[&str]) -> (u16, String, St
 
 /// curl with `host` resolved to loopback, expected to fail; (exit code, stderr).
 fn curl_fails(host: &str, port: u16, url: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let out = common::curl_command()
+    let out = curl_command()
         .args(["--max-time", "10"])
         .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
         .args(extra)
@@ -261,7 +260,7 @@ fn s_client(port: u16, servername: Option<&str>, extra: &[&str], send: &str) -> 
 
 #[test]
 fn host_header_modes_reach_the_upstream() {
-    let (_run, api, _dir) = common::agent("hosthdr", "");
+    let (_run, api, _dir) = agent("hosthdr", "");
     let port = host_echo();
     for (mode, want) in [
         (None, None),
@@ -298,7 +297,7 @@ fn host_header_modes_reach_the_upstream() {
 
 #[test]
 fn https_upstream_with_a_self_signed_certificate() {
-    let (_run, api, dir) = common::agent("httpsup", "");
+    let (_run, api, dir) = agent("httpsup", "");
     let (_, cert, key) = issue(&dir.0, "up", "localhost");
     let server = SServer::start(&cert, &key);
     let urls = create(
@@ -320,7 +319,7 @@ fn https_upstream_with_a_self_signed_certificate() {
 
 #[test]
 fn file_server_lists_downloads_ranges_and_enforces_auth() {
-    let (_run, api, dir) = common::agent("files", "");
+    let (_run, api, dir) = agent("files", "");
     let root = dir.0.join("site");
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let data: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
@@ -394,7 +393,7 @@ fn file_server_lists_downloads_ranges_and_enforces_auth() {
 
 #[test]
 fn custom_and_wildcard_hostnames_route_most_specific_first() {
-    let (_run, api, _dir) = common::agent("hostnames", "");
+    let (_run, api, _dir) = agent("hostnames", "");
     let mut ports = Vec::new();
     for (name, hostname) in [
         ("exact", "dev.example.test"),
@@ -460,7 +459,7 @@ fn custom_and_wildcard_hostnames_route_most_specific_first() {
 
 #[test]
 fn tls_tunnels_pass_through_terminate_and_check_client_certificates() {
-    let (run, api, dir) = common::agent("tls", "");
+    let (run, api, dir) = agent("tls", "");
     let (_, up_cert, up_key) = issue(&dir.0, "up", "pass.example.test");
     let server = SServer::start(&up_cert, &up_key);
     let urls = create(

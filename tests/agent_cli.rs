@@ -1,12 +1,11 @@
 //! The `burrow` binary as a user runs it: embedded relay, output lines, errors, Ctrl-C.
 
-mod common;
-
-use common::{curl, run_burrow, spawn};
+use burrow_e2e::agent_bin::{curl_body, run_burrow, spawn};
+use burrow_e2e::{upstream, Scratch, TestRelay};
 use std::time::{Duration, Instant};
 
 fn http_server() -> u16 {
-    common::http_server("200 OK", "local!")
+    upstream::http_server("200 OK", "local!")
 }
 
 #[test]
@@ -40,7 +39,7 @@ fn http_with_the_embedded_relay_then_ctrl_c() {
         .next()
         .unwrap()
         .to_string();
-    assert_eq!(curl(&url), "local!");
+    assert_eq!(curl_body(&url), "local!");
     let started = Instant::now();
     run.signal("-INT");
     assert_eq!(run.wait_exit(Duration::from_secs(3)), Some(0));
@@ -136,14 +135,11 @@ fn unreachable_relay_is_retried_and_logged() {
 
 #[actix_rt::test]
 async fn a_killed_agent_stops_routing_within_ten_seconds() {
-    burrow_relay::install_crypto();
-    let mut cfg = burrow_relay::RelayConfig::loopback();
-    let state = std::env::temp_dir().join(format!("burrow-kill-{}", std::process::id()));
-    cfg.state_dir = Some(state.clone());
-    let relay = burrow_relay::start(cfg).await.unwrap();
+    let state = Scratch::new("kill");
+    let relay = TestRelay::start_with(|cfg| cfg.state_dir = Some(state.0.clone())).await;
     let port = http_server();
-    let ca = state.join("ca.pem");
-    let server = format!("localhost:{}", relay.control_addr.port());
+    let ca = state.0.join("ca.pem");
+    let server = format!("localhost:{}", relay.handle.control_addr.port());
     let args = [
         "http".to_string(),
         port.to_string(),
@@ -169,7 +165,9 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
         .to_string();
     let u = url.clone();
     assert_eq!(
-        tokio::task::spawn_blocking(move || curl(&u)).await.unwrap(),
+        tokio::task::spawn_blocking(move || curl_body(&u))
+            .await
+            .unwrap(),
         "local!"
     );
     run.signal("-KILL");
@@ -177,7 +175,9 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
     let killed = Instant::now();
     loop {
         let u = url.clone();
-        let body = tokio::task::spawn_blocking(move || curl(&u)).await.unwrap();
+        let body = tokio::task::spawn_blocking(move || curl_body(&u))
+            .await
+            .unwrap();
         if body.contains("not found") {
             break;
         }
@@ -187,5 +187,4 @@ async fn a_killed_agent_stops_routing_within_ten_seconds() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = std::fs::remove_dir_all(state);
 }

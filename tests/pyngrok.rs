@@ -1,12 +1,12 @@
 //! pyngrok 7.5 (the Python wrapper, driving a v2 agent) against the real `burrow` binary.
 
-mod common;
-
+use burrow_e2e::binaries::binary;
+use burrow_e2e::{hermetic, Scratch};
 use std::process::Command;
 
 fn python() -> String {
     std::env::var("BURROW_PYNGROK_PYTHON").unwrap_or_else(|_| {
-        let local = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyngrok-venv/bin/python");
+        let local = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyngrok-venv/bin/python");
         assert!(
             std::path::Path::new(local).exists(),
             "pyngrok is not installed: run ./test.sh, or set BURROW_PYNGROK_PYTHON to a Python with pyngrok 7.5"
@@ -17,11 +17,12 @@ fn python() -> String {
 
 /// Runs one of the pyngrok scripts against the binary; it prints `N passed, M failed`.
 fn run(script: &str) {
-    let script = format!("{}/../tests/pyngrok/{script}", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/tests/pyngrok/{script}", env!("CARGO_MANIFEST_DIR"));
     // pyngrok and the agents it starts get a scratch HOME and no proxy variables.
-    let home = common::Scratch::new("pyngrok-home");
-    let out = common::hermetic(&mut Command::new(python()), &home)
-        .args([&script, env!("CARGO_BIN_EXE_burrow")])
+    let home = Scratch::new("pyngrok-home");
+    let out = hermetic(&mut Command::new(python()), &home)
+        .arg(&script)
+        .arg(binary("burrow"))
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,10 +3,8 @@
 //! Both run as child processes on loopback ports of their own; the Debian packages
 //! `tinyproxy` and `microsocks` must be installed.
 
-mod common;
-
 use burrow::outbound::{dial, Proxy};
-use common::{free_port, Scratch};
+use burrow_e2e::{agent_bin, curl_command, free_port, upstream, Scratch, TestRelay};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -283,36 +281,22 @@ fn scratch_dirs_are_removed() {
 /// returns the agent's first stdout lines once it forwards, or its warnings if it cannot.
 async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
     use std::io::{BufRead, BufReader};
-    burrow_relay::install_crypto();
     let dir = Scratch::new("agent");
-    let mut cfg = burrow_relay::RelayConfig::loopback();
-    cfg.state_dir = Some(dir.0.join("relay"));
-    let relay = burrow_relay::start(cfg).await.unwrap();
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let up_port = upstream.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut s in upstream.incoming().map_while(Result::ok) {
-            let mut b = [0u8; 2048];
-            let _ = s.read(&mut b);
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nproxied",
-            );
-        }
-    });
+    let relay = TestRelay::start_with(|cfg| cfg.state_dir = Some(dir.0.join("relay"))).await;
+    let up_port = upstream::http_server("200 OK", "proxied");
     let conf = dir.0.join("burrow.yml");
     std::fs::write(
         &conf,
         format!(
             "server_addr: 127.0.0.1:{}\nroot_cas: {}\nweb_addr: false\n{proxy_line}\n",
-            relay.control_addr.port(),
+            relay.handle.control_addr.port(),
             dir.0.join("relay/ca.pem").display()
         ),
     )
     .unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         let home = Scratch::new("home");
-        let mut child = common::burrow(
+        let mut child = agent_bin::burrow(
             &home,
             &[
                 "http",
@@ -356,7 +340,7 @@ async fn agent_through(proxy_line: &str, expect_up: bool) -> Vec<String> {
                 .nth(1)
                 .unwrap()
                 .to_string();
-            let out = common::curl_command()
+            let out = curl_command()
                 .args(["--max-time", "10", &url])
                 .output()
                 .unwrap();

@@ -1,26 +1,22 @@
 //! The `burrowd` binary: start-up output, state directory, flags, SIGTERM.
 
+use burrow_e2e::agent_bin::{agent_against as agent, Outcome as Agent};
+use burrow_e2e::relay_bin::{self, Burrowd};
+use burrow_e2e::Scratch;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `burrowd` with `args`, hermetic: `HOME` is an empty scratch path and the environment's
-/// `BURROWD_AUTH_TOKENS` is not passed on (tests that need it set it themselves).
+/// `burrowd` with `args`, hermetic (see [`relay_bin::burrowd`]) with an empty `HOME`.
 fn burrowd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_burrowd"));
-    c.env(
-        "HOME",
-        std::env::temp_dir().join(format!("burrowd-cli-home-{}", std::process::id())),
-    )
-    .env_remove("BURROWD_AUTH_TOKENS")
-    .args(args);
-    c
+    let home = std::env::temp_dir().join(format!("burrowd-cli-home-{}", std::process::id()));
+    relay_bin::burrowd(home, args)
 }
 
 #[test]
 fn starts_prints_addresses_keeps_its_ca_and_stops_on_sigterm() {
-    let state = std::env::temp_dir().join(format!("burrowd-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let scratch = Scratch::new("burrowd-cli");
+    let state = scratch.0.join("state");
     let args = [
         "--http-addr",
         "127.0.0.1:0",
@@ -75,7 +71,6 @@ fn starts_prints_addresses_keeps_its_ca_and_stops_on_sigterm() {
     }
     // The CA survives restarts, so agents keep trusting the relay.
     assert_eq!(fingerprints[0], fingerprints[1]);
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -110,174 +105,6 @@ fn bad_flags_are_named() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
-    }
-}
-
-/// A scratch directory named after `tag`, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("burrowd-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `burrowd` on loopback ports it chose; stopped when dropped.
-struct Burrowd {
-    child: std::process::Child,
-    /// The agents' port.
-    control: u16,
-    /// The https port.
-    https: u16,
-}
-
-impl Burrowd {
-    /// Starts `burrowd` with `extra` flags and `env`, and reads its addresses.
-    fn start(state: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let state_dir = state.path("state");
-        let mut cmd = burrowd(&[
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--control-addr",
-            "127.0.0.1:0",
-            "--tcp-ports",
-            "0-0",
-            "--state-dir",
-            &state_dir,
-        ]);
-        cmd.args(extra).envs(env.iter().copied());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = |l: &str| l.rsplit(':').next().unwrap().trim().parse::<u16>().unwrap();
-        let (mut control, mut https) = (0, 0);
-        for l in lines.by_ref().map_while(Result::ok) {
-            let l = l.trim_start();
-            if l.starts_with("agents") {
-                control = port(l);
-            } else if l.starts_with("https") {
-                https = port(l);
-            } else if l.starts_with("fingerprint") {
-                break;
-            }
-        }
-        assert!(
-            control > 0 && https > 0,
-            "burrowd did not print its addresses"
-        );
-        std::thread::spawn(move || lines.for_each(drop));
-        Burrowd {
-            child,
-            control,
-            https,
-        }
-    }
-}
-
-impl Drop for Burrowd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `burrow` agent binary, built beside `burrowd` by `cargo test --workspace`.
-fn agent_binary() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_burrowd"))
-        .with_file_name(format!("burrow{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace` (./test.sh does) or `cargo build -p burrow`",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed when dropped.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The outcome of starting an agent: its first `Forwarding` URL, or its exit error.
-enum Agent {
-    Up(Killed, String),
-    Refused(String),
-}
-
-/// Runs `burrow http` to port 9 (nothing listens; only the tunnel matters) against `relay`,
-/// with a scratch HOME, no proxy variables and no local API.
-fn agent(dir: &Scratch, relay: &Burrowd, args: &[&str]) -> Agent {
-    let home = dir.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let config = dir.path("agent.yml");
-    std::fs::write(&config, "web_addr: false\n").unwrap();
-    let server = format!("localhost:{}", relay.control);
-    let mut cmd = Command::new(agent_binary());
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .env("HOME", &home)
-        .args(["http", "9", "-server", &server, "-config", &config])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(url) = l.strip_prefix("Forwarding  ") {
-                let _ = tx.send(url.split(' ').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let started = Instant::now();
-    loop {
-        if let Ok(url) = rx.recv_timeout(Duration::from_millis(50)) {
-            return Agent::Up(Killed(child), url);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            assert_eq!(status.code(), Some(1), "{err}");
-            return Agent::Refused(err);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the agent neither came up nor exited"
-        );
     }
 }
 
@@ -339,8 +166,8 @@ fn an_operator_certificate_serves_agents_and_https_visitors() {
     );
     // curl checks the operator's certificate for the tunnel's name; the agent's local
     // server is down, so the answer is the relay's 502 page, over verified TLS.
-    let out = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "--max-time", "10"])
+    let out = burrow_e2e::curl_command()
+        .args(["--max-time", "10"])
         .args([
             "--cacert",
             &ca_file,
