@@ -1,59 +1,20 @@
-//! Lanes of an agent session on the relay: the door further lanes join through, the
+//! Lanes of an agent session on the relay: joining one through its session's door, the
 //! worker each lane is placed on, and the pump that carries a lane's events to its session.
 
-use crate::session::{LaneEvent, Session};
+use crate::door::{LaneDoor, LaneEvent};
 use crate::state::RelayState;
 use actix::prelude::*;
 use burrow_http::workers::MovableTcp;
 use burrow_protocol::control::{self, ServerMessage};
-use burrow_protocol::lanes::{self, Lanes};
+use burrow_protocol::lanes;
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, Role};
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
-
-/// How an authenticated session lets its further lanes in.
-pub struct LaneDoor {
-    /// Lanes the session was granted, the first included.
-    pub granted: usize,
-    /// The session's lanes; a joining lane is added here.
-    pub lanes: Lanes,
-    /// The session, which hears each lane's control messages and closes.
-    pub session: Addr<Session>,
-    /// SHA-256 of the secret handed to the agent: the secret itself is never kept.
-    secret_hash: [u8; 32],
-    next_lane: AtomicU32,
-}
-
-impl LaneDoor {
-    /// A door for `granted` lanes; returns it and the secret to hand out.
-    pub fn new(granted: usize, lanes: Lanes, session: Addr<Session>) -> (Arc<LaneDoor>, String) {
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
-        let door = LaneDoor {
-            granted,
-            lanes,
-            session,
-            secret_hash: Sha256::digest(secret.as_bytes()).into(),
-            next_lane: AtomicU32::new(1),
-        };
-        (Arc::new(door), secret)
-    }
-
-    /// Whether `secret` is the one handed out, compared in constant time.
-    fn opens(&self, secret: &str) -> bool {
-        let given: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        given.ct_eq(&self.secret_hash).into()
-    }
-}
 
 /// The mux settings of every lane of the relay.
 pub fn mux_config(state: &RelayState) -> MuxConfig {
@@ -68,7 +29,7 @@ pub fn mux_config(state: &RelayState) -> MuxConfig {
 /// agent may not open, and the lane's end.
 pub fn forward(
     mut events: UnboundedReceiver<MuxEvent>,
-    session: Addr<Session>,
+    session: Recipient<LaneEvent>,
     lane: u32,
     first: Option<Bytes>,
 ) {
@@ -154,7 +115,7 @@ fn run(
     {
         return;
     }
-    let lane = door.next_lane.fetch_add(1, Ordering::Relaxed);
+    let lane = door.next_lane();
     door.lanes.add(worker, handle);
     forward(events, door.session.clone(), lane, None);
     info!(session = %id, lane, worker, "lane joined");

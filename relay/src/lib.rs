@@ -2,6 +2,7 @@
 //! routes public HTTP, HTTPS and TCP connections to them through a stream mux.
 
 pub mod config;
+pub mod door;
 pub mod http;
 pub mod lane;
 pub mod listeners;

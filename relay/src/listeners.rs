@@ -102,7 +102,7 @@ async fn agent_handshake(
     lanes.add(worker, handle);
     let mut closing = state.closing.clone();
     Session::create(move |ctx| {
-        lane::forward(events, ctx.address(), 0, Some(first));
+        lane::forward(events, ctx.address().recipient(), 0, Some(first));
         let all = lanes.clone();
         actix_rt::spawn(async move {
             let _ = closing.wait_for(|c| *c).await;

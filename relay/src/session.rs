@@ -1,7 +1,7 @@
 //! One connected agent: authentication, its lanes, its tunnels (an actor each), and
 //! telling them when it goes.
 
-use crate::lane::LaneDoor;
+use crate::door::{LaneDoor, LaneEvent};
 use crate::state::RelayState;
 use crate::tunnel::{Binder, SessionEnded, SetSchemes, Tunnel, Unbind as TunnelUnbind};
 use actix::prelude::*;
@@ -86,7 +86,8 @@ impl Session {
                 let session_id = format!("{:016x}", self.id);
                 let granted = self.state.lanes_for(lanes);
                 let lane_secret = (granted > 1).then(|| {
-                    let (door, secret) = LaneDoor::new(granted, self.lanes.clone(), ctx.address());
+                    let (door, secret) =
+                        LaneDoor::new(granted, self.lanes.clone(), ctx.address().recipient());
                     self.state.lane_doors.insert(session_id.clone(), door);
                     secret
                 });
@@ -193,11 +194,6 @@ impl Actor for Session {
         info!(session = self.id, peer = %self.peer, "agent session ended");
     }
 }
-
-/// Something that happened on lane `.0` of the session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LaneEvent(pub u32, pub MuxEvent);
 
 impl Handler<LaneEvent> for Session {
     type Result = ();

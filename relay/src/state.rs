@@ -44,7 +44,7 @@ pub struct RelayState {
     /// Ports with a running tcp listener.
     pub port_listeners: DashMap<u16, ()>,
     /// Sessions that further lanes may join, by session id.
-    pub lane_doors: DashMap<String, Arc<crate::lane::LaneDoor>>,
+    pub lane_doors: DashMap<String, Arc<crate::door::LaneDoor>>,
     /// Public connections open now.
     pub open: Arc<AtomicUsize>,
     /// Agent connections open now that have not authenticated yet.

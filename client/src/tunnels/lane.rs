@@ -3,7 +3,6 @@
 //! of the lane it arrived on, so its bytes never change threads.
 
 use crate::tunnels::connection::Observers;
-use crate::tunnels::session::{LaneEvent, Session, SessionConfig};
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
 use burrow_http::workers::Connection;
@@ -22,6 +21,40 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+/// How the agent reaches and authenticates with its relay.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// `host:port` of the relay's agent listener.
+    pub server_addr: String,
+    /// Name the relay's certificate must carry.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// TLS settings (trusted roots).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Auth token, if any.
+    pub token: Option<String>,
+    /// Identity kept across reconnects, so the relay gives the same names back.
+    pub client_id: String,
+    /// Ceiling of the reconnect back-off.
+    pub max_backoff: Duration,
+    /// Outbound proxy to reach the relay through, if any.
+    pub proxy: Option<crate::outbound::Proxy>,
+    /// Worker threads, one lane to the relay each (0: one per core, or `BURROW_WORKERS`).
+    pub workers: usize,
+}
+
+/// Something that happened on one of the session's lanes (not a stream: those are served
+/// where the lane runs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LaneEvent {
+    /// The connection attempt the lane belongs to.
+    pub generation: u64,
+    /// The lane's number (and worker).
+    pub lane: usize,
+    /// What happened.
+    pub ev: MuxEvent,
+}
 
 /// Why a dial failed.
 pub enum DialError {
@@ -212,7 +245,7 @@ impl Dispatch {
 pub fn pump(
     mut events: UnboundedReceiver<MuxEvent>,
     dispatch: Dispatch,
-    session: Addr<Session>,
+    session: Recipient<LaneEvent>,
     generation: u64,
     lane: usize,
 ) {

@@ -2,7 +2,8 @@
 //! and reconnecting with capped, jittered exponential back-off when the link drops.
 
 use crate::tunnels::connection::Observers;
-use crate::tunnels::lane::{self, DialError, Dispatch, Greeting};
+pub use crate::tunnels::lane::SessionConfig;
+use crate::tunnels::lane::{self, DialError, Dispatch, Greeting, LaneEvent};
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
 use burrow_http::workers::ArbiterPool;
@@ -15,27 +16,6 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
-
-/// How the agent reaches and authenticates with its relay.
-#[derive(Clone)]
-pub struct SessionConfig {
-    /// `host:port` of the relay's agent listener.
-    pub server_addr: String,
-    /// Name the relay's certificate must carry.
-    pub server_name: rustls::pki_types::ServerName<'static>,
-    /// TLS settings (trusted roots).
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Auth token, if any.
-    pub token: Option<String>,
-    /// Identity kept across reconnects, so the relay gives the same names back.
-    pub client_id: String,
-    /// Ceiling of the reconnect back-off.
-    pub max_backoff: Duration,
-    /// Outbound proxy to reach the relay through, if any.
-    pub proxy: Option<crate::outbound::Proxy>,
-    /// Worker threads, one lane to the relay each (0: one per core, or `BURROW_WORKERS`).
-    pub workers: usize,
-}
 
 /// The agent's session actor.
 pub struct Session {
@@ -92,7 +72,7 @@ impl Session {
         let first = async move {
             let ((mux, events), greeting) = lane::authenticate(&cfg, wanted).await?;
             lanes.add(0, mux);
-            lane::pump(events, dispatch, me, generation, 0);
+            lane::pump(events, dispatch, me.recipient(), generation, 0);
             Ok(greeting)
         };
         let first = lane::on_worker(self.pool.get(0), first);
@@ -136,7 +116,7 @@ impl Session {
         let joined = async move {
             let (mux, events) = lane::join(&cfg, &greeting.session_id, &secret).await?;
             lanes.add(i, mux);
-            lane::pump(events, dispatch, me, generation, i);
+            lane::pump(events, dispatch, me.recipient(), generation, i);
             Ok(())
         };
         let joined = lane::on_worker(self.pool.get(i), joined);
@@ -245,19 +225,6 @@ impl Actor for Session {
         self.lanes.close("agent stopping");
         self.pool.stop();
     }
-}
-
-/// Something that happened on one of the session's lanes (not a stream: those are served
-/// where the lane runs).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LaneEvent {
-    /// The connection attempt the lane belongs to.
-    pub generation: u64,
-    /// The lane's number (and worker).
-    pub lane: usize,
-    /// What happened.
-    pub ev: MuxEvent,
 }
 
 impl Handler<LaneEvent> for Session {
