@@ -362,6 +362,14 @@ async fn strangers_on_the_agent_port_get_small_frames_and_a_bounded_queue() {
         closed.is_ok(),
         "the relay kept a connection announcing a 1 MiB frame"
     );
+    let settled = Instant::now();
+    while relay.handle.pending_agents() > 0 {
+        assert!(
+            settled.elapsed() < Duration::from_secs(2),
+            "its place in the queue is given back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Four strangers that never authenticate fill the queue; a fifth is closed at once.
     let mut strangers = Vec::new();
@@ -387,6 +395,15 @@ async fn strangers_on_the_agent_port_get_small_frames_and_a_bounded_queue() {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
+    // Its further lane has joined too, and left the queue.
+    let settled = Instant::now();
+    while relay.handle.session_lanes() != [2] || relay.handle.pending_agents() > 0 {
+        assert!(
+            settled.elapsed() < Duration::from_secs(5),
+            "the agent's lanes are all up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut more = Vec::new();
     for _ in 0..4 {
         more.push(tls_to(&relay).await);

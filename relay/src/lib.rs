@@ -50,6 +50,11 @@ impl RelayHandle {
         &self.state.cfg.domain
     }
 
+    /// Agent connections that have not authenticated (or joined a session) yet.
+    pub fn pending_agents(&self) -> usize {
+        self.state.pending_agents.load(Ordering::Acquire)
+    }
+
     /// Live lanes of each session that was granted more than one.
     pub fn session_lanes(&self) -> Vec<usize> {
         self.state
