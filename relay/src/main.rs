@@ -33,7 +33,7 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --window-budget MIB      how far all flow-control windows together may grow beyond
                            their initial 256 KiB each (default 32): bounds what
                            visitors that stop reading can make the relay hold
-  --session-window-budget MIB  the same for each lane of an agent session (default 16)
+  --session-window-budget MIB  the same for each lane of an agent session (default 32)
   --max-lanes N            most lanes (TLS connections, one per worker thread) an agent
                            session may open (default: the relay's worker threads)
   --log-level LEVEL        error, warn, info, debug (default info)

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 /// Window every stream starts with; both sides assume it without negotiation.
 pub const INITIAL_WINDOW: u32 = 256 * 1024;
 /// Default ceiling for one stream's window: ~1.3 Gbit/s at 100 ms RTT, far more on a LAN.
-pub const DEFAULT_MAX_WINDOW: u32 = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_WINDOW: u32 = 32 * 1024 * 1024;
 /// Default budget for the growth of all windows of one session.
-pub const DEFAULT_SESSION_BUDGET: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_SESSION_BUDGET: u64 = 32 * 1024 * 1024;
 /// Default budget for the growth of all windows of one process (relay or agent).
 pub const DEFAULT_PROCESS_BUDGET: u64 = 32 * 1024 * 1024;
 
