@@ -44,6 +44,16 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Counters {
+    /// A connection counted here ended after `d`.
+    pub fn conn_done(&self, d: Duration) {
+        self.record(false, d);
+    }
+
+    /// An HTTP exchange counted here took `d`.
+    pub fn http_done(&self, d: Duration) {
+        self.record(true, d);
+    }
+
     fn record(&self, http: bool, d: Duration) {
         let ns = (d.as_nanos() as u64).clamp(1_000, 3_600_000_000_000);
         let mut slot = self.durations.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,16 +261,6 @@ impl MetricsHub {
     /// The counters for `key`, created on first use.
     pub fn counters(&self, key: &Key) -> Arc<Counters> {
         self.counters.entry(key.clone()).or_default().clone()
-    }
-
-    /// A connection counted in `counters` ended after `d`.
-    pub fn conn_done(&self, counters: &Counters, d: Duration) {
-        counters.record(false, d);
-    }
-
-    /// An HTTP exchange counted in `counters` took `d`.
-    pub fn http_done(&self, counters: &Counters, d: Duration) {
-        counters.record(true, d);
     }
 
     /// Snapshots of every key.

@@ -55,23 +55,15 @@ pub async fn join(
     (id, secret): (String, String),
     worker: usize,
 ) {
-    let door = state.lane_doors.get(&id).map(|d| d.clone());
-    let refusal = match &door {
-        None => Some(format!("there is no session {id} to join")),
-        Some(d) if !d.opens(&secret) => Some("the lane secret was not accepted".to_string()),
-        Some(d) if d.lanes.live() >= d.granted => Some(format!(
-            "session {id} already has the {} lanes it was granted",
-            d.granted
-        )),
-        Some(_) => None,
-    };
-    let (Some(door), None) = (door, refusal.clone()) else {
-        let message = refusal.unwrap_or_default();
-        warn!(%peer, session = %id, err = %message, "lane refused");
-        let answer = control::encode(&ServerMessage::AuthFailed { message });
-        let _ = tls.write_all(&lanes::control_frame(answer)).await;
-        let _ = tls.shutdown().await;
-        return;
+    let door = match admit(&state, &id, &secret) {
+        Ok(door) => door,
+        Err(message) => {
+            warn!(%peer, session = %id, err = %message, "lane refused");
+            let answer = control::encode(&ServerMessage::AuthFailed { message });
+            let _ = tls.write_all(&lanes::control_frame(answer)).await;
+            let _ = tls.shutdown().await;
+            return;
+        }
     };
     // A lane belongs on a worker that has none of this session's lanes yet, so that
     // every worker serving its visitors finds one of its own.
@@ -96,6 +88,25 @@ pub async fn join(
         }
         run(tls, rest, &state, door, target, &id);
     });
+}
+
+/// The door of session `id` if `secret` opens it and a lane is still free; else why not.
+fn admit(state: &RelayState, id: &str, secret: &str) -> Result<Arc<LaneDoor>, String> {
+    let door = state
+        .lane_doors
+        .get(id)
+        .map(|d| d.clone())
+        .ok_or_else(|| format!("there is no session {id} to join"))?;
+    if !door.opens(secret) {
+        return Err("the lane secret was not accepted".into());
+    }
+    if door.lanes.live() >= door.granted {
+        return Err(format!(
+            "session {id} already has the {} lanes it was granted",
+            door.granted
+        ));
+    }
+    Ok(door)
 }
 
 /// Starts a joined lane's mux on the calling worker and opens it to visitors.

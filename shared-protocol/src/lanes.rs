@@ -100,12 +100,13 @@ impl Lanes {
             return l.mux.open(meta);
         }
 
-        let live: Vec<&Lane> = lanes.iter().filter(|l| !l.mux.is_closed()).collect();
-        if live.is_empty() {
+        let live = || lanes.iter().filter(|l| !l.mux.is_closed());
+        let n = live().count();
+        if n == 0 {
             return Err(ProtocolError::Closed);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % live.len();
-        live[i].mux.open(meta)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        live().nth(i).ok_or(ProtocolError::Closed)?.mux.open(meta)
     }
 
     /// Sends a control message on the oldest live lane, so control messages keep their

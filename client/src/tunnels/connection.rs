@@ -198,7 +198,7 @@ impl Exchanges {
                 return;
             }
             self.counters.http.fetch_add(1, Ordering::Relaxed);
-            self.hub.http_done(&self.counters, t.elapsed());
+            self.counters.http_done(t.elapsed());
             self.hub.remember(Recent {
                 method,
                 path,
@@ -228,7 +228,7 @@ pub async fn serve(spec: Arc<TunnelSpec>, meta: StreamMeta, stream: MuxStream, o
     let started = Instant::now();
     run(&spec, &meta, stream, &counters, &obs).await;
     counters.open.fetch_sub(1, Ordering::Relaxed);
-    hub.conn_done(&counters, started.elapsed());
+    counters.conn_done(started.elapsed());
 }
 
 async fn run(

@@ -201,17 +201,24 @@ pub async fn join(cfg: &SessionConfig, session_id: &str, secret: &str) -> Result
     }
 }
 
-/// Runs `fut` on `arbiter` and hands its output back.
-pub fn on_worker<F, T>(arbiter: &ArbiterHandle, fut: F) -> impl Future<Output = Option<T>>
+/// Runs `fut` on `arbiter` and hands its outcome back (a worker that stopped first is a
+/// transient failure).
+pub fn on_worker<F, T>(
+    arbiter: &ArbiterHandle,
+    fut: F,
+) -> impl Future<Output = Result<T, DialError>>
 where
-    F: Future<Output = T> + Send + 'static,
+    F: Future<Output = Result<T, DialError>> + Send + 'static,
     T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     arbiter.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    async move { rx.await.ok() }
+    async move {
+        rx.await
+            .unwrap_or_else(|_| Err(DialError::Transient("worker stopped".into())))
+    }
 }
 
 /// What serving a stream needs, shared by every lane of a session.

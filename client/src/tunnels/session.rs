@@ -80,7 +80,7 @@ impl Session {
             if generation != act.generation {
                 return;
             }
-            match res.unwrap_or_else(|| Err(DialError::Transient("worker stopped".into()))) {
+            match res {
                 Ok(greeting) => {
                     act.failures = 0;
                     act.up = true;
@@ -124,7 +124,7 @@ impl Session {
             if generation != act.generation || !act.up {
                 return;
             }
-            match res.unwrap_or_else(|| Err(DialError::Transient("worker stopped".into()))) {
+            match res {
                 Ok(()) => debug!(obj = "tunnels.session", lane = i, "lane joined"),
                 Err(DialError::Fatal(msg)) => {
                     warn!(obj = "tunnels.session", lane = i, err = %msg, "lane refused; going on with fewer lanes");
