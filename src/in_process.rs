@@ -74,6 +74,8 @@ pub struct TunnelOpts {
     pub auth: Option<String>,
     /// Requested custom hostname.
     pub hostname: Option<String>,
+    /// The agent's worker threads, and so the lanes it asks for.
+    pub lanes: usize,
 }
 
 impl TunnelOpts {
@@ -87,6 +89,8 @@ impl TunnelOpts {
             bind_tls: BindTls::Both,
             auth: None,
             hostname: None,
+            // As many lanes as the test relay has workers, whatever the machine's cores.
+            lanes: 2,
         }
     }
 
@@ -107,6 +111,12 @@ impl TunnelOpts {
     /// With a requested custom hostname.
     pub fn hostname(mut self, h: &str) -> Self {
         self.hostname = Some(h.into());
+        self
+    }
+
+    /// With an agent of `n` worker threads (lanes).
+    pub fn lanes(mut self, n: usize) -> Self {
+        self.lanes = n;
         self
     }
 
@@ -157,8 +167,7 @@ impl TestAgent {
         let mut session = burrow::session_config(&server, tls, token.map(String::from))
             .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
-        // As many lanes as the test relay has workers, whatever the machine's cores.
-        session.workers = 2;
+        session.workers = opts.lanes;
         let spec = TunnelSpec::new(
             "command_line",
             TunnelRequest {

@@ -2,7 +2,7 @@
 //! A lane that dies takes only its own streams with it; the session, its tunnel and its
 //! URL stay, and the lane is dialled again. Joining takes the secret the session was given.
 
-use burrow_e2e::{port_of, Gate, TestAgent, TestRelay, TunnelOpts};
+use burrow_e2e::{curl, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts};
 use burrow_protocol::control::{self, ClientMessage, ServerMessage};
 use burrow_protocol::frame::{Frame, FrameDecoder};
 use burrow_protocol::{lanes, preamble};
@@ -111,6 +111,41 @@ async fn a_relay_with_one_lane_per_session_still_serves() {
         assert_eq!(v.await.unwrap(), TRICKLE);
     }
     assert_eq!(gate.forwarded(), 1, "one lane, no joins attempted");
+}
+
+#[actix_rt::test]
+async fn a_visitor_moves_once_to_the_worker_that_holds_its_sessions_lane() {
+    // Two relay workers, one lane: visitors accepted on the other worker must move.
+    let relay = TestRelay::start().await;
+    let up = upstream::start().await;
+    let opts = TunnelOpts::http(up.addr.port()).lanes(1);
+    let agent = TestAgent::start(&relay, opts, None).await.unwrap();
+    assert_eq!(
+        relay.handle.session_lanes(),
+        Vec::<usize>::new(),
+        "one lane, no door"
+    );
+    let ca = relay.ca_file();
+    for i in 0..6 {
+        let (body, err, ok) = curl(&[&format!("{}/hello", agent.http_url())]).await;
+        assert!(ok && body == "hello", "http visit {i}: {body} {err}");
+        let url = format!("{}/hello", agent.https_url());
+        let (body, err, ok) = curl(&["--cacert", &ca, &url]).await;
+        assert!(ok && body == "hello", "https visit {i}: {body} {err}");
+    }
+    // Several requests on one kept-alive connection after it moved.
+    let url = format!("{}/hello", agent.http_url());
+    let (body, err, ok) = curl(&[&url, &url, &url]).await;
+    assert!(ok && body == "hellohellohello", "{body} {err}");
+    assert!(
+        relay.handle.connections_moved() >= 2,
+        "visitors accepted round-robin on two workers: some land where the lane is not"
+    );
+    assert_eq!(
+        relay.handle.streams_opened_away(),
+        0,
+        "every stream opened on its own worker's lane"
+    );
 }
 
 /// A connection to the agent port past TLS and the greeting.

@@ -4,7 +4,7 @@
 use crate::door::{LaneDoor, LaneEvent};
 use crate::state::RelayState;
 use actix::prelude::*;
-use burrow_http::workers::MovableTcp;
+use burrow_http::workers::{Movable, MovableTcp};
 use burrow_protocol::control::{self, ServerMessage};
 use burrow_protocol::lanes;
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, Role};
@@ -78,12 +78,12 @@ pub async fn join(
     if target == worker {
         return run(tls, rest, &state, door, worker, &id);
     }
-    if let Err(e) = tls.get_mut().0.park() {
+    if let Err(e) = tls.park() {
         return warn!(%peer, err = %e, "lane could not move to its worker");
     }
     let worker_of_target = state.pool.get(target).clone();
     worker_of_target.spawn(async move {
-        if let Err(e) = tls.get_mut().0.unpark() {
+        if let Err(e) = tls.unpark() {
             return warn!(%peer, err = %e, "lane could not move to its worker");
         }
         run(tls, rest, &state, door, target, &id);

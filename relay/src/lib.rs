@@ -1,6 +1,7 @@
 //! burrowd, the public side of Burrow: accepts agents over TLS, binds their tunnels, and
 //! routes public HTTP, HTTPS and TCP connections to them through a stream mux.
 
+pub mod affinity;
 pub mod config;
 pub mod door;
 pub mod http;
@@ -62,6 +63,16 @@ impl RelayHandle {
             .iter()
             .map(|d| d.lanes.live())
             .collect()
+    }
+
+    /// Public connections moved to another worker, where their session has a lane.
+    pub fn connections_moved(&self) -> u64 {
+        self.state.affinity.moved()
+    }
+
+    /// Streams opened on a lane of another worker than their public connection's.
+    pub fn streams_opened_away(&self) -> u64 {
+        self.state.affinity.away()
     }
 
     /// Public connections open now.

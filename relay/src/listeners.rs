@@ -5,7 +5,7 @@ use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
 use actix::prelude::*;
-use burrow_http::workers::{Connection, MovableTcp};
+use burrow_http::workers::{Connection, Movable, MovableTcp};
 use burrow_protocol::control::{self, ClientMessage, StreamMeta, TunnelProto};
 use burrow_protocol::lanes::{self, Lanes};
 use burrow_protocol::{mux, preamble};
@@ -134,7 +134,7 @@ pub async fn run_http(listener: TcpListener, tls: Option<TlsAcceptor>, state: Ar
         let limit = state.cfg.limits.handshake_timeout;
         let job = move |sock| async move {
             match tls {
-                None => crate::http::serve(sock, peer, scheme, shared).await,
+                None => crate::http::serve(MovableTcp::new(sock), peer, scheme, shared).await,
                 Some(acceptor) => tls_visitor(sock, peer, acceptor, shared, limit).await,
             }
         };
@@ -195,33 +195,50 @@ async fn tls_visitor(
     };
     let route = shared.router.lookup(&name);
     if let Some(route) = route.filter(|r| r.proto == TunnelProto::Tls) {
-        let meta = StreamMeta {
-            tunnel_id: route.tunnel_id,
-            remote_addr: peer.to_string(),
-            scheme: "tls".into(),
+        let sock = MovableTcp::new(sock);
+        let hello = buf.freeze();
+        let Some(to) = shared.affinity.elsewhere(&route.lanes) else {
+            return pass_through(sock, hello, route, peer, name, &shared).await;
         };
-        let stream = match route.lanes.open(control::encode(&meta)) {
-            Ok(s) => s,
-            Err(e) => {
-                return info!(%peer, sni = %name, err = %e, "agent session unavailable");
-            }
-        };
-        if stream.send(buf.freeze()).await.is_err() {
-            return;
-        }
-        if let Err(e) = mux::splice(sock, stream).await {
-            debug!(%peer, sni = %name, err = %e, "tls tunnel connection ended");
-        }
-        return;
+        let affinity = shared.affinity.clone();
+        return affinity.hand_over(to, sock, move |sock| async move {
+            pass_through(sock, hello, route, peer, name, &shared).await;
+        });
     }
     let replayed = Rewind {
         prefix: buf.freeze(),
-        inner: sock,
+        inner: MovableTcp::new(sock),
     };
     match tokio::time::timeout_at(deadline, acceptor.accept(replayed)).await {
         Ok(Ok(tls)) => crate::http::serve(tls, peer, "https", shared).await,
         Ok(Err(e)) => info!(%peer, err = %e, "visitor TLS handshake failed"),
         Err(_) => info!(%peer, "visitor TLS handshake not complete in time"),
+    }
+}
+
+/// Carries a tls tunnel's connection, still encrypted, from its ClientHello on.
+async fn pass_through(
+    sock: MovableTcp,
+    hello: Bytes,
+    route: Arc<crate::router::Route>,
+    peer: SocketAddr,
+    name: String,
+    shared: &crate::http::HttpShared,
+) {
+    let meta = StreamMeta {
+        tunnel_id: route.tunnel_id,
+        remote_addr: peer.to_string(),
+        scheme: "tls".into(),
+    };
+    let stream = match shared.affinity.open(&route.lanes, &meta) {
+        Ok(s) => s,
+        Err(e) => return info!(%peer, sni = %name, err = %e, "agent session unavailable"),
+    };
+    if stream.send(hello).await.is_err() {
+        return;
+    }
+    if let Err(e) = mux::splice(sock, stream).await {
+        debug!(%peer, sni = %name, err = %e, "tls tunnel connection ended");
     }
 }
 
@@ -236,7 +253,17 @@ fn alert(description: u8) -> [u8; 7] {
 /// A socket whose first bytes, already read to look at the ClientHello, are read again.
 struct Rewind {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: MovableTcp,
+}
+
+impl Movable for Rewind {
+    fn park(&mut self) -> std::io::Result<()> {
+        self.inner.park()
+    }
+
+    fn unpark(&mut self) -> std::io::Result<()> {
+        self.inner.unpark()
+    }
 }
 
 impl tokio::io::AsyncRead for Rewind {

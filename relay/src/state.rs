@@ -1,5 +1,6 @@
 //! What every part of the relay shares: configuration, registry, router, workers.
 
+use crate::affinity::Affinity;
 use crate::config::RelayConfig;
 use crate::http::HttpShared;
 use crate::registry::{LeaseKey, Registry};
@@ -47,6 +48,8 @@ pub struct RelayState {
     pub lane_doors: DashMap<String, Arc<crate::door::LaneDoor>>,
     /// Public connections open now.
     pub open: Arc<AtomicUsize>,
+    /// Where public connections are served.
+    pub affinity: Arc<Affinity>,
     /// Agent connections open now that have not authenticated yet.
     pub pending_agents: Arc<AtomicUsize>,
     /// What all sessions' receive windows may grow by together.
@@ -74,10 +77,13 @@ impl RelayState {
             cfg.lease_grace,
         ));
         let window_budget = burrow_protocol::window::WindowBudget::new(cfg.limits.window_budget);
+        let open = Arc::new(AtomicUsize::new(0));
+        let affinity = Arc::new(Affinity::new(pool.clone(), open.clone()));
         let http = Arc::new(HttpShared {
             router: router.clone(),
             registry: registry.clone(),
             limits: cfg.limits.clone(),
+            affinity: affinity.clone(),
         });
         RelayState {
             cfg,
@@ -90,7 +96,8 @@ impl RelayState {
             https_port: ports.1,
             port_listeners: DashMap::new(),
             lane_doors: DashMap::new(),
-            open: Arc::new(AtomicUsize::new(0)),
+            open,
+            affinity,
             pending_agents: Arc::new(AtomicUsize::new(0)),
             window_budget,
             stopping,

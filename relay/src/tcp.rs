@@ -5,7 +5,7 @@ use crate::config::PortRange;
 use crate::registry::{LeaseKey, Taken};
 use crate::state::RelayState;
 use burrow_http::workers::Connection;
-use burrow_protocol::control::{self, StreamMeta};
+use burrow_protocol::control::StreamMeta;
 use burrow_protocol::mux::splice;
 use std::io;
 use std::net::SocketAddr;
@@ -136,22 +136,18 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
         };
         let _ = sock.set_nodelay(true);
         // The route is known at accept, so the socket goes straight to a worker that
-        // holds one of the session's lanes.
-        let workers = route.lanes.workers();
-        // The stream is opened on the worker that serves the socket, on that worker's lane.
+        // holds one of the session's lanes, and its stream opens on that lane.
+        let worker = state.affinity.worker_for(&route.lanes);
+        let affinity = state.affinity.clone();
         let job = move |sock| async move {
-            let Ok(stream) = route.lanes.open(control::encode(&meta)) else {
+            let Ok(stream) = affinity.open(&route.lanes, &meta) else {
                 return;
             };
             if let Err(e) = splice(sock, stream).await {
                 debug!(port, %peer, err = %e, "tcp connection ended with an error");
             }
         };
-        let arbiter = match workers.len() {
-            0 => state.pool.pick(),
-            n => state.pool.get(workers[state.pool.pick_index() % n]),
-        };
-        Connection::spawn_socket(arbiter, state.open.clone(), sock, job);
+        Connection::spawn_socket(state.pool.get(worker), state.open.clone(), sock, job);
     }
     state.port_listeners.remove(&port);
     info!(port, "tcp port closed");

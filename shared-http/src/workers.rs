@@ -155,22 +155,6 @@ impl MovableTcp {
         }
     }
 
-    /// Takes the socket off this thread's reactor, so it can be sent to another worker.
-    pub fn park(&mut self) -> std::io::Result<()> {
-        if let Some(sock) = self.live.take() {
-            self.parked = Some(sock.into_std()?);
-        }
-        Ok(())
-    }
-
-    /// Registers a parked socket with the calling thread's reactor.
-    pub fn unpark(&mut self) -> std::io::Result<()> {
-        if let Some(sock) = self.parked.take() {
-            self.live = Some(TcpStream::from_std(sock)?);
-        }
-        Ok(())
-    }
-
     fn live(&mut self) -> std::io::Result<Pin<&mut TcpStream>> {
         match &mut self.live {
             Some(sock) => Ok(Pin::new(sock)),
@@ -179,6 +163,42 @@ impl MovableTcp {
                 "socket is parked between workers",
             )),
         }
+    }
+}
+
+/// A connection that can move to another worker thread: parked, it is off every reactor
+/// and may be sent anywhere; unparked, it is registered with the calling thread's reactor.
+pub trait Movable: Send + 'static {
+    /// Takes the connection off this thread's reactor, so it can be sent to another worker.
+    fn park(&mut self) -> std::io::Result<()>;
+    /// Registers a parked connection with the calling thread's reactor.
+    fn unpark(&mut self) -> std::io::Result<()>;
+}
+
+impl Movable for MovableTcp {
+    fn park(&mut self) -> std::io::Result<()> {
+        if let Some(sock) = self.live.take() {
+            self.parked = Some(sock.into_std()?);
+        }
+        Ok(())
+    }
+
+    fn unpark(&mut self) -> std::io::Result<()> {
+        if let Some(sock) = self.parked.take() {
+            self.live = Some(TcpStream::from_std(sock)?);
+        }
+        Ok(())
+    }
+}
+
+/// A live TLS session moves with its socket.
+impl<T: Movable> Movable for tokio_rustls::server::TlsStream<T> {
+    fn park(&mut self) -> std::io::Result<()> {
+        self.get_mut().0.park()
+    }
+
+    fn unpark(&mut self) -> std::io::Result<()> {
+        self.get_mut().0.unpark()
     }
 }
 

@@ -91,13 +91,26 @@ impl Lanes {
         self.read().iter().all(|l| l.mux.is_closed())
     }
 
+    /// Whether the calling thread drives a live lane of this session.
+    pub fn here(&self) -> bool {
+        let me = this_thread();
+        self.read()
+            .iter()
+            .any(|l| l.thread == me && !l.mux.is_closed())
+    }
+
     /// Opens a stream on the lane of the calling thread, or else on the next live lane in
     /// turn (a connection served on a worker without a lane of this session).
     pub fn open(&self, meta: Bytes) -> Result<MuxStream, ProtocolError> {
+        self.open_noting(meta).map(|(stream, _)| stream)
+    }
+
+    /// As [`Lanes::open`], also telling whether the stream is on the calling thread's lane.
+    pub fn open_noting(&self, meta: Bytes) -> Result<(MuxStream, bool), ProtocolError> {
         let lanes = self.read();
         let me = this_thread();
         if let Some(l) = lanes.iter().find(|l| l.thread == me && !l.mux.is_closed()) {
-            return l.mux.open(meta);
+            return Ok((l.mux.open(meta)?, true));
         }
 
         let live = || lanes.iter().filter(|l| !l.mux.is_closed());
@@ -106,7 +119,8 @@ impl Lanes {
             return Err(ProtocolError::Closed);
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        live().nth(i).ok_or(ProtocolError::Closed)?.mux.open(meta)
+        let lane = live().nth(i).ok_or(ProtocolError::Closed)?;
+        Ok((lane.mux.open(meta)?, false))
     }
 
     /// Sends a control message on the oldest live lane, so control messages keep their

@@ -13,12 +13,13 @@ use burrow_protocol::preamble;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::future::Future;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -221,11 +222,71 @@ where
     }
 }
 
+/// How long a stream for a tunnel whose `Bound` has not arrived yet waits for it: the
+/// `Bound` travels on the first lane and the stream may come first on another.
+const BOUND_WAIT: Duration = Duration::from_secs(5);
+
+/// The session's bound tunnels by the relay's id, shared by every lane.
+#[derive(Default)]
+pub struct Targets {
+    map: DashMap<u64, Arc<TunnelSpec>>,
+    /// The newest id bound in this session: the relay hands out ids in increasing order,
+    /// so a stream naming a newer one is ahead of its `Bound`, not for a removed tunnel.
+    newest: AtomicU64,
+    bound: Notify,
+}
+
+impl Targets {
+    /// Records a bound tunnel and wakes the streams that arrived ahead of it.
+    pub fn insert(&self, id: u64, spec: Arc<TunnelSpec>) {
+        self.map.insert(id, spec);
+        self.newest.fetch_max(id, Ordering::AcqRel);
+        self.bound.notify_waiters();
+    }
+
+    /// Forgets a tunnel (unbound by the agent).
+    pub fn remove(&self, id: u64) {
+        self.map.remove(&id);
+    }
+
+    /// Forgets every tunnel (the session ended; the next one gets new ids).
+    pub fn clear(&self) {
+        self.map.clear();
+        self.newest.store(0, Ordering::Release);
+    }
+
+    /// Ids of the bound tunnels.
+    pub fn ids(&self) -> Vec<u64> {
+        self.map.iter().map(|t| *t.key()).collect()
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<TunnelSpec>> {
+        self.map.get(&id).map(|s| s.clone())
+    }
+
+    /// Waits until tunnel `id` is bound, for at most `limit`.
+    async fn wait(&self, id: u64, limit: Duration) -> Option<Arc<TunnelSpec>> {
+        let waiting = async {
+            loop {
+                let bound = self.bound.notified();
+                tokio::pin!(bound);
+                // Registered before looking, so an insert in between is not missed.
+                bound.as_mut().enable();
+                if let Some(spec) = self.get(id) {
+                    return spec;
+                }
+                bound.await;
+            }
+        };
+        tokio::time::timeout(limit, waiting).await.ok()
+    }
+}
+
 /// What serving a stream needs, shared by every lane of a session.
 #[derive(Clone)]
 pub struct Dispatch {
     /// Bound tunnels by the relay's id.
-    pub targets: Arc<DashMap<u64, Arc<TunnelSpec>>>,
+    pub targets: Arc<Targets>,
     /// Metrics and capture.
     pub obs: Observers,
     /// Connections open now.
@@ -239,11 +300,22 @@ impl Dispatch {
             Ok(m) => m,
             Err(e) => return stream.reset(&format!("bad stream metadata: {e}")),
         };
-        let Some(spec) = self.targets.get(&meta.tunnel_id).map(|s| s.clone()) else {
+        let id = meta.tunnel_id;
+        if let Some(spec) = self.targets.get(id) {
+            let job = crate::tunnels::connection::serve(spec, meta, stream, self.obs.clone());
+            return Connection::spawn_here(self.open.clone(), job);
+        }
+        if id <= self.targets.newest.load(Ordering::Acquire) {
             return stream.reset("unknown tunnel");
-        };
-        let job = crate::tunnels::connection::serve(spec, meta, stream, self.obs.clone());
-        Connection::spawn_here(self.open.clone(), job);
+        }
+        // Ahead of its `Bound`, which is on its way on the first lane.
+        let (targets, obs) = (self.targets.clone(), self.obs.clone());
+        Connection::spawn_here(self.open.clone(), async move {
+            match targets.wait(id, BOUND_WAIT).await {
+                Some(spec) => crate::tunnels::connection::serve(spec, meta, stream, obs).await,
+                None => stream.reset("unknown tunnel"),
+            }
+        });
     }
 }
 
@@ -268,4 +340,53 @@ pub fn pump(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_protocol::control::{TunnelProto, TunnelRequest};
+
+    fn spec(name: &str) -> Arc<TunnelSpec> {
+        let local = crate::local::addr::parse(TunnelProto::Tcp, "22").expect("local address");
+        Arc::new(TunnelSpec::new(
+            name,
+            TunnelRequest::new(TunnelProto::Tcp),
+            local,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_stream_ahead_of_its_bound_is_served_once_the_bound_arrives() {
+        let targets = Arc::new(Targets::default());
+        targets.insert(3, spec("old"));
+        let waiting = tokio::spawn({
+            let targets = targets.clone();
+            async move { targets.wait(7, BOUND_WAIT).await.map(|s| s.name.clone()) }
+        });
+        tokio::task::yield_now().await;
+        targets.insert(5, spec("other"));
+        targets.insert(7, spec("new"));
+        assert_eq!(waiting.await.expect("join").as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn a_bound_that_never_comes_gives_up_after_the_wait() {
+        let targets = Targets::default();
+        targets.insert(8, spec("a"));
+        let limit = Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        assert!(targets.wait(9, limit).await.is_none());
+        assert!(started.elapsed() >= limit);
+    }
+
+    #[test]
+    fn ids_restart_with_a_new_session() {
+        let targets = Targets::default();
+        targets.insert(12, spec("a"));
+        assert_eq!(targets.newest.load(Ordering::Acquire), 12);
+        targets.clear();
+        assert!(targets.ids().is_empty());
+        assert_eq!(targets.newest.load(Ordering::Acquire), 0);
+    }
 }

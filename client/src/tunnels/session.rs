@@ -3,14 +3,13 @@
 
 use crate::tunnels::connection::Observers;
 pub use crate::tunnels::lane::SessionConfig;
-use crate::tunnels::lane::{self, DialError, Dispatch, Greeting, LaneEvent};
+use crate::tunnels::lane::{self, DialError, Dispatch, Greeting, LaneEvent, Targets};
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
 use burrow_http::workers::ArbiterPool;
 use burrow_protocol::control::{self, ClientMessage, ServerMessage};
 use burrow_protocol::lanes::Lanes;
 use burrow_protocol::mux::MuxEvent;
-use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -43,7 +42,7 @@ impl Session {
             cfg,
             sup,
             dispatch: Dispatch {
-                targets: Arc::new(DashMap::new()),
+                targets: Arc::new(Targets::default()),
                 obs,
                 open: Arc::new(AtomicUsize::new(0)),
             },
@@ -275,7 +274,7 @@ pub struct Unbind(pub u64);
 impl Handler<Unbind> for Session {
     type Result = ();
     fn handle(&mut self, Unbind(tunnel_id): Unbind, _: &mut Self::Context) {
-        self.dispatch.targets.remove(&tunnel_id);
+        self.dispatch.targets.remove(tunnel_id);
         self.send(&ClientMessage::Unbind { tunnel_id });
     }
 }
@@ -309,7 +308,7 @@ pub struct Close;
 impl Handler<Close> for Session {
     type Result = ();
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
-        let bound: Vec<u64> = self.dispatch.targets.iter().map(|t| *t.key()).collect();
+        let bound: Vec<u64> = self.dispatch.targets.ids();
         for tunnel_id in bound {
             self.send(&ClientMessage::Unbind { tunnel_id });
         }

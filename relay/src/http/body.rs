@@ -43,6 +43,11 @@ impl<R: AsyncRead + Unpin> Input<R> {
         }
     }
 
+    /// Wraps a read half whose first bytes, `ahead`, were read already.
+    pub fn with_buffer(rd: R, ahead: BytesMut) -> Self {
+        Input { rd, buf: ahead }
+    }
+
     /// The read half and any bytes read ahead, for switching to raw copying.
     pub fn into_parts(self) -> (R, BytesMut) {
         (self.rd, self.buf)

@@ -2,12 +2,14 @@
 
 use super::body::{Input, InputError};
 use super::response::{Event, Expect, ResponseError, Responses};
+use crate::affinity::Affinity;
 use crate::config::Limits;
 use crate::registry::{LeaseKey, Registry};
 use crate::router::{Route, Router};
 use burrow_http::head::{self, RequestHead};
 use burrow_http::pages;
-use burrow_protocol::control::{self, StreamMeta, TunnelProto};
+use burrow_http::workers::Movable;
+use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_to_mux, MuxStream};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub struct HttpShared {
     pub registry: Arc<Registry>,
     /// Size and time limits.
     pub limits: Limits,
+    /// Which worker serves a connection.
+    pub affinity: Arc<Affinity>,
 }
 
 async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, message: &str) {
@@ -33,10 +37,11 @@ async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, message: &str) {
     let _ = wr.shutdown().await;
 }
 
-/// Serves one visitor connection until it closes.
+/// Serves one visitor connection until it closes: on this worker, or on one that holds a
+/// lane of the first request's session, where the connection moves once it is known.
 pub async fn serve<IO>(io: IO, peer: SocketAddr, scheme: &'static str, shared: Arc<HttpShared>)
 where
-    IO: AsyncRead + AsyncWrite,
+    IO: AsyncRead + AsyncWrite + Movable + Unpin,
 {
     let (rd, mut wr) = tokio::io::split(io);
     let mut input = Input::new(rd);
@@ -46,6 +51,33 @@ where
     let Some(route) = admit(&shared, &first, scheme, peer, &mut wr).await else {
         return;
     };
+    let Some(to) = shared.affinity.elsewhere(&route.lanes) else {
+        return relay(input, wr, first, route, peer, scheme, &shared).await;
+    };
+    let (rd, ahead) = input.into_parts();
+    let io = rd.unsplit(wr);
+    let affinity = shared.affinity.clone();
+    affinity.hand_over(to, io, move |io| async move {
+        let (rd, wr) = tokio::io::split(io);
+        let input = Input::with_buffer(rd, ahead);
+        relay(input, wr, first, route, peer, scheme, &shared).await;
+    });
+}
+
+/// Carries the connection's requests, from its first, to the agent and the responses
+/// back, until either side ends it.
+async fn relay<R, W>(
+    input: Input<R>,
+    mut wr: W,
+    first: RequestHead,
+    route: Arc<Route>,
+    peer: SocketAddr,
+    scheme: &'static str,
+    shared: &HttpShared,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let meta = StreamMeta {
         tunnel_id: route.tunnel_id,
         remote_addr: peer.to_string(),
@@ -59,7 +91,7 @@ where
     // The agent may answer before the request is even forwarded (a 502 when the local
     // server is down), so the first request is expected before the stream opens.
     track.lock().expect(expect_for(&first));
-    let stream = match route.lanes.open(control::encode(&meta)) {
+    let stream = match shared.affinity.open(&route.lanes, &meta) {
         Ok(s) => s,
         Err(e) => {
             warn!(%peer, host = %first.host, err = %e, "agent session unavailable");
