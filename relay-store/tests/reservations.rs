@@ -288,3 +288,35 @@ fn whitelists_hold_normalised_networks_per_account() {
     ));
     assert_eq!(s.whitelist(Some("a")).unwrap().len(), 3);
 }
+
+#[test]
+fn racing_accounts_get_a_name_once() {
+    let s = burrow_store::open(None).unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("team{i}")).collect();
+    for n in &names {
+        s.create_account(n).unwrap();
+    }
+    // Half race for the exact name, half for a wildcard over it: one transaction wins.
+    let won = std::thread::scope(|scope| {
+        let tries: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let s = &s;
+                let name = if i % 2 == 0 {
+                    "x.example.com"
+                } else {
+                    "*.example.com"
+                };
+                scope.spawn(move || s.reserve_domain(n, name, "us").is_ok())
+            })
+            .collect();
+        tries
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|won| *won)
+            .count()
+    });
+    assert_eq!(won, 1);
+    assert_eq!(s.domains(None).unwrap().len(), 1);
+}
