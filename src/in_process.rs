@@ -178,6 +178,8 @@ impl TestAgent {
                 bind_tls: opts.bind_tls,
                 auth: opts.auth,
                 host_header: None,
+                remote_addr: None,
+                metadata: None,
             },
             burrow::local::addr::parse(opts.proto, &opts.addr).map_err(|e| e.to_string())?,
         );

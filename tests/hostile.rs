@@ -290,6 +290,8 @@ async fn bare_agent(relay: &TestRelay) -> (MuxHandle, String) {
             bind_tls: BindTls::Http,
             auth: None,
             host_header: None,
+            remote_addr: None,
+            metadata: None,
         },
     });
     loop {

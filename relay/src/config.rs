@@ -132,6 +132,9 @@ pub struct RelayConfig {
     pub workers: usize,
     /// Whether to warn when no tokens are configured (not for the agent's own relay).
     pub warn_open: bool,
+    /// This relay's region; `None` serves whatever region its agent asks for (the agent's
+    /// own relay: one user, one machine).
+    pub region: Option<String>,
 }
 
 impl RelayConfig {
@@ -153,6 +156,7 @@ impl RelayConfig {
             limits: Limits::default(),
             workers: 0,
             warn_open: true,
+            region: None,
         }
     }
 }

@@ -60,6 +60,12 @@ pub struct TunnelRequest {
     /// The `Host` value requests carry to the local server (http); unchanged when absent.
     #[serde(default)]
     pub host_header: Option<String>,
+    /// The whole `remote_addr` asked for (tcp), `host:port`, as the user gave it.
+    #[serde(default)]
+    pub remote_addr: Option<String>,
+    /// ngrok's free-form per-tunnel `metadata`, shown to the relay's operator.
+    #[serde(default)]
+    pub metadata: Option<String>,
 }
 
 impl TunnelRequest {
@@ -73,6 +79,8 @@ impl TunnelRequest {
             bind_tls: BindTls::Both,
             auth: None,
             host_header: None,
+            remote_addr: None,
+            metadata: None,
         }
     }
 }
@@ -224,6 +232,8 @@ mod tests {
                     bind_tls: BindTls::Https,
                     auth: None,
                     host_header: Some("site.dev".into()),
+                    remote_addr: None,
+                    metadata: None,
                 },
             },
             ClientMessage::Unbind { tunnel_id: 9 },

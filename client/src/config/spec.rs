@@ -171,6 +171,8 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, SpecError
             bind_tls,
             auth: t.auth.clone(),
             host_header: relay_host_header(t.host_header.as_deref(), &local),
+            remote_addr: None,
+            metadata: None,
         },
         local,
     );
