@@ -76,6 +76,11 @@ impl RelayHandle {
         self.state.affinity.away()
     }
 
+    /// Accounts, their rules and the live sessions (what the admin API works on).
+    pub fn team(&self) -> Arc<team::Team> {
+        self.state.team.clone()
+    }
+
     /// Public connections open now.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::Relaxed)
