@@ -23,6 +23,8 @@ pub struct Session {
     lanes: Lanes,
     client_id: Option<String>,
     tunnels: HashMap<u64, Addr<Tunnel>>,
+    /// The region the session is served in; empty until it authenticates.
+    region: String,
     /// Held until the agent authenticates.
     pending: Option<Pending>,
 }
@@ -38,6 +40,7 @@ impl Session {
             lanes,
             client_id: None,
             tunnels: HashMap::new(),
+            region: String::new(),
             pending: Some(pending),
         }
     }
@@ -61,6 +64,7 @@ impl Session {
                     client_id,
                     token,
                     lanes,
+                    region,
                 },
                 None,
             ) => {
@@ -75,6 +79,16 @@ impl Session {
                     self.lanes.close("auth failed");
                     ctx.stop();
                     return;
+                }
+                match self.state.cfg.session_region(region.as_deref()) {
+                    Ok(region) => self.region = region,
+                    Err(message) => {
+                        warn!(session = self.id, peer = %self.peer, err = %message, "agent refused: region");
+                        self.send(&ServerMessage::AuthFailed { message });
+                        self.lanes.close("auth failed");
+                        ctx.stop();
+                        return;
+                    }
                 }
                 if client_id.is_empty() || client_id.len() > 128 {
                     return self.fail(ctx, "invalid client id".into());
@@ -96,6 +110,7 @@ impl Session {
                     session_id,
                     lanes: granted as u32,
                     lane_secret,
+                    region: self.region.clone(),
                 });
             }
             (ClientMessage::Auth { .. }, Some(_)) => self.fail(ctx, "authenticated twice".into()),
