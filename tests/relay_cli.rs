@@ -373,3 +373,28 @@ fn a_region_placeholder_in_server_addr_is_filled_in() {
     let eu = format!("eu.localhost:{}", relay.control);
     assert!(dialled.contains(&eu), "{dialled:?}");
 }
+
+#[test]
+fn a_corrupt_store_file_is_named_and_left_as_it_was() {
+    let dir = Scratch::new("corrupt-store");
+    let state = dir.0.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("burrowd.redb");
+    std::fs::write(&file, b"not a database at all").unwrap();
+    let out = burrowd(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--control-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "off",
+        "--https-addr",
+        "off",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a database at all");
+}

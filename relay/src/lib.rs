@@ -13,6 +13,7 @@ pub mod session;
 pub mod sni;
 pub mod state;
 pub mod tcp;
+pub mod team;
 pub mod tls;
 pub mod tunnel;
 
@@ -75,6 +76,11 @@ impl RelayHandle {
         self.state.affinity.away()
     }
 
+    /// Accounts, their rules and the live sessions (what the admin API works on).
+    pub fn team(&self) -> Arc<team::Team> {
+        self.state.team.clone()
+    }
+
     /// Public connections open now.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::Relaxed)
@@ -127,12 +133,21 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     let control_addr = control.local_addr()?;
     let (stopping_tx, stopping) = watch::channel(false);
     let (closing_tx, closing) = watch::channel(false);
+    let store: Arc<dyn burrow_store::Store> =
+        Arc::new(burrow_store::open(cfg.state_dir.as_deref())?);
+    let team = Arc::new(team::Team::open(
+        store.clone(),
+        &cfg.tokens,
+        cfg.region.clone(),
+    )?);
+    let registry = Arc::new(registry::Registry::open(store, cfg.lease_grace)?);
     let pool = ArbiterPool::new(cfg.workers);
-    if cfg.tokens.is_empty() && cfg.warn_open {
-        warn!("no auth tokens configured: this is an open relay, any agent may bind tunnels");
+    if !team.enabled() && cfg.warn_open {
+        warn!("no accounts or auth tokens configured: this is an open relay, any agent may bind tunnels");
     }
     let state = Arc::new(RelayState::new(
         cfg,
+        (registry, team),
         router,
         pool,
         tls.server_config.clone(),

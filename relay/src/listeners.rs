@@ -195,6 +195,9 @@ async fn tls_visitor(
     };
     let route = shared.router.lookup(&name);
     if let Some(route) = route.filter(|r| r.proto == TunnelProto::Tls) {
+        if !shared.team.allowed(route.account.as_deref(), peer.ip()) {
+            return info!(%peer, sni = %name, "visitor not on the account's IP whitelist; closed");
+        }
         let sock = MovableTcp::new(sock);
         let hello = buf.freeze();
         let Some(to) = shared.affinity.elsewhere(&route.lanes) else {
@@ -234,11 +237,16 @@ async fn pass_through(
         Ok(s) => s,
         Err(e) => return info!(%peer, sni = %name, err = %e, "agent session unavailable"),
     };
+    let _open = route.counters.connection();
+    let hello_len = hello.len() as u64;
     if stream.send(hello).await.is_err() {
         return;
     }
-    if let Err(e) = mux::splice(sock, stream).await {
-        debug!(%peer, sni = %name, err = %e, "tls tunnel connection ended");
+    match mux::splice(sock, stream).await {
+        Ok(moved) => route
+            .counters
+            .add_bytes(hello_len + moved.to_mux, moved.from_mux),
+        Err(e) => debug!(%peer, sni = %name, err = %e, "tls tunnel connection ended"),
     }
 }
 

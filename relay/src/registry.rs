@@ -1,12 +1,11 @@
-//! Accounts and reservations: auth tokens, and the leases that keep a session identity's
-//! public names and ports across reconnects and relay restarts (kept in the state dir).
+//! The leases that keep a session identity's public names and ports across reconnects and
+//! relay restarts: held in memory, saved to the store off the callers' threads.
 
+use burrow_store::{LeaseRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use subtle::ConstantTimeEq;
 
 /// A name or port a lease can hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,29 +27,32 @@ struct Lease {
     expires: Option<u64>,
 }
 
-/// Tokens and leases, persisted as JSON in the state directory.
+/// The writer thread and what wakes it.
+type Writer = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
+
+/// Leases, saved to the store.
 #[derive(Debug)]
 pub struct Registry {
-    tokens: Vec<String>,
-    leases: std::sync::Arc<Mutex<HashMap<String, Lease>>>,
-    path: Option<PathBuf>,
+    leases: Arc<Mutex<HashMap<String, Lease>>>,
+    store: Arc<dyn Store>,
     grace: Duration,
     /// Wakes the writer thread; saving happens off the callers' threads, coalesced.
-    dirty: Option<std::sync::mpsc::Sender<()>>,
+    dirty: Mutex<Option<Writer>>,
 }
 
-/// Writes the lease map to `path` (temporary file, then rename).
-fn save(path: &std::path::Path, leases: &HashMap<String, Lease>) {
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&tmp, serde_json::to_vec(leases).unwrap_or_default())?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(err) = write() {
-        tracing::warn!(%err, path = %path.display(), "cannot save leases");
+/// Writes the lease map to the store, in one transaction.
+fn save(store: &dyn Store, leases: &HashMap<String, Lease>) {
+    let records: Vec<LeaseRecord> = leases
+        .iter()
+        .map(|(key, l)| LeaseRecord {
+            key: key.clone(),
+            client_id: l.client_id.clone(),
+            holder: l.holder,
+            expires: l.expires,
+        })
+        .collect();
+    if let Err(err) = store.save_leases(&records) {
+        tracing::warn!(%err, "cannot save leases");
     }
 }
 
@@ -90,15 +92,22 @@ impl std::fmt::Display for Taken {
 impl std::error::Error for Taken {}
 
 impl Registry {
-    /// Opens the registry; leases found in `state_dir` get a fresh grace period, since
-    /// their sessions may be reconnecting to this (restarted) relay.
-    pub fn open(tokens: Vec<String>, state_dir: Option<PathBuf>, grace: Duration) -> Self {
-        let path = state_dir.map(|d| d.join("leases.json"));
-        let mut leases: HashMap<String, Lease> = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+    /// Opens the registry over the leases in `store`; a lease whose session was still
+    /// connected when the relay stopped gets a fresh grace period, since its agent may be
+    /// reconnecting to this (restarted) relay.
+    pub fn open(store: Arc<dyn Store>, grace: Duration) -> Result<Self, StoreError> {
+        let mut leases: HashMap<String, Lease> = store
+            .leases()?
+            .into_iter()
+            .map(|r| {
+                let lease = Lease {
+                    client_id: r.client_id,
+                    holder: r.holder,
+                    expires: r.expires,
+                };
+                (r.key, lease)
+            })
+            .collect();
         // A lease keeps the time it had left: a restart gives a fresh grace period only to
         // names whose sessions were still connected (the relay did not stop cleanly).
         let now = now_secs();
@@ -107,58 +116,34 @@ impl Registry {
             l.expires = Some(l.expires.unwrap_or(until));
         }
         leases.retain(|_, l| l.expires.is_some_and(|e| e > now));
-        let leases = std::sync::Arc::new(Mutex::new(leases));
-        let dirty = path.clone().map(|p| {
-            let (tx, rx) = std::sync::mpsc::channel::<()>();
-            let shared = leases.clone();
-            std::thread::Builder::new()
-                .name("burrowd-leases".into())
-                .spawn(move || {
-                    while rx.recv().is_ok() {
-                        // Coalesce a burst of changes (1,000 binds) into one write.
-                        std::thread::sleep(Duration::from_millis(50));
-                        while rx.try_recv().is_ok() {}
-                        let snapshot = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        save(&p, &snapshot);
-                    }
-                })
-                .expect("spawn lease writer");
-            tx
-        });
+        let leases = Arc::new(Mutex::new(leases));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (shared, writer) = (leases.clone(), store.clone());
+        let writer = std::thread::Builder::new()
+            .name("burrowd-leases".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Coalesce a burst of changes (1,000 binds) into one write.
+                    std::thread::sleep(Duration::from_millis(50));
+                    while rx.try_recv().is_ok() {}
+                    let snapshot = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    save(writer.as_ref(), &snapshot);
+                }
+            })
+            .expect("spawn lease writer");
         let reg = Registry {
-            tokens,
             leases,
-            path,
+            store,
             grace,
-            dirty,
+            dirty: Mutex::new(Some((tx, writer))),
         };
         reg.flush();
-        reg
+        Ok(reg)
     }
 
     /// Writes the leases now (at shutdown, so a restart finds them).
     pub fn flush(&self) {
-        if let Some(p) = &self.path {
-            save(p, &self.lock());
-        }
-    }
-
-    /// Whether the relay asks for tokens at all.
-    pub fn requires_token(&self) -> bool {
-        !self.tokens.is_empty()
-    }
-
-    /// Checks a token in constant time against every configured token.
-    pub fn token_ok(&self, token: Option<&str>) -> bool {
-        if self.tokens.is_empty() {
-            return true;
-        }
-        let given = token.unwrap_or("").as_bytes();
-        let mut ok = 0u8;
-        for t in &self.tokens {
-            ok |= t.as_bytes().ct_eq(given).unwrap_u8();
-        }
-        ok == 1
+        save(self.store.as_ref(), &self.lock());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
@@ -166,7 +151,8 @@ impl Registry {
     }
 
     fn persist(&self, _leases: &HashMap<String, Lease>) {
-        if let Some(tx) = &self.dirty {
+        let dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((tx, _)) = dirty.as_ref() {
             let _ = tx.send(());
         }
     }
@@ -240,6 +226,13 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        // The writer holds the store open: it ends before the registry does, so the store
+        // file is free again (a relay started anew in the same process opens it).
+        let writer = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((tx, thread)) = writer {
+            drop(tx);
+            let _ = thread.join();
+        }
         self.flush();
     }
 }
@@ -248,13 +241,9 @@ impl Drop for Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_are_checked() {
-        let r = Registry::open(vec!["s3cret".into()], None, Duration::from_secs(1));
-        assert!(r.token_ok(Some("s3cret")));
-        assert!(!r.token_ok(Some("s3cre")));
-        assert!(!r.token_ok(None));
-        assert!(Registry::open(vec![], None, Duration::ZERO).token_ok(None));
+    fn open(dir: &std::path::Path, grace: u64) -> Registry {
+        let store = Arc::new(burrow_store::open(Some(dir)).expect("store"));
+        Registry::open(store, Duration::from_secs(grace)).expect("registry")
     }
 
     #[test]
@@ -263,7 +252,7 @@ mod tests {
         let held = LeaseKey::Host("held.localhost".into());
         let live = LeaseKey::Host("live.localhost".into());
         {
-            let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(3));
+            let r = open(&dir, 3);
             r.claim(&held, "one", 1).unwrap();
             r.claim(&live, "two", 2).unwrap();
             r.release(&held, "one", 1);
@@ -271,7 +260,7 @@ mod tests {
             // The relay dies with "two" still connected: no release.
             r.flush();
         }
-        let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+        let r = open(&dir, 300);
         let left = r.held_for(&held).expect("still held");
         assert!(left <= 3, "a restart extended the lease to {left} s");
         let fresh = r
@@ -286,7 +275,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("burrow-reg-{}", rand::random::<u64>()));
         let key = LeaseKey::Host("abc.localhost".into());
         {
-            let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+            let r = open(&dir, 300);
             r.claim(&key, "one", 1).unwrap();
             let held = r.claim(&key, "two", 2).unwrap_err().to_string();
             assert!(held.contains("in use by another session"), "{held}");
@@ -297,7 +286,7 @@ mod tests {
                 "{reserved}"
             );
         }
-        let r = Registry::open(vec![], Some(dir.clone()), Duration::from_secs(300));
+        let r = open(&dir, 300);
         assert!(r.claim(&key, "two", 3).is_err());
         r.claim(&key, "one", 4).unwrap();
         r.forget(&key, "one");

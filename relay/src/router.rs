@@ -1,5 +1,6 @@
 //! Host → tunnel routing, read on every public connection, so a concurrent map.
 
+use crate::team::live::TunnelCounters;
 use burrow_protocol::control::{BindTls, TunnelProto};
 use burrow_protocol::lanes::Lanes;
 use dashmap::DashMap;
@@ -24,6 +25,10 @@ pub struct Route {
     pub proto: TunnelProto,
     /// The `Host` value requests get before they go to the agent, if it rewrites them.
     pub host_header: Option<String>,
+    /// The account whose whitelist guards it (none on an open relay).
+    pub account: Option<Arc<str>>,
+    /// Its traffic, for the metrics.
+    pub counters: Arc<TunnelCounters>,
 }
 
 impl Route {

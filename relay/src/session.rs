@@ -3,6 +3,8 @@
 
 use crate::door::{LaneDoor, LaneEvent};
 use crate::state::RelayState;
+use crate::team::live::{Kick, LiveSession};
+use crate::team::Principal;
 use crate::tunnel::{Binder, SessionEnded, SetSchemes, Tunnel, Unbind as TunnelUnbind};
 use actix::prelude::*;
 use burrow_protocol::control::{self, ClientMessage, ServerMessage};
@@ -23,10 +25,12 @@ pub struct Session {
     lanes: Lanes,
     client_id: Option<String>,
     tunnels: HashMap<u64, Addr<Tunnel>>,
-    /// The region the session is served in; empty until it authenticates.
-    region: String,
     /// Held until the agent authenticates.
     pending: Option<Pending>,
+    /// The account it authenticated as (none on an open relay).
+    principal: Option<Principal>,
+    /// The region the session is served in; empty until it authenticates.
+    region: String,
 }
 
 impl Session {
@@ -40,8 +44,9 @@ impl Session {
             lanes,
             client_id: None,
             tunnels: HashMap::new(),
-            region: String::new(),
             pending: Some(pending),
+            principal: None,
+            region: String::new(),
         }
     }
 
@@ -68,18 +73,17 @@ impl Session {
                 },
                 None,
             ) => {
-                if !self.state.registry.token_ok(token.as_deref()) {
-                    warn!(session = self.id, peer = %self.peer, "agent refused: invalid auth token");
-                    let message = if token.is_none() {
-                        "this relay requires an auth token; pass one with --authtoken".to_string()
-                    } else {
-                        "the auth token was not accepted by the relay".to_string()
-                    };
-                    self.send(&ServerMessage::AuthFailed { message });
-                    self.lanes.close("auth failed");
-                    ctx.stop();
-                    return;
-                }
+                let principal = match self.state.team.authenticate(token.as_deref()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!(session = self.id, peer = %self.peer, err = %e, "agent refused");
+                        let message = e.to_string();
+                        self.send(&ServerMessage::AuthFailed { message });
+                        self.lanes.close("auth failed");
+                        ctx.stop();
+                        return;
+                    }
+                };
                 match self.state.cfg.session_region(region.as_deref()) {
                     Ok(region) => self.region = region,
                     Err(message) => {
@@ -93,8 +97,27 @@ impl Session {
                 if client_id.is_empty() || client_id.len() > 128 {
                     return self.fail(ctx, "invalid client id".into());
                 }
-                info!(session = self.id, peer = %self.peer, %agent_version, "agent session started");
-                self.client_id = Some(client_id);
+                let account = principal.as_ref().map(|p| p.account.as_str());
+                info!(session = self.id, peer = %self.peer, %agent_version, account, "agent session started");
+                // Names are kept per account: another account's agent cannot take them
+                // back by presenting the same client id.
+                self.client_id = Some(match account {
+                    Some(a) => format!("{a}/{client_id}"),
+                    None => client_id,
+                });
+                self.state.team.live.add(LiveSession {
+                    id: self.id,
+                    account: principal.as_ref().map(|p| p.account.clone()),
+                    token_id: principal.as_ref().map(|p| p.token_id.clone()),
+                    via: "agent",
+                    client_version: agent_version,
+                    peer: self.peer,
+                    region: self.region.clone(),
+                    started: now_secs(),
+                    tunnels: Default::default(),
+                    kick: ctx.address().recipient(),
+                });
+                self.principal = principal;
                 self.pending = None;
                 self.lanes.set_max_frame(DEFAULT_MAX_FRAME);
                 let session_id = format!("{:016x}", self.id);
@@ -126,6 +149,7 @@ impl Session {
                     session: self.id,
                     client: client.clone(),
                     lanes: self.lanes.clone(),
+                    principal: self.principal.clone(),
                 };
                 let reply = match Tunnel::bind(&self.state, &binder, &tunnel) {
                     Ok((t, urls)) => {
@@ -201,6 +225,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.team.live.remove(self.id);
         self.state.lane_doors.remove(&format!("{:016x}", self.id));
         for (_, t) in self.tunnels.drain() {
             t.do_send(SessionEnded);
@@ -237,6 +262,26 @@ impl Handler<LaneEvent> for Session {
             }
         }
     }
+}
+
+impl Handler<Kick> for Session {
+    type Result = ();
+
+    fn handle(&mut self, Kick(why): Kick, ctx: &mut Self::Context) {
+        info!(session = self.id, peer = %self.peer, %why, "ending agent session");
+        self.send(&ServerMessage::Error {
+            message: why.clone(),
+        });
+        self.lanes.close(&why);
+        ctx.stop();
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Largest frame payload an agent may send before it has authenticated.

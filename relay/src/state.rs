@@ -5,6 +5,7 @@ use crate::config::RelayConfig;
 use crate::http::HttpShared;
 use crate::registry::{LeaseKey, Registry};
 use crate::router::Router;
+use crate::team::Team;
 use burrow_http::hostname::{custom_hostname, validate_label};
 use burrow_http::workers::ArbiterPool;
 use burrow_protocol::control::TunnelRequest;
@@ -30,6 +31,8 @@ pub struct RelayState {
     pub cfg: RelayConfig,
     /// Tokens and leases.
     pub registry: Arc<Registry>,
+    /// Accounts, their rules and the live sessions.
+    pub team: Arc<Team>,
     /// Host and port routes.
     pub router: Arc<Router>,
     /// Worker arbiters for connections.
@@ -64,6 +67,7 @@ pub struct RelayState {
 impl RelayState {
     pub(crate) fn new(
         cfg: RelayConfig,
+        (registry, team): (Arc<Registry>, Arc<Team>),
         router: Arc<Router>,
         pool: ArbiterPool,
         tls: Arc<rustls::ServerConfig>,
@@ -71,11 +75,6 @@ impl RelayState {
         stopping: watch::Receiver<bool>,
         closing: watch::Receiver<bool>,
     ) -> Self {
-        let registry = Arc::new(Registry::open(
-            cfg.tokens.clone(),
-            cfg.state_dir.clone(),
-            cfg.lease_grace,
-        ));
         let window_budget = burrow_protocol::window::WindowBudget::new(cfg.limits.window_budget);
         let open = Arc::new(AtomicUsize::new(0));
         let affinity = Arc::new(Affinity::new(pool.clone(), open.clone()));
@@ -84,10 +83,12 @@ impl RelayState {
             registry: registry.clone(),
             limits: cfg.limits.clone(),
             affinity: affinity.clone(),
+            team: team.clone(),
         });
         RelayState {
             cfg,
             registry,
+            team,
             router,
             pool,
             http,

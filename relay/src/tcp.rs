@@ -73,6 +73,7 @@ pub fn bind_port(
         };
         if candidate != 0
             && (state.port_listeners.contains_key(&candidate)
+                || state.team.port_reserved(candidate)
                 || !state
                     .registry
                     .is_free_for(&LeaseKey::Port(candidate), client))
@@ -129,6 +130,10 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
             debug!(port, %peer, "no tunnel on port; closing");
             continue;
         };
+        if !state.team.allowed(route.account.as_deref(), peer.ip()) {
+            info!(port, %peer, "visitor not on the account's IP whitelist; closed");
+            continue;
+        }
         let meta = StreamMeta {
             tunnel_id: route.tunnel_id,
             remote_addr: peer.to_string(),
@@ -143,8 +148,10 @@ async fn accept_loop(listener: TcpListener, port: u16, state: Arc<RelayState>) {
             let Ok(stream) = affinity.open(&route.lanes, &meta) else {
                 return;
             };
-            if let Err(e) = splice(sock, stream).await {
-                debug!(port, %peer, err = %e, "tcp connection ended with an error");
+            let _open = route.counters.connection();
+            match splice(sock, stream).await {
+                Ok(moved) => route.counters.add_bytes(moved.to_mux, moved.from_mux),
+                Err(e) => debug!(port, %peer, err = %e, "tcp connection ended with an error"),
             }
         };
         Connection::spawn_socket(state.pool.get(worker), state.open.clone(), sock, job);

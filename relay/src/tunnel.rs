@@ -7,6 +7,8 @@ use crate::registry::LeaseKey;
 use crate::router::Route;
 use crate::state::RelayState;
 use crate::tcp;
+use crate::team::live::{LiveTunnel, TunnelCounters};
+use crate::team::{Principal, TeamError};
 use actix::prelude::*;
 use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 use burrow_protocol::lanes::Lanes;
@@ -34,6 +36,9 @@ pub enum BindError {
     /// The relay has no listener for what the tunnel needs.
     #[error("this relay has no {0}")]
     NoListener(&'static str),
+    /// The account's reservations, region or quotas do not allow it.
+    #[error(transparent)]
+    Team(#[from] TeamError),
 }
 
 /// Why the schemes of a tunnel could not change.
@@ -56,6 +61,8 @@ pub struct Binder {
     pub client: String,
     /// The session's lanes, which public connections open streams on.
     pub lanes: Lanes,
+    /// The account behind the session (none on an open relay).
+    pub principal: Option<Principal>,
 }
 
 /// How a tunnel left.
@@ -89,6 +96,9 @@ impl Tunnel {
     ) -> Result<(Tunnel, Vec<String>), BindError> {
         let id = state.next_id();
         let client = binder.client.as_str();
+        let who = binder.principal.as_ref();
+        state.team.check_quota(who, t.proto == TunnelProto::Tcp)?;
+        let counters = Arc::new(TunnelCounters::default());
         let route = Route {
             tunnel_id: id,
             lanes: binder.lanes.clone(),
@@ -98,6 +108,8 @@ impl Tunnel {
             auth: t.auth.as_deref().map(crate::http::auth::expected_header),
             proto: t.proto,
             host_header: t.host_header.clone(),
+            account: who.map(|w| Arc::from(w.account.as_str())),
+            counters: counters.clone(),
         };
         let (key, urls) = match t.proto {
             TunnelProto::Http | TunnelProto::Tls => {
@@ -108,6 +120,7 @@ impl Tunnel {
                     return Err(BindError::NoListener("TLS listener for tls tunnels"));
                 }
                 let host = state.pick_host(t, client)?;
+                state.team.check_host(who, &host)?;
                 let key = LeaseKey::Host(host.clone());
                 state.registry.claim(&key, client, binder.session)?;
                 let urls = match t.proto {
@@ -123,6 +136,9 @@ impl Tunnel {
                 (key, urls)
             }
             TunnelProto::Tcp => {
+                state
+                    .team
+                    .check_addr(who, t.remote_addr.as_deref(), t.remote_port)?;
                 if let Some(p) = t.remote_port {
                     if let Some(r) = state.router.lookup_port(p) {
                         let theirs = r.client_id != client || r.session_id == binder.session;
@@ -143,6 +159,16 @@ impl Tunnel {
                 (LeaseKey::Port(port), vec![url])
             }
         };
+        state.team.live.add_tunnel(
+            binder.session,
+            LiveTunnel {
+                id,
+                proto: proto_name(t.proto).into(),
+                urls: urls.clone(),
+                metadata: t.metadata.clone(),
+                counters,
+            },
+        );
         let tunnel = Tunnel {
             id,
             key,
@@ -157,6 +183,14 @@ impl Tunnel {
     /// The relay's id of the tunnel.
     pub fn id(&self) -> u64 {
         self.id
+    }
+}
+
+fn proto_name(proto: TunnelProto) -> &'static str {
+    match proto {
+        TunnelProto::Http => "http",
+        TunnelProto::Tls => "tls",
+        TunnelProto::Tcp => "tcp",
     }
 }
 
@@ -175,6 +209,10 @@ impl Actor for Tunnel {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state
+            .team
+            .live
+            .remove_tunnel(self.binder.session, self.id);
         match &self.key {
             LeaseKey::Host(h) => self.state.router.remove(h, self.id),
             LeaseKey::Port(p) => self.state.router.remove_port(*p, self.id),
@@ -248,6 +286,9 @@ impl Handler<SetSchemes> for Tunnel {
         if !self.state.router.update(host, updated) {
             return Err(SchemesError::NotRouted);
         }
-        Ok(urls(&self.state, host, bind_tls))
+        let urls = urls(&self.state, host, bind_tls);
+        let live = &self.state.team.live;
+        live.set_urls(self.binder.session, self.id, urls.clone());
+        Ok(urls)
     }
 }

@@ -6,6 +6,7 @@ use crate::affinity::Affinity;
 use crate::config::Limits;
 use crate::registry::{LeaseKey, Registry};
 use crate::router::{Route, Router};
+use crate::team::Team;
 use burrow_http::head::{self, RequestHead};
 use burrow_http::pages;
 use burrow_http::workers::Movable;
@@ -13,6 +14,7 @@ use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_to_mux, MuxStream};
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -30,6 +32,8 @@ pub struct HttpShared {
     pub limits: Limits,
     /// Which worker serves a connection.
     pub affinity: Arc<Affinity>,
+    /// Accounts: whose whitelist guards a tunnel.
+    pub team: Arc<Team>,
 }
 
 async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, message: &str) {
@@ -99,6 +103,7 @@ async fn relay<R, W>(
             return answer(&mut wr, 502, &msg).await;
         }
     };
+    let _open = route.counters.connection();
     let ip = peer.ip().to_string();
     let host = first.host.clone();
     let limits = &shared.limits;
@@ -114,6 +119,8 @@ async fn relay<R, W>(
             },
         }
     };
+    let (sent, received) = stream.traffic();
+    route.counters.add_bytes(sent, received);
     finish(outcome, &track, stream, &mut wr, peer, &host).await;
     let _ = wr.shutdown().await;
 }
@@ -162,6 +169,11 @@ async fn admit<W: AsyncWrite + Unpin>(
             return None;
         }
     };
+    if !shared.team.allowed(route.account.as_deref(), peer.ip()) {
+        // Closed without a word, as the whitelist's owner would want a stranger to see.
+        info!(%peer, host = %first.host, "visitor not on the account's IP whitelist; closed");
+        return None;
+    }
     if let Some(expected) = &route.auth {
         if !super::auth::authorized(&first.headers, expected) {
             info!(%peer, host = %first.host, "refused request without valid credentials");
@@ -346,6 +358,7 @@ async fn forward_requests<R: AsyncRead + Unpin>(
     loop {
         let fwd = head::forwarded(&input.buf, &head, ip, scheme, route.host_header.as_deref());
         let _ = input.buf.split_to(head.len);
+        route.counters.requests.fetch_add(1, Ordering::Relaxed);
         stream.send(fwd).await?;
         match head.framing {
             head::Framing::None => {}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -19,6 +20,9 @@ pub struct MuxStream {
     conn: Arc<Conn>,
     /// The rest of a chunk `poll_read` could not hand over in one go.
     pending: Bytes,
+    /// Payload bytes sent and received so far, for the relay's per-tunnel traffic.
+    sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl std::fmt::Debug for MuxStream {
@@ -37,7 +41,17 @@ impl MuxStream {
             id,
             conn,
             pending: Bytes::new(),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         }
+    }
+
+    /// Payload bytes (sent, received) on this stream so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
     }
 
     /// The stream id.
@@ -87,6 +101,10 @@ impl MuxStream {
         let mut inner = self.conn.lock();
         match inner.core.poll_read(self.id) {
             Poll::Ready(r) => {
+                if let Ok(Some(chunk)) = &r {
+                    self.received
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
                 Poll::Ready(r.map_err(|e| io_error(io::ErrorKind::ConnectionReset, e)))
             }
             Poll::Pending => {
@@ -117,6 +135,7 @@ impl MuxStream {
     }
 
     fn push(&self, payload: Bytes) -> io::Result<()> {
+        self.sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.conn
             .with(|c| c.send(self.id, payload))
             .map_err(|e| io_error(io::ErrorKind::BrokenPipe, e))

@@ -1,0 +1,334 @@
+//! The relay for a team: who an agent is (its account, from its token), what it may bind
+//! (reservations, regions, quotas) and who may reach its tunnels (the IP whitelist). The
+//! store holds the truth; a snapshot of it in memory answers every connection without
+//! touching the store. With no account at all the relay is open, as before.
+
+pub mod live;
+
+use burrow_store::{
+    owner_of, wildcard_matches, Account, AddrReservation, DomainReservation, Store, StoreError,
+};
+use ipnet::IpNet;
+use live::Live;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use tracing::info;
+
+/// Label of the tokens that come from `--auth-token` flags, so a token dropped from the
+/// flags stops working at the next start.
+const FLAG_LABEL: &str = "--auth-token";
+/// Name prefix of the account each flag token gets.
+const FLAG_ACCOUNT: &str = "token-";
+
+/// Why the team rules refused something; the text goes to the agent or the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum TeamError {
+    /// The store failed or refused the change.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The relay has accounts and the agent sent no token.
+    #[error("this relay requires an auth token; pass one with --authtoken")]
+    TokenMissing,
+    /// The token is unknown or revoked.
+    #[error("the auth token was not accepted by the relay")]
+    TokenRefused,
+    /// A name another account reserved (or that one of its wildcards covers).
+    #[error("{0} is reserved by another account")]
+    ReservedByOther(String),
+    /// A wildcard that would cover a name another account reserved.
+    #[error("{wildcard} would cover {name}, which is reserved by another account")]
+    WouldCover {
+        /// The wildcard asked for.
+        wildcard: String,
+        /// The other account's reservation it covers.
+        name: String,
+    },
+    /// A reservation made for another region than this relay's.
+    #[error("{name} is reserved in region {reserved}, but this relay serves region {relay}; connect to a relay of region {reserved}")]
+    Region {
+        /// The reserved name or address.
+        name: String,
+        /// The reservation's region.
+        reserved: String,
+        /// This relay's region.
+        relay: String,
+    },
+    /// A tcp address nobody reserved.
+    #[error("the tcp address {0} is not reserved; reserve it for your account first (burrowd admin addrs add)")]
+    AddrNotReserved(String),
+    /// A limit of the account reached.
+    #[error("account {account} is at its limit of {limit} {what}")]
+    Quota {
+        /// The account.
+        account: String,
+        /// What is limited.
+        what: &'static str,
+        /// The limit.
+        limit: u32,
+    },
+}
+
+/// Who a session authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The account.
+    pub account: String,
+    /// The token it used.
+    pub token_id: String,
+}
+
+/// The store's rules as the data path reads them.
+#[derive(Debug, Default)]
+struct Snapshot {
+    accounts: HashMap<String, Account>,
+    domains: Vec<DomainReservation>,
+    addrs: Vec<AddrReservation>,
+    whitelists: HashMap<String, Vec<IpNet>>,
+}
+
+/// Accounts, their rules, and the sessions connected now.
+#[derive(Debug)]
+pub struct Team {
+    store: Arc<dyn Store>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The sessions connected now.
+    pub live: Live,
+    /// This relay's region; `None` for the agent's own relay, which serves any.
+    region: Option<String>,
+}
+
+impl Team {
+    /// Opens the team over `store`: each of `flag_tokens` becomes (or stays) an account
+    /// of its own, and flag tokens no longer given are revoked.
+    pub fn open(
+        store: Arc<dyn Store>,
+        flag_tokens: &[String],
+        region: Option<String>,
+    ) -> Result<Self, TeamError> {
+        let team = Team {
+            store,
+            snapshot: RwLock::new(Arc::default()),
+            live: Live::default(),
+            region,
+        };
+        team.seed_flag_tokens(flag_tokens)?;
+        team.reload()?;
+        Ok(team)
+    }
+
+    fn seed_flag_tokens(&self, tokens: &[String]) -> Result<(), TeamError> {
+        let mut kept = Vec::new();
+        for secret in tokens {
+            let digest = Sha256::digest(secret.as_bytes());
+            let name = format!(
+                "{FLAG_ACCOUNT}{:02x}{:02x}{:02x}{:02x}",
+                digest[0], digest[1], digest[2], digest[3]
+            );
+            if self.store.account(&name)?.is_none() {
+                self.store.create_account(&name)?;
+            }
+            kept.push(self.store.add_token(&name, FLAG_LABEL, secret)?.id);
+        }
+        for t in self.store.tokens(None)? {
+            if t.label == FLAG_LABEL && t.account.starts_with(FLAG_ACCOUNT) && !kept.contains(&t.id)
+            {
+                info!(account = %t.account, token = %t.id, "auth token no longer given by a flag; revoked");
+                self.store.revoke_token(&t.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The store, for the admin API.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Reads the rules again after a change (the admin API calls it after each).
+    pub fn reload(&self) -> Result<(), TeamError> {
+        let mut whitelists: HashMap<String, Vec<IpNet>> = HashMap::new();
+        for e in self.store.whitelist(None)? {
+            whitelists.entry(e.account).or_default().push(e.net);
+        }
+        let snap = Snapshot {
+            accounts: self
+                .store
+                .accounts()?
+                .into_iter()
+                .map(|a| (a.name.clone(), a))
+                .collect(),
+            domains: self.store.domains(None)?,
+            addrs: self.store.addrs(None)?,
+            whitelists,
+        };
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        Ok(())
+    }
+
+    fn snap(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether any account exists: without one the relay is open to every agent.
+    pub fn enabled(&self) -> bool {
+        !self.snap().accounts.is_empty()
+    }
+
+    /// Who `token` belongs to: `None` on an open relay; refused when the relay has
+    /// accounts and the token is missing or unknown, or its account has all the agent
+    /// sessions it may have.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Option<Principal>, TeamError> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let secret = token.ok_or(TeamError::TokenMissing)?;
+        let info = self
+            .store
+            .authenticate(secret)?
+            .ok_or(TeamError::TokenRefused)?;
+        let limit = self.quotas(&info.account).sessions;
+        if self.live.sessions_of(&info.account) >= limit as usize {
+            return Err(TeamError::Quota {
+                account: info.account,
+                what: "agent sessions",
+                limit,
+            });
+        }
+        Ok(Some(Principal {
+            account: info.account,
+            token_id: info.id,
+        }))
+    }
+
+    fn quotas(&self, account: &str) -> burrow_store::Quotas {
+        self.snap()
+            .accounts
+            .get(account)
+            .map(|a| a.quotas.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether `who` may have one more tunnel (`tcp`: one more tcp port as well).
+    pub fn check_quota(&self, who: Option<&Principal>, tcp: bool) -> Result<(), TeamError> {
+        let Some(who) = who else { return Ok(()) };
+        let q = self.quotas(&who.account);
+        let (tunnels, ports) = self.live.tunnels_of(&who.account);
+        let over = |what, limit: u32| TeamError::Quota {
+            account: who.account.clone(),
+            what,
+            limit,
+        };
+        if tunnels >= q.tunnels as usize {
+            return Err(over("tunnels", q.tunnels));
+        }
+        if tcp && ports >= q.tcp_ports as usize {
+            return Err(over("tcp ports", q.tcp_ports));
+        }
+        Ok(())
+    }
+
+    fn region_ok(&self, name: &str, reserved: &str) -> Result<(), TeamError> {
+        match &self.region {
+            Some(relay) if relay != reserved => Err(TeamError::Region {
+                name: name.to_string(),
+                reserved: reserved.to_string(),
+                relay: relay.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `who` may bind `host` (a name or a wildcard): not when another account
+    /// reserved it or a wildcard over it, nor a wildcard over another account's name, nor
+    /// a reservation of another region.
+    pub fn check_host(&self, who: Option<&Principal>, host: &str) -> Result<(), TeamError> {
+        let snap = self.snap();
+        let mine = |account: &str| who.is_some_and(|w| w.account == account);
+        if let Some(owner) = owner_of(&snap.domains, host) {
+            if !mine(&owner.account) {
+                return Err(TeamError::ReservedByOther(host.to_string()));
+            }
+            self.region_ok(&owner.name, &owner.region)?;
+        }
+        if host.starts_with("*.") {
+            let covered = snap.domains.iter().find(|d| {
+                !mine(&d.account) && wildcard_matches(host, d.name.trim_start_matches("*."))
+            });
+            if let Some(d) = covered {
+                return Err(TeamError::WouldCover {
+                    wildcard: host.to_string(),
+                    name: d.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `who` may listen on the tcp address it asked for (`remote_addr`, or just a
+    /// port): with accounts, only on an address its account reserved.
+    pub fn check_addr(
+        &self,
+        who: Option<&Principal>,
+        remote_addr: Option<&str>,
+        port: Option<u16>,
+    ) -> Result<(), TeamError> {
+        let Some(port) = port else { return Ok(()) };
+        let snap = self.snap();
+        let asked = remote_addr.map_or_else(|| port.to_string(), str::to_string);
+        let host = remote_addr
+            .and_then(|a| a.rsplit_once(':'))
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_ascii_lowercase());
+        let reserved = snap
+            .addrs
+            .iter()
+            .find(|a| a.port == port && host.as_deref().is_none_or(|h| h == a.host));
+        match (reserved, who) {
+            (Some(r), Some(w)) if r.account == w.account => self.region_ok(&r.addr, &r.region),
+            (Some(_), _) => Err(TeamError::ReservedByOther(format!("tcp address {asked}"))),
+            (None, Some(_)) => Err(TeamError::AddrNotReserved(asked)),
+            // An open relay hands out ports as before.
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Whether a random port may be handed out: not one an account reserved.
+    pub fn port_reserved(&self, port: u16) -> bool {
+        self.snap().addrs.iter().any(|a| a.port == port)
+    }
+
+    /// Whether a visitor from `ip` may reach the tunnels of `account` (an empty whitelist,
+    /// or no account, lets everyone in).
+    pub fn allowed(&self, account: Option<&str>, ip: IpAddr) -> bool {
+        let Some(account) = account else { return true };
+        match self.snap().whitelists.get(account) {
+            Some(nets) => burrow_store::allowed(nets, ip),
+            None => true,
+        }
+    }
+
+    /// Revokes a token and ends the sessions that used it.
+    pub fn revoke(&self, token_id: &str) -> Result<usize, TeamError> {
+        self.store.revoke_token(token_id)?;
+        Ok(self
+            .live
+            .kick_where("the auth token of this session was revoked", |s| {
+                s.token_id.as_deref() == Some(token_id)
+            }))
+    }
+
+    /// Deletes an account with everything it owns and ends its sessions.
+    pub fn delete_account(&self, name: &str) -> Result<usize, TeamError> {
+        self.store.delete_account(name)?;
+        self.reload()?;
+        Ok(self
+            .live
+            .kick_where("the account of this session was deleted", |s| {
+                s.account.as_deref() == Some(name)
+            }))
+    }
+}
