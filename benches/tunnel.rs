@@ -364,7 +364,7 @@ fn agent_main(args: &[String]) -> Result<()> {
                     eprintln!("agent: {msg}");
                     std::process::exit(1);
                 }
-                burrow::AgentEvent::Online | burrow::AgentEvent::Reconnecting(_) => {}
+                burrow::AgentEvent::Online { .. } | burrow::AgentEvent::Reconnecting(_) => {}
             }),
         )
     });

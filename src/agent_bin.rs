@@ -119,13 +119,19 @@ pub enum Outcome {
 /// Runs `burrow http` to port 9 (nothing listens; only the tunnel matters) against
 /// `relay` with `args`, hermetic under `dir` and without a local API.
 pub fn agent_against(dir: &Scratch, relay: &Burrowd, args: &[&str]) -> Outcome {
-    let home = dir.0.join("home");
-    std::fs::create_dir_all(&home).expect("create the agent's HOME");
     let config = dir.file("agent.yml", "web_addr: false\n");
     let server = format!("localhost:{}", relay.control);
-    let mut child = burrow(&home, &["http", "9", "-server", &server, "-config"])
-        .arg(&config)
-        .args(args)
+    let config = config.to_str().expect("a UTF-8 path");
+    let first = ["http", "9", "-server", &server, "-config", config];
+    agent_outcome(dir, &[&first[..], args].concat())
+}
+
+/// Runs `burrow` with `args`, hermetic under `dir`, until it prints its first `Forwarding`
+/// URL or exits.
+pub fn agent_outcome(dir: &Scratch, args: &[&str]) -> Outcome {
+    let home = dir.0.join("home");
+    std::fs::create_dir_all(&home).expect("create the agent's HOME");
+    let mut child = burrow(&home, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

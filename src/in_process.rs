@@ -177,9 +177,7 @@ impl TestAgent {
                 remote_port: opts.remote_port,
                 bind_tls: opts.bind_tls,
                 auth: opts.auth,
-                host_header: None,
-                remote_addr: None,
-                metadata: None,
+                ..TunnelRequest::new(opts.proto)
             },
             burrow::local::addr::parse(opts.proto, &opts.addr).map_err(|e| e.to_string())?,
         );

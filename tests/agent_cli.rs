@@ -71,9 +71,36 @@ fn log_stdout_writes_logfmt_lines() {
         l.contains(" lvl=info ") && l.contains(" obj=csess id="),
         "{l}"
     );
+    // The embedded relay serves the default region when none is asked for.
+    assert!(l.ends_with(" region=us"), "{l}");
     let l = run.line_matching(|l| l.contains("msg=\"started tunnel\""));
     assert!(l.contains("obj=tunnels name=command_line"), "{l}");
     assert!(l.contains(&format!("addr=http://localhost:{port}")), "{l}");
+}
+
+#[test]
+fn the_embedded_relay_serves_the_region_asked_for() {
+    let port = http_server();
+    let run = spawn(&[
+        "http",
+        &port.to_string(),
+        "-region",
+        "eu",
+        "-bind-tls",
+        "false",
+        "--log",
+        "stdout",
+    ]);
+    let l = run.line_matching(|l| l.contains("msg=\"client session established\""));
+    assert!(l.ends_with(" region=eu"), "{l}");
+    let l = run.line_matching(|l| l.contains("msg=\"started tunnel\""));
+    let url = l
+        .split(" url=")
+        .nth(1)
+        .and_then(|u| u.split(' ').next())
+        .unwrap_or_else(|| panic!("no url in {l}"));
+    assert!(url.starts_with("http://"), "{l}");
+    assert_eq!(curl_body(url), "local!");
 }
 
 #[test]
@@ -91,6 +118,10 @@ fn bad_command_lines_are_one_clear_line() {
         (
             &["tcp", "22", "-remote-addr", "x:notaport"],
             "invalid -remote-addr",
+        ),
+        (
+            &["http", "8080", "-region", "eu.west"],
+            "invalid region \"eu.west\"",
         ),
     ];
     for (args, want) in cases {

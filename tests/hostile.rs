@@ -279,6 +279,7 @@ async fn bare_agent(relay: &TestRelay) -> (MuxHandle, String) {
         client_id: "bare-agent".into(),
         token: None,
         lanes: 1,
+        region: None,
     });
     send(&ClientMessage::Bind {
         req: 1,
@@ -288,10 +289,7 @@ async fn bare_agent(relay: &TestRelay) -> (MuxHandle, String) {
             hostname: None,
             remote_port: None,
             bind_tls: BindTls::Http,
-            auth: None,
-            host_header: None,
-            remote_addr: None,
-            metadata: None,
+            ..TunnelRequest::new(TunnelProto::Http)
         },
     });
     loop {

@@ -195,6 +195,7 @@ async fn joining_takes_the_sessions_secret_and_stops_at_the_grant() {
         client_id: "lanes".into(),
         token: None,
         lanes: 8,
+        region: None,
     };
     let ServerMessage::AuthOk {
         session_id,

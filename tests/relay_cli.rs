@@ -1,6 +1,6 @@
 //! The `burrowd` binary: start-up output, state directory, flags, SIGTERM.
 
-use burrow_e2e::agent_bin::{agent_against as agent, Outcome as Agent};
+use burrow_e2e::agent_bin::{agent_against as agent, agent_outcome, Outcome as Agent};
 use burrow_e2e::relay_bin::{self, Burrowd};
 use burrow_e2e::Scratch;
 use std::io::{BufRead, BufReader};
@@ -47,6 +47,7 @@ fn starts_prints_addresses_keeps_its_ca_and_stops_on_sigterm() {
         let text = seen.join("\n");
         assert!(text.contains("agents      127.0.0.1:"), "{text}");
         assert!(text.contains("http        127.0.0.1:"), "{text}");
+        assert!(text.contains("region      us"), "{text}");
         fingerprints.push(seen.last().unwrap().clone());
         assert!(state.join("ca.pem").exists());
         let started = Instant::now();
@@ -99,6 +100,7 @@ fn bad_flags_are_named() {
             "cannot read certificate file /nonexistent/c.pem",
         ),
         (&["--domain"], "needs a value"),
+        (&["--region", "EU"], "--region: invalid region \"EU\""),
     ];
     for (args, want) in cases {
         let out = burrowd(args).output().unwrap();
@@ -250,6 +252,126 @@ fn auth_tokens_from_a_file_and_from_the_environment() {
         };
         assert!(err.contains("requires an auth token"), "{how}: {err}");
     }
+}
+
+#[test]
+fn a_relay_serves_its_region_and_refuses_agents_asking_for_another() {
+    let dir = Scratch::new("region");
+    let relay = Burrowd::start(&dir, &["--region", "us"], &[]);
+    let ca = dir.path("state/ca.pem");
+    let config = dir.file("agent.yml", "web_addr: false\n");
+    let server = format!("localhost:{}", relay.control);
+    let tcp = |region: &str| {
+        let config = config.to_str().unwrap();
+        let args = ["tcp", "22", "-server", &server, "-root-cas", &ca];
+        agent_outcome(
+            &dir,
+            &[&args[..], &["-config", config, "-region", region]].concat(),
+        )
+    };
+    let Agent::Refused(err) = tcp("eu") else {
+        panic!("a relay of region us took an agent asking for eu");
+    };
+    assert!(
+        err.contains(
+            "authentication failed: this relay serves region us; the agent asked for region eu"
+        ),
+        "{err}"
+    );
+    let Agent::Up(_agent, url) = tcp("us") else {
+        panic!("a relay of region us refused an agent asking for us");
+    };
+    assert!(url.starts_with("tcp://localhost:"), "{url}");
+    // An agent that names no region gets the relay's.
+    let Agent::Up(..) = agent(&dir, &relay, &["-root-cas", &ca]) else {
+        panic!("an agent naming no region was refused");
+    };
+}
+
+/// An HTTP CONNECT proxy on loopback that sends every tunnel to 127.0.0.1 whatever name it
+/// is given, standing in for DNS names this machine does not resolve; it reports each
+/// CONNECT target.
+fn connecting_proxy() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = line.split(' ').nth(1).unwrap_or_default().to_string();
+                // The headers end at the empty line; nothing follows before our answer.
+                let mut header = String::new();
+                while reader.read_line(&mut header).unwrap() > 2 {
+                    header.clear();
+                }
+                let port = target.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+                let _ = tx.send(target);
+                let mut client = client;
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                    return;
+                };
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+                let (mut down_r, mut down_w) = (client.try_clone().unwrap(), client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_r, &mut down_w);
+                    let _ = down_w.shutdown(std::net::Shutdown::Write);
+                });
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = down_r.read(&mut buf) {
+                    if n == 0 || up_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = up_w.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_region_placeholder_in_server_addr_is_filled_in() {
+    let dir = Scratch::new("placeholder");
+    let relay = Burrowd::start(&dir, &[], &[]);
+    let (proxy, targets) = connecting_proxy();
+    let config = dir.file(
+        "agent.yml",
+        &format!(
+            "web_addr: false\nserver_addr: \"{{region}}.localhost:{}\"\nroot_cas: {}\n\
+             http_proxy: http://127.0.0.1:{proxy}\n",
+            relay.control,
+            dir.path("state/ca.pem")
+        ),
+    );
+    let config = config.to_str().unwrap();
+    // No region: the default one, which this relay serves. The relay's certificate names
+    // us.localhost, a name under its domain, so TLS checks the substituted name too.
+    let Agent::Up(agent, url) = agent_outcome(&dir, &["tcp", "22", "-config", config]) else {
+        panic!("the agent did not come up through us.localhost");
+    };
+    drop(agent);
+    assert!(url.starts_with("tcp://localhost:"), "{url}");
+    let first = targets.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(first, format!("us.localhost:{}", relay.control));
+    // -region fills the placeholder too; this relay then refuses the region.
+    let outcome = agent_outcome(&dir, &["tcp", "22", "-config", config, "-region", "eu"]);
+    let Agent::Refused(err) = outcome else {
+        panic!("a relay of region us took an agent asking for eu");
+    };
+    assert!(err.contains("serves region us"), "{err}");
+    let dialled: Vec<String> = targets.try_iter().collect();
+    let eu = format!("eu.localhost:{}", relay.control);
+    assert!(dialled.contains(&eu), "{dialled:?}");
 }
 
 #[test]

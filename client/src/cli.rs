@@ -41,7 +41,7 @@ pub struct Flags {
     pub log_format: Option<String>,
     /// `-bind-tls`: `both`, `true` or `false`.
     pub bind_tls: Option<String>,
-    /// `-region` (accepted for compatibility; one relay has one region).
+    /// `-region`: the region to ask the relay for, also filling `{region}` in `-server`.
     pub region: Option<String>,
     /// `-auth`: `user:password`.
     pub auth: Option<String>,
@@ -285,12 +285,14 @@ FLAGS (one or two dashes; -flag value or -flag=value):
   -crt PATH, -key PATH  certificate and key to terminate TLS in the agent (tls)
   -client-cas PATH    with -crt/-key: require client certificates from these CAs (tls)
   -authtoken TOKEN    token the relay asks for
-  -server HOST:PORT   the relay's agent address (default: an embedded relay)
+  -server HOST:PORT   the relay's agent address (default: an embedded relay); a
+                      {region} in it is replaced by the region
   -root-cas PATH      PEM file of CAs to trust for the relay, or host (system roots)
   -log TARGET         stdout, stderr, false (default) or a file path
   -log-level LEVEL    debug, info, warn, error, crit (default info)
   -log-format FORMAT  logfmt (default), json or term
-  -region REGION      accepted for compatibility
+  -region REGION      the region to ask the relay for (default us); a relay of
+                      another region refuses the agent
   -config PATH        configuration file (repeatable; later files win); default
                       ~/.burrow/burrow.yml, ignored when missing
   -all, -none         with start: every configured tunnel, or none (API only)

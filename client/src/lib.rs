@@ -100,6 +100,7 @@ pub fn session_config(
         server_name,
         tls,
         token,
+        region: None,
         client_id: new_client_id(),
         max_backoff: Duration::from_secs(5),
         proxy: None,

@@ -14,6 +14,7 @@ use crate::{
 };
 use actix::prelude::*;
 use anyhow::Context as _;
+use burrow_protocol::control::DEFAULT_REGION;
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
@@ -121,22 +122,28 @@ fn chosen_tunnels(
 /// How to reach the relay: the configured one (through a proxy if asked), or an embedded
 /// relay started now, which lives as long as the process.
 async fn relay_session(settings: &Settings) -> anyhow::Result<SessionConfig> {
-    let Some(server) = &settings.server else {
-        let relay = embedded::start().await?;
-        let tls = client_tls(None, relay.ca_pem.as_deref())?;
-        let server = format!("localhost:{}", relay.control_addr.port());
-        Box::leak(Box::new(relay));
-        return session_config(&server, tls, settings.authtoken.clone());
+    let mut cfg = match &settings.server {
+        None => {
+            let relay = embedded::start().await?;
+            let tls = client_tls(None, relay.ca_pem.as_deref())?;
+            let server = format!("localhost:{}", relay.control_addr.port());
+            Box::leak(Box::new(relay));
+            session_config(&server, tls, settings.authtoken.clone())?
+        }
+        Some(server) => {
+            let tls = client_tls(settings.root_cas.as_deref(), None)?;
+            let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
+            let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
+            cfg.proxy = outbound::choose(
+                settings.http_proxy.as_deref(),
+                settings.socks5_proxy.as_deref(),
+                &|k| std::env::var(k).ok(),
+                host,
+            )?;
+            cfg
+        }
     };
-    let tls = client_tls(settings.root_cas.as_deref(), None)?;
-    let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
-    let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
-    cfg.proxy = outbound::choose(
-        settings.http_proxy.as_deref(),
-        settings.socks5_proxy.as_deref(),
-        &|k| std::env::var(k).ok(),
-        host,
-    )?;
+    cfg.region = settings.region.clone();
     Ok(cfg)
 }
 
@@ -161,7 +168,10 @@ async fn start_agent(
         };
     let view: View = Rc::new(RefCell::new(console::ConsoleState {
         version: VERSION.into(),
-        region: settings.region.clone(),
+        region: settings
+            .region
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REGION.into()),
         ..Default::default()
     }));
     let screen: Screen = Rc::new(RefCell::new(None));
@@ -216,7 +226,14 @@ fn printer(v: View, scr: Screen, console: bool, quiet: bool) -> Box<dyn Fn(Agent
                 println!("Forwarding  {url} -> {}", spec.local.display());
             }
         }
-        AgentEvent::Online => v.borrow_mut().status = console::SessionStatus::Online,
+        AgentEvent::Online { region } => {
+            let mut v = v.borrow_mut();
+            v.status = console::SessionStatus::Online;
+            // A relay that predates regions says nothing; keep what the agent asked for.
+            if !region.is_empty() {
+                v.region = region;
+            }
+        }
         AgentEvent::Reconnecting(why) => {
             // With neither logs nor a console, say why nothing is happening.
             if quiet && scr.borrow().is_none() {

@@ -1,6 +1,7 @@
 //! The relay's configuration: addresses, domain, tokens, TLS, limits.
 
 use crate::tls::TlsSource;
+use burrow_protocol::control::{valid_region, DEFAULT_REGION};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,8 +133,8 @@ pub struct RelayConfig {
     pub workers: usize,
     /// Whether to warn when no tokens are configured (not for the agent's own relay).
     pub warn_open: bool,
-    /// This relay's region; `None` serves whatever region its agent asks for (the agent's
-    /// own relay: one user, one machine).
+    /// The region this relay serves, refusing agents that ask for another; `None` (the
+    /// agent's own relay) serves whichever region its one agent asks for.
     pub region: Option<String>,
 }
 
@@ -158,5 +159,42 @@ impl RelayConfig {
             warn_open: true,
             region: None,
         }
+    }
+
+    /// The region a session asking for `asked` is served in, or why it is refused.
+    pub fn session_region(&self, asked: Option<&str>) -> Result<String, String> {
+        match (self.region.as_deref(), asked) {
+            (_, Some(asked)) if !valid_region(asked) => Err(format!(
+                "invalid region {:?}: want lowercase letters, digits and dashes",
+                asked.chars().take(40).collect::<String>()
+            )),
+            (Some(ours), Some(asked)) if ours != asked => Err(format!(
+                "this relay serves region {ours}; the agent asked for region {asked} \
+                 (use a server_addr for {asked}, or -region {ours})"
+            )),
+            (Some(ours), _) => Ok(ours.to_string()),
+            (None, asked) => Ok(asked.unwrap_or(DEFAULT_REGION).to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regional_relay_serves_its_region_and_an_embedded_one_any() {
+        let mut cfg = RelayConfig::loopback();
+        assert_eq!(cfg.session_region(None).as_deref(), Ok("us"));
+        assert_eq!(cfg.session_region(Some("eu")).as_deref(), Ok("eu"));
+        cfg.region = Some("us".into());
+        assert_eq!(cfg.session_region(None).as_deref(), Ok("us"));
+        assert_eq!(cfg.session_region(Some("us")).as_deref(), Ok("us"));
+        let err = cfg.session_region(Some("eu")).unwrap_err();
+        assert!(
+            err.starts_with("this relay serves region us; the agent asked for region eu"),
+            "{err}"
+        );
+        assert!(cfg.session_region(Some("E U")).is_err());
     }
 }

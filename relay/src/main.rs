@@ -1,6 +1,7 @@
 //! `burrowd`: run a Burrow relay.
 
 use anyhow::{bail, Context};
+use burrow_protocol::control::{valid_region, DEFAULT_REGION};
 use burrow_relay::{PortRange, PortRangeError, RelayConfig, TlsSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
                            their initial 256 KiB each (default 32): bounds what
                            visitors that stop reading can make the relay hold
   --session-window-budget MIB  the same for each lane of an agent session (default 32)
+  --region REGION          the region this relay serves (default us); agents asking
+                           for another are refused
   --max-lanes N            most lanes (TLS connections, one per worker thread) an agent
                            session may open (default: the relay's worker threads)
   --log-level LEVEL        error, warn, info, debug (default info)
@@ -60,6 +63,7 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
         end: 20000,
     };
     cfg.state_dir = Some(PathBuf::from("burrowd-state"));
+    cfg.region = Some(DEFAULT_REGION.into());
     let mut cert = None;
     let mut key = None;
     let mut level = "info".to_string();
@@ -123,6 +127,12 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                 cfg.tcp_ports = value
                     .parse()
                     .map_err(|e: PortRangeError| anyhow::anyhow!("--tcp-ports: {e}"))?;
+            }
+            "region" => {
+                if !valid_region(&value) {
+                    bail!("--region: invalid region {value:?}: want [a-z0-9][a-z0-9-]{{0,31}}");
+                }
+                cfg.region = Some(value);
             }
             "auth-token" => cfg.tokens.push(value),
             "auth-token-file" => {
@@ -199,6 +209,7 @@ fn run() -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let ca_file = cfg.state_dir.as_ref().map(|d| d.join("ca.pem"));
         let tcp_ports = cfg.tcp_ports;
+        let region = cfg.region.clone().unwrap_or_default();
         let relay = burrow_relay::start(cfg).await?;
         println!(
             "burrowd {} serving {}",
@@ -213,6 +224,7 @@ fn run() -> anyhow::Result<()> {
             println!("  https       {a}");
         }
         println!("  tcp ports   {tcp_ports}");
+        println!("  region      {region}");
         println!("  fingerprint {}", relay.fingerprint);
         if let (Some(_), Some(path)) = (&relay.ca_pem, ca_file) {
             // Agents pass this to -root-cas, clients to curl --cacert.

@@ -29,7 +29,7 @@ pub struct Session {
     pending: Option<Pending>,
     /// The account it authenticated as (none on an open relay).
     principal: Option<Principal>,
-    /// The region it is served in.
+    /// The region the session is served in; empty until it authenticates.
     region: String,
 }
 
@@ -69,6 +69,7 @@ impl Session {
                     client_id,
                     token,
                     lanes,
+                    region,
                 },
                 None,
             ) => {
@@ -83,6 +84,16 @@ impl Session {
                         return;
                     }
                 };
+                match self.state.cfg.session_region(region.as_deref()) {
+                    Ok(region) => self.region = region,
+                    Err(message) => {
+                        warn!(session = self.id, peer = %self.peer, err = %message, "agent refused: region");
+                        self.send(&ServerMessage::AuthFailed { message });
+                        self.lanes.close("auth failed");
+                        ctx.stop();
+                        return;
+                    }
+                }
                 if client_id.is_empty() || client_id.len() > 128 {
                     return self.fail(ctx, "invalid client id".into());
                 }
@@ -94,7 +105,6 @@ impl Session {
                     Some(a) => format!("{a}/{client_id}"),
                     None => client_id,
                 });
-                self.region = self.state.team.region_for(None);
                 self.state.team.live.add(LiveSession {
                     id: self.id,
                     account: principal.as_ref().map(|p| p.account.clone()),
@@ -123,6 +133,7 @@ impl Session {
                     session_id,
                     lanes: granted as u32,
                     lane_secret,
+                    region: self.region.clone(),
                 });
             }
             (ClientMessage::Auth { .. }, Some(_)) => self.fail(ctx, "authenticated twice".into()),

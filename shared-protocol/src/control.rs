@@ -60,10 +60,11 @@ pub struct TunnelRequest {
     /// The `Host` value requests carry to the local server (http); unchanged when absent.
     #[serde(default)]
     pub host_header: Option<String>,
-    /// The whole `remote_addr` asked for (tcp), `host:port`, as the user gave it.
+    /// The whole `remote_addr` the user gave (tcp), e.g. `1.tcp.example.com:20001`; its
+    /// port also travels as `remote_port`, which relays that predate this field read.
     #[serde(default)]
     pub remote_addr: Option<String>,
-    /// ngrok's free-form per-tunnel `metadata`, shown to the relay's operator.
+    /// ngrok's free-form per-tunnel `metadata`, passed through as given.
     #[serde(default)]
     pub metadata: Option<String>,
 }
@@ -85,6 +86,16 @@ impl TunnelRequest {
     }
 }
 
+/// The region an agent gets when it names none, and the one `burrowd` serves by default.
+pub const DEFAULT_REGION: &str = "us";
+
+/// Whether `region` is a well-formed region name: `[a-z0-9][a-z0-9-]{0,31}`.
+pub fn valid_region(region: &str) -> bool {
+    let b = region.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=32).contains(&b.len()) && ok(&b[0]) && b[1..].iter().all(|c| ok(c) || *c == b'-')
+}
+
 /// Messages from the agent to the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -102,6 +113,9 @@ pub enum ClientMessage {
         /// an agent that does not say gets one.
         #[serde(default)]
         lanes: u32,
+        /// The region the user asked for (`-region`, `region:`); `None` when they did not say.
+        #[serde(default)]
+        region: Option<String>,
     },
     /// First and only message of a lane joining an authenticated session.
     JoinLane {
@@ -150,6 +164,9 @@ pub enum ServerMessage {
         /// What further lanes present to join this session, when more than one is granted.
         #[serde(default)]
         lane_secret: Option<String>,
+        /// The region the session is served in (empty from relays that predate regions).
+        #[serde(default)]
+        region: String,
     },
     /// A lane joined its session; streams may arrive on it from now on.
     LaneOk,
@@ -217,6 +234,7 @@ mod tests {
                 client_id: "c".into(),
                 token: Some("t".into()),
                 lanes: 2,
+                region: Some("eu".into()),
             },
             ClientMessage::JoinLane {
                 session_id: "s".into(),
@@ -233,7 +251,15 @@ mod tests {
                     auth: None,
                     host_header: Some("site.dev".into()),
                     remote_addr: None,
-                    metadata: None,
+                    metadata: Some("{\"team\": \"a b\"}".into()),
+                },
+            },
+            ClientMessage::Bind {
+                req: 4,
+                tunnel: TunnelRequest {
+                    remote_port: Some(20001),
+                    remote_addr: Some("1.tcp.example.com:20001".into()),
+                    ..TunnelRequest::new(TunnelProto::Tcp)
                 },
             },
             ClientMessage::Unbind { tunnel_id: 9 },
@@ -241,12 +267,23 @@ mod tests {
         for m in msgs {
             assert_eq!(decode::<ClientMessage>(&encode(&m)).unwrap(), m);
         }
-        let s = ServerMessage::Bound {
-            req: 1,
-            tunnel_id: 2,
-            urls: vec!["https://a.localhost".into()],
-        };
-        assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
+        let answers = [
+            ServerMessage::Bound {
+                req: 1,
+                tunnel_id: 2,
+                urls: vec!["https://a.localhost".into()],
+            },
+            ServerMessage::AuthOk {
+                relay_version: "1".into(),
+                session_id: "s".into(),
+                lanes: 2,
+                lane_secret: Some("x".into()),
+                region: "eu".into(),
+            },
+        ];
+        for s in answers {
+            assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
+        }
         assert_eq!(
             decode::<ServerMessage>(&encode(&ServerMessage::LaneOk)).unwrap(),
             ServerMessage::LaneOk
@@ -254,18 +291,42 @@ mod tests {
     }
 
     #[test]
-    fn messages_of_agents_without_lanes_still_decode() {
+    fn messages_of_peers_without_lanes_or_regions_still_decode() {
         let auth = br#"{"type":"auth","agent_version":"1","client_id":"c"}"#;
         match decode::<ClientMessage>(auth).unwrap() {
-            ClientMessage::Auth { lanes, .. } => assert_eq!(lanes, 0),
+            ClientMessage::Auth { lanes, region, .. } => assert_eq!((lanes, region), (0, None)),
             other => panic!("{other:?}"),
         }
         let ok = br#"{"type":"auth_ok","relay_version":"1","session_id":"s"}"#;
         match decode::<ServerMessage>(ok).unwrap() {
             ServerMessage::AuthOk {
-                lanes, lane_secret, ..
-            } => assert_eq!((lanes, lane_secret), (0, None)),
+                lanes,
+                lane_secret,
+                region,
+                ..
+            } => assert_eq!((lanes, lane_secret, region.as_str()), (0, None, "")),
             other => panic!("{other:?}"),
+        }
+        let bind = br#"{"type":"bind","req":1,"tunnel":{"proto":"tcp","remote_port":20001}}"#;
+        match decode::<ClientMessage>(bind).unwrap() {
+            ClientMessage::Bind { tunnel, .. } => assert_eq!(
+                tunnel,
+                TunnelRequest {
+                    remote_port: Some(20001),
+                    ..TunnelRequest::new(TunnelProto::Tcp)
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn region_names() {
+        for good in ["us", "eu", "us-cal-1", "0", &"a".repeat(32)] {
+            assert!(valid_region(good), "{good}");
+        }
+        for bad in ["", "EU", "-us", "u s", "eu.west", "é", &"a".repeat(33)] {
+            assert!(!valid_region(bad), "{bad}");
         }
     }
 

@@ -141,7 +141,7 @@ pub struct Config {
     pub version: Option<Value>,
     /// Token for the relay.
     pub authtoken: Option<String>,
-    /// Accepted; one relay is one region.
+    /// The region to ask the relay for; also fills `{region}` in `server_addr`.
     pub region: Option<String>,
     /// `true`, `false` or `iftty`.
     pub console_ui: Option<Scalar>,

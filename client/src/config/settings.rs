@@ -4,6 +4,7 @@ use crate::cli::Flags;
 use crate::config::{self, Config, ConsoleUi};
 use crate::logfmt::{self, parse_level};
 use anyhow::Context as _;
+use burrow_protocol::control::{valid_region, DEFAULT_REGION};
 use std::path::PathBuf;
 
 /// Where the local API listens.
@@ -20,7 +21,7 @@ pub enum WebAddr {
 /// The agent's effective settings: configuration files, then command-line flags on top.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Relay address, or the embedded relay.
+    /// Relay address (with `{region}` filled in), or the embedded relay.
     pub server: Option<String>,
     /// Token for the relay.
     pub authtoken: Option<String>,
@@ -44,8 +45,8 @@ pub struct Settings {
     pub socks5_proxy: Option<String>,
     /// Bytes of captured requests (-1: capture off).
     pub inspect_db_size: i64,
-    /// Region label.
-    pub region: String,
+    /// The region to ask the relay for; `None` when neither flag nor file names one.
+    pub region: Option<String>,
     /// The configuration files read.
     pub config_paths: Vec<PathBuf>,
 }
@@ -93,7 +94,12 @@ impl Settings {
                     .clone()
                     .unwrap_or_else(|| "(embedded relay)".into()),
             ),
-            ("region".into(), s.region.clone()),
+            (
+                "region".into(),
+                s.region
+                    .clone()
+                    .unwrap_or_else(|| format!("{DEFAULT_REGION} (default)")),
+            ),
             (
                 "inspect_db_size".into(),
                 match s.inspect_db_size {
@@ -152,8 +158,15 @@ impl Settings {
             Some(v) => config::parse_console_ui(v)?,
             None => ConsoleUi::IfTty,
         };
+        let region = match flags.region.as_ref().or(cfg.region.as_ref()) {
+            Some(r) if !valid_region(&r.to_ascii_lowercase()) => anyhow::bail!(
+                "invalid region {r:?}: want letters, digits and dashes, e.g. us or eu"
+            ),
+            r => r.map(|r| r.to_ascii_lowercase()),
+        };
+        let server = flags.server.as_ref().or(cfg.server_addr.as_ref());
         Ok(Settings {
-            server: flags.server.clone().or_else(|| cfg.server_addr.clone()),
+            server: server.map(|s| server_for_region(s, region.as_deref())),
             authtoken: flags.authtoken.clone().or_else(|| cfg.authtoken.clone()),
             root_cas: flags.root_cas.clone().or_else(|| cfg.root_cas.clone()),
             web_addr,
@@ -168,12 +181,58 @@ impl Settings {
             http_proxy: cfg.http_proxy.clone(),
             socks5_proxy: cfg.socks5_proxy.clone(),
             inspect_db_size: cfg.inspect_db_size.unwrap_or(0),
-            region: flags
-                .region
-                .clone()
-                .or_else(|| cfg.region.clone())
-                .unwrap_or_else(|| "local".into()),
+            region,
             config_paths: paths,
         })
+    }
+}
+
+/// `server` with each `{region}` replaced by `region` (the default region when none is
+/// given), so one configuration can name a relay per region.
+pub fn server_for_region(server: &str, region: Option<&str>) -> String {
+    server.replace("{region}", region.unwrap_or(DEFAULT_REGION))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_placeholder_in_server_addr() {
+        let s = "{region}.relay.example.com:4443";
+        assert_eq!(
+            server_for_region(s, Some("eu")),
+            "eu.relay.example.com:4443"
+        );
+        assert_eq!(server_for_region(s, None), "us.relay.example.com:4443");
+        let plain = "relay.example.com:4443";
+        assert_eq!(server_for_region(plain, Some("eu")), plain);
+        assert_eq!(server_for_region(plain, None), plain);
+    }
+
+    #[test]
+    fn region_from_flag_or_file_fills_the_server_address() {
+        let cfg = Config {
+            server_addr: Some("{region}.relay.example.com:4443".into()),
+            region: Some("EU".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&cfg, &Flags::default(), Vec::new()).unwrap();
+        assert_eq!(s.region.as_deref(), Some("eu"));
+        assert_eq!(s.server.as_deref(), Some("eu.relay.example.com:4443"));
+        let flags = Flags {
+            region: Some("ap".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&cfg, &flags, Vec::new()).unwrap();
+        assert_eq!(s.server.as_deref(), Some("ap.relay.example.com:4443"));
+        let none = Settings::resolve(&Config::default(), &Flags::default(), Vec::new()).unwrap();
+        assert_eq!((none.region, none.server), (None, None));
+        let bad = Flags {
+            region: Some("eu west".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&cfg, &bad, Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("invalid region"), "{err}");
     }
 }

@@ -171,8 +171,9 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, SpecError
             bind_tls,
             auth: t.auth.clone(),
             host_header: relay_host_header(t.host_header.as_deref(), &local),
-            remote_addr: None,
-            metadata: None,
+            remote_addr: t.remote_addr.clone(),
+            // ngrok's `metadata` is opaque to the agent: the relay gets it as written.
+            metadata: t.metadata.clone(),
         },
         local,
     );
@@ -190,7 +191,6 @@ pub fn from_config(name: &str, t: &TunnelConfig) -> Result<TunnelSpec, SpecError
     } else if t.client_cas.is_some() {
         return Err(SpecError::ClientCasAlone);
     }
-    spec.metadata = t.metadata.clone();
     Ok(spec)
 }
 
@@ -277,10 +277,11 @@ mod tests {
         assert_eq!(s.local.display(), "http://localhost:8080");
         let mut c = t(Proto::Tcp, "22");
         c.remote_addr = Some("localhost:20022".into());
-        assert_eq!(
-            from_config("ssh", &c).unwrap().request.remote_port,
-            Some(20022)
-        );
+        c.metadata = Some("{\"owner\": \"ops\"}".into());
+        let ssh = from_config("ssh", &c).unwrap().request;
+        assert_eq!(ssh.remote_port, Some(20022));
+        assert_eq!(ssh.remote_addr.as_deref(), Some("localhost:20022"));
+        assert_eq!(ssh.metadata.as_deref(), Some("{\"owner\": \"ops\"}"));
         let mut c = t(Proto::Http, "80");
         c.auth = Some("nocolon".into());
         assert!(from_config("x", &c)

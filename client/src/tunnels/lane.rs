@@ -34,6 +34,8 @@ pub struct SessionConfig {
     pub tls: Arc<rustls::ClientConfig>,
     /// Auth token, if any.
     pub token: Option<String>,
+    /// The region to ask for; `None` lets the relay choose.
+    pub region: Option<String>,
     /// Identity kept across reconnects, so the relay gives the same names back.
     pub client_id: String,
     /// Ceiling of the reconnect back-off.
@@ -73,6 +75,8 @@ pub struct Greeting {
     pub lanes: usize,
     /// What further lanes present to join.
     pub secret: Option<String>,
+    /// The region the relay serves the session in (empty from relays without regions).
+    pub region: String,
 }
 
 /// A lane's mux and its events.
@@ -153,6 +157,7 @@ pub async fn authenticate(
         client_id: cfg.client_id.clone(),
         token: cfg.token.clone(),
         lanes: wanted as u32,
+        region: cfg.region.clone(),
     };
     mux.send_control(control::encode(&auth))
         .map_err(|e| DialError::Transient(e.to_string()))?;
@@ -161,12 +166,14 @@ pub async fn authenticate(
             session_id,
             lanes,
             lane_secret,
+            region,
             ..
         } => {
             let greeting = Greeting {
                 session_id,
                 lanes: (lanes as usize).clamp(1, wanted.max(1)),
                 secret: lane_secret,
+                region,
             };
             Ok(((mux, events), greeting))
         }

@@ -83,13 +83,15 @@ impl Session {
                 Ok(greeting) => {
                     act.failures = 0;
                     act.up = true;
-                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, "client session established");
+                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, region = %greeting.region, "client session established");
                     let greeting = Arc::new(greeting);
                     act.greeting = Some(greeting.clone());
                     for i in 1..greeting.lanes {
                         act.join(i, 0, ctx);
                     }
-                    act.sup.up.do_send(SessionUp);
+                    act.sup.up.do_send(SessionUp {
+                        region: greeting.region.clone(),
+                    });
                 }
                 Err(DialError::Fatal(msg)) => act.sup.fatal.do_send(SessionFatal(msg)),
                 Err(DialError::Transient(msg)) => {
@@ -320,9 +322,12 @@ impl Handler<Close> for Session {
 }
 
 /// The session is authenticated.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct SessionUp;
+pub struct SessionUp {
+    /// The region the relay serves it in (empty from relays without regions).
+    pub region: String,
+}
 
 /// The session dropped; it is reconnecting.
 #[derive(Message)]

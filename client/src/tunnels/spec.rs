@@ -8,7 +8,7 @@ use burrow_protocol::control::{BindTls, TunnelProto, TunnelRequest};
 pub struct TunnelSpec {
     /// Its name (`command_line` for the one from the command line).
     pub name: String,
-    /// What to ask the relay for.
+    /// What to ask the relay for, ngrok's free-form `metadata` included.
     pub request: TunnelRequest,
     /// Where streams go.
     pub local: LocalAddr,
@@ -16,9 +16,6 @@ pub struct TunnelSpec {
     pub inspect: bool,
     /// `rewrite`, `preserve` or a fixed Host value.
     pub host_header: Option<String>,
-    /// ngrok's free-form `metadata`, from the configuration file or the API body: accepted
-    /// and kept for compatibility, but not shown by the API nor sent to the relay.
-    pub metadata: Option<String>,
     /// TLS the agent terminates (tls tunnels with `crt` and `key`).
     pub tls: Option<crate::local::Termination>,
 }
@@ -32,7 +29,6 @@ impl TunnelSpec {
             local,
             inspect: true,
             host_header: None,
-            metadata: None,
             tls: None,
         }
     }

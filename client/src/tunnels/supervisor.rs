@@ -49,7 +49,10 @@ pub enum AgentEvent {
         url: String,
     },
     /// The session is online.
-    Online,
+    Online {
+        /// The region the relay serves it in (empty from relays without regions).
+        region: String,
+    },
     /// The session dropped and is reconnecting.
     Reconnecting(String),
     /// The agent cannot go on: the relay refused it or a tunnel could not start.
@@ -192,11 +195,13 @@ pub struct Shutdown;
 
 impl Handler<SessionUp> for Supervisor {
     type Result = ();
-    fn handle(&mut self, _: SessionUp, _: &mut Self::Context) {
+    fn handle(&mut self, up: SessionUp, _: &mut Self::Context) {
         self.online = true;
-        (self.events)(AgentEvent::Online);
+        (self.events)(AgentEvent::Online {
+            region: up.region.clone(),
+        });
         for r in self.running.values() {
-            r.addr.do_send(SessionUp);
+            r.addr.do_send(up.clone());
         }
     }
 }

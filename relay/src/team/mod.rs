@@ -179,15 +179,6 @@ impl Team {
         !self.snap().accounts.is_empty()
     }
 
-    /// This relay's region, or the one the agent asked for where the relay serves any.
-    pub fn region_for(&self, asked: Option<&str>) -> String {
-        match (&self.region, asked) {
-            (Some(r), _) => r.clone(),
-            (None, Some(a)) => a.to_string(),
-            (None, None) => "us".into(),
-        }
-    }
-
     /// Who `token` belongs to: `None` on an open relay; refused when the relay has
     /// accounts and the token is missing or unknown, or its account has all the agent
     /// sessions it may have.
