@@ -3,6 +3,7 @@
 
 pub mod affinity;
 pub mod config;
+pub mod dashboard;
 pub mod door;
 pub mod http;
 pub mod lane;

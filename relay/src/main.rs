@@ -1,4 +1,6 @@
-//! `burrowd`: run a Burrow relay.
+//! `burrowd`: run a Burrow relay, or (`burrowd admin ...`) manage a running one.
+
+mod admin_cli;
 
 use anyhow::{bail, Context};
 use burrow_relay::{PortRange, PortRangeError, RelayConfig, TlsSource};
@@ -9,6 +11,7 @@ use std::time::Duration;
 const HELP: &str = "burrowd: the Burrow relay
 
 USAGE: burrowd [FLAGS]
+       burrowd admin COMMAND   manage a running relay (see burrowd admin help)
 
 FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --domain NAME            public domain; tunnels are <name>.NAME (default localhost)
@@ -42,6 +45,10 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
 ";
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("admin") {
+        std::process::exit(admin_cli::main(args));
+    }
     if let Err(e) = run() {
         eprintln!("burrowd: {e:#}");
         std::process::exit(1);
