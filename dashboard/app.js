@@ -559,13 +559,20 @@ function route() {
   $('nav').hidden = false;
   const hash = location.hash.replace(/^#/, '');
   if (hash.startsWith('account/')) {
-    const name = decodeURIComponent(hash.slice('account/'.length));
+    let name = hash.slice('account/'.length);
+    try {
+      name = decodeURIComponent(name);
+    } catch (e) {
+      // A hand-typed address with a stray '%': look the name up as typed.
+    }
     show('account-view');
-    keepRefreshing(accountPage(name));
+    const refresh = accountPage(name);
+    keepRefreshing(() => Promise.all([refresh(), loadStatus().catch(() => {})]));
   } else if (hash === 'accounts') {
     show('accounts-view');
     lastAccounts = null;
     keepRefreshing(async () => {
+      loadStatus().catch(() => {});
       try {
         await refreshAccounts();
         $('accounts-error').textContent = '';
@@ -578,7 +585,6 @@ function route() {
     lastAgents = null;
     keepRefreshing(refreshAgents);
   }
-  if (!$('relay-info').textContent) loadStatus().catch(() => {});
 }
 
 $('login-form').addEventListener('submit', async (ev) => {

@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod affinity;
 pub mod config;
-pub mod dashboard;
 pub mod door;
 pub mod http;
 pub mod lane;

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod reservations;
@@ -94,8 +95,10 @@ impl AdminServer {
 }
 
 /// The dashboard's static files, served without the token (the page asks for it and sends
-/// it with each API call). Registers nothing until the dashboard is built in.
-fn dashboard(_cfg: &mut web::ServiceConfig) {}
+/// it with each API call).
+fn dashboard(cfg: &mut web::ServiceConfig) {
+    dashboard::routes(cfg);
+}
 
 async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
     ApiError::not_found(format!("no such endpoint {} {}", req.method(), req.path()))
