@@ -2,7 +2,8 @@
 //! real agents and visitors, and the API called over HTTP with curl.
 
 use burrow::AgentEvent;
-use burrow_e2e::{curl, host_of, upstream, TestAgent, TestRelay, TunnelOpts};
+use burrow_e2e::relay_bin::Burrowd;
+use burrow_e2e::{curl, host_of, upstream, Scratch, TestAgent, TestRelay, TunnelOpts};
 use burrow_relay::{PortRange, RelayConfig, Secret};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -685,4 +686,41 @@ async fn reserved_names_bind_only_for_their_account() {
     for s in b["sessions"].as_array().unwrap() {
         assert_eq!(s["tunnels"], json!([]), "{b}");
     }
+}
+
+/// The status of `GET /api/status` on `port` with `token`, through the curl binary.
+fn status_with(port: u16, token: &str) -> String {
+    let out = burrow_e2e::curl_command()
+        .args(["--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://127.0.0.1:{port}/api/status"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn burrowd_makes_its_token_file_once_and_the_environment_overrides_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("admin-token");
+    let file = dir.0.join("state").join("admin-token");
+    let relay = Burrowd::start(&dir, &[], &[]);
+    let port = relay.admin.expect("burrowd prints its admin address");
+    let token = std::fs::read_to_string(&file).expect("the token file is made");
+    let token = token.trim();
+    assert!(token.starts_with("bra_") && token.len() == 47, "{token}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(status_with(port, token), "200");
+    drop(relay);
+
+    let relay = Burrowd::start(&dir, &[], &[("BURROWD_ADMIN_TOKEN", "bra_from-the-env")]);
+    let port = relay.admin.unwrap();
+    assert_eq!(status_with(port, "bra_from-the-env"), "200");
+    assert_eq!(status_with(port, token), "401");
+    drop(relay);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+
+    let relay = Burrowd::start(&dir, &["--admin-addr", "off"], &[]);
+    assert_eq!(relay.admin, None);
 }
