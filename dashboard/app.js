@@ -152,7 +152,8 @@ function form(id, fields, submitLabel, onSubmit) {
     };
     if (f.type) props.type = f.type;
     if (f.min !== undefined) props.min = f.min;
-    return [f, el(f.textarea ? 'textarea' : 'input', props)];
+    if (f.wide) props.class = 'wide';
+    return [f, el('input', props)];
   });
   const node = el('form', { id, class: 'inline' },
     inputs.map(([f, input]) => el('span', { class: 'field' },
@@ -275,7 +276,7 @@ function renderAgents(sessions) {
       el('td', {}, actionButton('Kick', error, async () => {
         await api('DELETE', '/api/sessions/' + q(s.id));
         await refreshAgents();
-      }))));
+      }, { 'aria-label': 'End session ' + s.id }))));
     body.append(el('tr', { class: 'session-tunnels', dataset: { session: s.id } },
       el('td', { colspan: columns.length }, tunnelsTable(s.tunnels))));
   }
@@ -391,6 +392,7 @@ function accountPage(name) {
     { name: 'tunnels', label: 'Tunnels', type: 'number', min: 0, required: true, keep: true },
     { name: 'tcp_ports', label: 'TCP ports', type: 'number', min: 0, required: true, keep: true },
   ], 'Save quotas', async (v) => {
+    quotasNote.textContent = '';
     const body = { sessions: Number(v.sessions), tunnels: Number(v.tunnels), tcp_ports: Number(v.tcp_ports) };
     const account = await api('PUT', path + '/quotas', body);
     fillQuotas(account.quotas);
@@ -412,7 +414,7 @@ function accountPage(name) {
     actionButton('Revoke', tokens.error, async () => {
       await api('DELETE', '/api/tokens/' + q(t.id));
       await after();
-    }, { class: 'small danger' }),
+    }, { class: 'small danger', 'aria-label': 'Revoke token ' + t.id }),
   ], 'No tokens: agents of this account cannot connect.');
   const secretBox = el('div', { id: 'token-secret', class: 'secret', role: 'status', hidden: true });
   tokens.add(secretBox, form('token-form', [
@@ -442,7 +444,7 @@ function accountPage(name) {
     actionButton('Remove', domains.error, async () => {
       await api('DELETE', '/api/domains?name=' + q(d.name));
       await after();
-    }),
+    }, { 'aria-label': 'Release ' + d.name }),
   ], 'No reserved domains.');
   domains.add(form('domain-form', [
     { name: 'name', label: 'Domain', placeholder: 'app.example.com or *.example.com', required: true },
@@ -459,7 +461,7 @@ function accountPage(name) {
     actionButton('Remove', addrs.error, async () => {
       await api('DELETE', '/api/addrs?addr=' + q(a.addr));
       await after();
-    }),
+    }, { 'aria-label': 'Release ' + a.addr }),
   ], 'No reserved TCP addresses.');
   addrs.add(form('addr-form', [
     { name: 'addr', label: 'Address', placeholder: 'host:port', required: true },
@@ -475,7 +477,7 @@ function accountPage(name) {
     actionButton('Remove', whitelist.error, async () => {
       await api('DELETE', path + '/whitelist?entry=' + q(w.net));
       await after();
-    }),
+    }, { 'aria-label': 'Remove ' + w.net + ' from the whitelist' }),
   ], 'No entries: visitors from anywhere reach this account\'s tunnels.');
   whitelist.add(form('whitelist-form', [
     { name: 'entry', label: 'Address or CIDR', placeholder: '203.0.113.7 or 10.0.0.0/8', required: true },
@@ -492,10 +494,10 @@ function accountPage(name) {
     actionButton('Remove', keys.error, async () => {
       await api('DELETE', '/api/ssh-keys?fingerprint=' + q(k.fingerprint));
       await after();
-    }),
+    }, { 'aria-label': 'Remove key ' + k.fingerprint }),
   ], 'No SSH keys.');
   keys.add(form('ssh-form', [
-    { name: 'key', label: 'Public key', placeholder: 'ssh-ed25519 AAAA… comment', required: true, textarea: true },
+    { name: 'key', label: 'Public key (one authorized_keys line)', placeholder: 'ssh-ed25519 AAAA… comment', required: true, wide: true },
   ], 'Add key', async (v) => {
     await api('POST', path + '/ssh-keys', { key: v.key });
     await after();
@@ -511,7 +513,7 @@ function accountPage(name) {
     actionButton('Kick', sessions.error, async () => {
       await api('DELETE', '/api/sessions/' + q(s.id));
       await after();
-    }),
+    }, { 'aria-label': 'End session ' + s.id }),
   ], 'No agent of this account is connected.');
 
   const missing = el('p', { class: 'error', role: 'alert' });

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 const TOKEN: &str = "bra_dashboard-test-token";
 const HOSTILE: &str = "<img src=x onerror=alert(1)><script>window.__pwned=1</script>";
+/// The blob of an ed25519 public key.
+const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
 /// What the relay's thread is asked to do.
 enum Ask {
@@ -349,6 +351,40 @@ fn accounts_tokens_reservations_and_the_whitelist_through_the_forms() {
         serde_json::json!(["team.localhost"])
     );
     assert_eq!(column(&page, "domains", 1), serde_json::json!(["us"]));
+
+    // Quotas, a tcp address and an SSH key whose comment is markup.
+    page.eval("document.querySelector('#quotas-form-tunnels').value = ''");
+    submit(&page, "#quotas-form-tunnels", "3");
+    page.wait_for(
+        "the quotas saved",
+        "document.querySelector('#quotas').textContent.includes('Saved.')",
+        WAIT,
+    );
+    let (_, shown) = team.api("GET", "/api/accounts/a", None);
+    assert_eq!(shown["account"]["quotas"]["tunnels"], 3, "{shown}");
+    submit(&page, "#addr-form-addr", "127.0.0.1:15000");
+    page.wait_for(
+        "the tcp address listed",
+        "document.querySelectorAll('#addrs tbody tr').length === 1",
+        WAIT,
+    );
+    assert_eq!(
+        column(&page, "addrs", 0),
+        serde_json::json!(["127.0.0.1:15000"])
+    );
+    let key = format!("ssh-ed25519 {ED25519} {HOSTILE}");
+    submit(&page, "#ssh-form-key", &key);
+    page.wait_for(
+        "the key listed",
+        "document.querySelectorAll('#ssh-keys tbody tr').length === 1",
+        WAIT,
+    );
+    assert_eq!(column(&page, "ssh-keys", 2), serde_json::json!([HOSTILE]));
+    assert_eq!(
+        page.eval("document.querySelectorAll('#account-view img, #account-view script').length"),
+        0
+    );
+    assert_eq!(page.eval("window.__pwned === undefined"), true);
 
     // B's agent may not have it; A's may.
     let (code, issued) = team.api("POST", "/api/accounts/b/tokens", Some(r#"{"label":"ci"}"#));
