@@ -86,16 +86,12 @@ impl Admin {
         self.get("/api/sessions").await.as_array().unwrap().clone()
     }
 
-    /// Waits up to a second for no session to be left.
-    async fn sessions_gone(&self) {
+    /// Waits up to a second for the session `id` to be gone.
+    async fn session_gone(&self, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(1);
-        while !self.sessions().await.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "sessions left: {:?}",
-                self.sessions().await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.sessions().await.iter().any(|s| s["id"] == id) {
+            assert!(Instant::now() < deadline, "session {id} is still there");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -240,7 +236,9 @@ async fn accounts_and_tokens_and_a_revoked_token_ends_its_session() {
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["revoked"]["id"], id.as_str());
     assert_eq!(revoked["kicked"], 1);
-    admin.sessions_gone().await;
+    admin
+        .session_gone(sessions[0]["id"].as_str().unwrap())
+        .await;
     // The agent hears of it: its session dropped, and the token no longer opens another.
     let mut heard = Vec::new();
     while let Some(ev) = agent.next_event(Duration::from_secs(5)).await {
@@ -585,16 +583,32 @@ async fn sessions_end_on_request_and_metrics_count_their_traffic() {
         .call("DELETE", &format!("/api/sessions/{id}"), None)
         .await;
     assert_eq!(status, 204);
-    admin.sessions_gone().await;
+    admin.session_gone(&id).await;
     admin
         .refused("DELETE", &format!("/api/sessions/{id}"), None, 404)
         .await;
     admin
         .refused("DELETE", "/api/sessions/zzz", None, 404)
         .await;
-    // The tunnel's counters went with it; the account's sums keep its traffic.
+    // The agent reconnects, as after a network drop, and gets its name back for a new
+    // tunnel: the old one's counters went with it, the account's sums keep its traffic.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = admin.sessions().await;
+        if s.first()
+            .is_some_and(|s| s["tunnels"][0]["urls"][0] == tunnel.as_str())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not come back: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let text = admin.metrics().await;
-    assert!(!text.contains(&tunnel), "{text}");
+    let fresh = format!("{} 0\n", series("burrowd_requests_total", ""));
+    assert!(text.contains(&fresh), "{text}");
     assert!(
         text.contains("burrowd_account_requests_total{account=\"\"} 3\n"),
         "{text}"
