@@ -137,9 +137,14 @@ async fn the_token_is_required_for_the_api_and_the_metrics() {
     assert_eq!(status["domain"], "localhost");
     assert_eq!(status["region"], "us");
     assert_eq!(status["accounts"], 0);
-    // The dashboard's place needs no token; nothing is served there yet.
-    let (out, _, _) = curl(&["-w", "\n%{http_code}", &format!("http://{}/", admin.addr)]).await;
-    assert!(out.ends_with("\n404"), "{out}");
+    // The dashboard's page needs no token (it asks for one), and comes with its policy.
+    let (out, _, _) = curl(&["-i", &format!("http://{}/", admin.addr)]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'"),
+        "{out}"
+    );
     let err = admin.refused("GET", "/api/nothing-here", None, 404).await;
     assert!(err.contains("/api/nothing-here"), "{err}");
 }
