@@ -363,7 +363,7 @@ start_burrowd() {
   start_bg burrowd env -u BURROWD_AUTH_TOKENS HOME="$WORK/home" "$RELEASE/burrowd" \
     --domain localhost --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
     --control-addr 127.0.0.1:0 --tcp-bind 127.0.0.1 --tcp-ports 0-0 \
-    --log-level error --state-dir "$state"
+    --log-level error --admin-addr off --state-dir "$state"
   BURROWD_PID=$LAST_PID
   BURROWD_CONTROL=$(wait_line burrowd '^ +agents ' "$BURROWD_PID" | awk '{print $2}')
   BURROWD_HTTP=$(wait_line burrowd '^ +http ' "$BURROWD_PID" | awk '{print $2}')

@@ -242,6 +242,8 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
                 "--tcp-bind",
                 "127.0.0.1",
             ])
+            // Two benchmarks at once must not fight over the admin port.
+            .args(["--admin-addr", "off"])
             .args(["--tcp-ports", "0-0", "--log-level", "error", "--state-dir"])
             .arg(&state),
     )?;

@@ -76,6 +76,8 @@ pub struct TunnelOpts {
     pub hostname: Option<String>,
     /// The agent's worker threads, and so the lanes it asks for.
     pub lanes: usize,
+    /// The tunnel's free-form metadata, shown by the relay's admin side.
+    pub metadata: Option<String>,
 }
 
 impl TunnelOpts {
@@ -91,6 +93,7 @@ impl TunnelOpts {
             hostname: None,
             // As many lanes as the test relay has workers, whatever the machine's cores.
             lanes: 2,
+            metadata: None,
         }
     }
 
@@ -117,6 +120,12 @@ impl TunnelOpts {
     /// With an agent of `n` worker threads (lanes).
     pub fn lanes(mut self, n: usize) -> Self {
         self.lanes = n;
+        self
+    }
+
+    /// With `metadata` on the tunnel.
+    pub fn metadata(mut self, m: &str) -> Self {
+        self.metadata = Some(m.into());
         self
     }
 
@@ -177,6 +186,7 @@ impl TestAgent {
                 remote_port: opts.remote_port,
                 bind_tls: opts.bind_tls,
                 auth: opts.auth,
+                metadata: opts.metadata,
                 ..TunnelRequest::new(opts.proto)
             },
             burrow::local::addr::parse(opts.proto, &opts.addr).map_err(|e| e.to_string())?,

@@ -7,12 +7,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// `burrowd` with `args`, hermetic (see [`hermetic`]) with `home` as `HOME`; the
-/// environment's `BURROWD_AUTH_TOKENS` is not passed on either (tests that need it set it
-/// themselves).
+/// environment's `BURROWD_AUTH_TOKENS` and `BURROWD_ADMIN_TOKEN` are not passed on either
+/// (tests that need them set them themselves). The admin listener gets a port of the
+/// system's choosing unless `args` name another.
 pub fn burrowd(home: impl AsRef<Path>, args: &[&str]) -> Command {
     let mut cmd = Command::new(binary("burrowd"));
     hermetic(&mut cmd, home)
         .env_remove("BURROWD_AUTH_TOKENS")
+        .env_remove("BURROWD_ADMIN_TOKEN")
+        .args(["--admin-addr", "127.0.0.1:0"])
         .args(args);
     cmd
 }
@@ -24,6 +27,8 @@ pub struct Burrowd {
     pub control: u16,
     /// The https port.
     pub https: u16,
+    /// The admin API's port, if it listens.
+    pub admin: Option<u16>,
 }
 
 impl Burrowd {
@@ -60,13 +65,15 @@ impl Burrowd {
                 .and_then(|p| p.trim().parse::<u16>().ok())
                 .unwrap_or_else(|| panic!("no port in {l:?}"))
         };
-        let (mut control, mut https) = (0, 0);
+        let (mut control, mut https, mut admin) = (0, 0, None);
         for l in lines.by_ref().map_while(Result::ok) {
             let l = l.trim_start();
             if l.starts_with("agents") {
                 control = port(l);
             } else if l.starts_with("https") {
                 https = port(l);
+            } else if l.starts_with("admin") {
+                admin = Some(port(l));
             } else if l.starts_with("fingerprint") {
                 break;
             }
@@ -80,6 +87,7 @@ impl Burrowd {
             _child: child,
             control,
             https,
+            admin,
         }
     }
 }

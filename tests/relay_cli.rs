@@ -1,8 +1,10 @@
-//! The `burrowd` binary: start-up output, state directory, flags, SIGTERM.
+//! The `burrowd` binary: start-up output, state directory, flags, SIGTERM, and the
+//! `burrowd admin` command line against a running relay.
 
 use burrow_e2e::agent_bin::{agent_against as agent, agent_outcome, Outcome as Agent};
+use burrow_e2e::binaries::binary;
 use burrow_e2e::relay_bin::{self, Burrowd};
-use burrow_e2e::Scratch;
+use burrow_e2e::{free_port, hermetic, Scratch};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -397,4 +399,166 @@ fn a_corrupt_store_file_is_named_and_left_as_it_was() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(file.to_str().unwrap()), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"not a database at all");
+}
+
+/// `burrowd admin --admin-addr ADDR --state-dir STATE ARGS` with `env`, run from `dir`;
+/// (exit status, stdout, stderr).
+fn admin(dir: &Scratch, addr: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(binary("burrowd"));
+    hermetic(&mut cmd, dir)
+        .env_remove("BURROWD_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .current_dir(&dir.0)
+        .args([
+            "admin",
+            "--admin-addr",
+            addr,
+            "--state-dir",
+            &dir.path("state"),
+        ])
+        .args(args);
+    let out = cmd.output().expect("burrowd admin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_admin_command_line_manages_a_running_relay() {
+    let dir = Scratch::new("burrowd-admin");
+    let relay = Burrowd::start(&dir, &[], &[]);
+    let addr = format!("127.0.0.1:{}", relay.admin.expect("an admin listener"));
+    // The token is the one the relay wrote into its state directory at start.
+    let ok = |args: &[&str]| {
+        let (code, out, err) = admin(&dir, &addr, &[], args);
+        assert_eq!(code, 0, "burrowd admin {args:?}: {err}");
+        out
+    };
+
+    let out = ok(&["accounts", "add", "alice"]);
+    assert!(out.starts_with("account alice created;"), "{out}");
+    let out = ok(&["tokens", "issue", "alice", "--label", "laptop"]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .to_string();
+    assert!(out.contains("will not be shown again"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(id.starts_with("tok_"), "{out}");
+    let out = ok(&["domains", "add", "alice", "app.localhost"]);
+    assert_eq!(out, "app.localhost reserved for alice in region us\n");
+    let out = ok(&["whitelist", "add", "alice", "10.0.0.0/8"]);
+    assert_eq!(out, "alice now accepts visitors from 10.0.0.0/8\n");
+
+    let show = ok(&["accounts", "show", "alice"]);
+    assert!(show.starts_with("account  alice\n"), "{show}");
+    assert!(
+        show.contains("quotas   10 agent sessions, 50 tunnels, 5 tcp ports"),
+        "{show}"
+    );
+    let tokens = show.lines().skip_while(|l| *l != "tokens:").nth(1).unwrap();
+    assert!(
+        tokens.starts_with("  ID  ") && tokens.contains("LABEL"),
+        "{show}"
+    );
+    assert!(show.contains(&id) && show.contains("laptop"), "{show}");
+    assert!(
+        show.contains("app.localhost") && show.contains("10.0.0.0/8"),
+        "{show}"
+    );
+    assert!(
+        !show.contains(&secret),
+        "the secret is shown once only:\n{show}"
+    );
+    // Columns line up: each header starts where its cells do.
+    let domains: Vec<&str> = show
+        .lines()
+        .skip_while(|l| *l != "domains:")
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(domains[0].find("REGION"), domains[1].find("us"), "{show}");
+
+    // Another account's reservation of the same name is refused: status 1, the API's reason.
+    ok(&["accounts", "add", "bob"]);
+    let (code, out, err) = admin(
+        &dir,
+        &addr,
+        &[],
+        &["domains", "add", "bob", "app.localhost"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("app.localhost is reserved by another account"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // --json prints the API's answer.
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["tokens", "list", "alice", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed[0]["label"], "laptop", "{listed}");
+
+    // The token lets an agent bind the reserved name; revoking it ends that session.
+    let ca = dir.path("state/ca.pem");
+    let up = agent(
+        &dir,
+        &relay,
+        &[
+            "-root-cas",
+            &ca,
+            "-authtoken",
+            &secret,
+            "-subdomain",
+            "app",
+            "-bind-tls",
+            "false",
+        ],
+    );
+    let Agent::Up(_agent, url) = up else {
+        panic!("alice's agent was refused her name");
+    };
+    assert!(url.starts_with("http://app.localhost:"), "{url}");
+    let sessions = ok(&["sessions"]);
+    assert!(
+        sessions.contains("alice") && sessions.contains(&url),
+        "{sessions}"
+    );
+    let out = ok(&["tokens", "revoke", &id]);
+    assert_eq!(
+        out,
+        format!("token {id} of alice revoked; 1 session ended\n")
+    );
+    assert_eq!(ok(&["tokens", "alice"]), "(none)\n");
+
+    // A wrong token, and a relay that is not there, each say so in one line.
+    let (code, _, err) = admin(
+        &dir,
+        &addr,
+        &[("BURROWD_ADMIN_TOKEN", "bra_wrong")],
+        &["status"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("admin token missing or wrong"), "{err}");
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = admin(&dir, &nowhere, &[], &["accounts"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("cannot reach the admin API at {nowhere}")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, _, err) = admin(&dir, &addr, &[], &["accounts", "frob"]);
+    assert_eq!(
+        (code, err.trim()),
+        (
+            1,
+            "burrowd admin: unknown command `accounts frob` (see burrowd admin help)"
+        )
+    );
 }

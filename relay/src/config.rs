@@ -136,6 +136,34 @@ pub struct RelayConfig {
     /// The region this relay serves, refusing agents that ask for another; `None` (the
     /// agent's own relay) serves whichever region its one agent asks for.
     pub region: Option<String>,
+    /// Listener of the admin API, the dashboard and `/metrics`; `None` runs none.
+    pub admin_addr: Option<SocketAddr>,
+    /// File holding the admin token; `None` means `admin-token` in the state directory.
+    pub admin_token_file: Option<PathBuf>,
+    /// An admin token given directly (`BURROWD_ADMIN_TOKEN`, tests), used instead of the file.
+    pub admin_token: Option<Secret>,
+}
+
+/// A secret that prints as `MASKED`, so configuration dumps and logs never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for the one place that checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MASKED")
+    }
 }
 
 impl RelayConfig {
@@ -158,6 +186,9 @@ impl RelayConfig {
             workers: 0,
             warn_open: true,
             region: None,
+            admin_addr: None,
+            admin_token_file: None,
+            admin_token: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! burrowd, the public side of Burrow: accepts agents over TLS, binds their tunnels, and
 //! routes public HTTP, HTTPS and TCP connections to them through a stream mux.
 
+pub mod admin;
 pub mod affinity;
 pub mod config;
 pub mod door;
@@ -17,7 +18,7 @@ pub mod team;
 pub mod tls;
 pub mod tunnel;
 
-pub use config::{Limits, PortRange, PortRangeError, RelayConfig};
+pub use config::{Limits, PortRange, PortRangeError, RelayConfig, Secret};
 pub use tls::TlsSource;
 
 use burrow_http::workers::ArbiterPool;
@@ -41,6 +42,9 @@ pub struct RelayHandle {
     pub ca_pem: Option<String>,
     /// SHA-256 fingerprint of the CA or certificate.
     pub fingerprint: String,
+    /// Where the admin API, the dashboard and `/metrics` are served, if anywhere.
+    pub admin_addr: Option<SocketAddr>,
+    admin: Option<admin::AdminServer>,
     state: Arc<RelayState>,
     stopping: watch::Sender<bool>,
     closing: watch::Sender<bool>,
@@ -81,6 +85,12 @@ impl RelayHandle {
         self.state.team.clone()
     }
 
+    /// The file holding the admin token (`None` without an admin listener, or when the
+    /// token was given directly).
+    pub fn admin_token_path(&self) -> Option<&std::path::Path> {
+        self.admin.as_ref()?.token_file.as_deref()
+    }
+
     /// Public connections open now.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::Relaxed)
@@ -100,6 +110,9 @@ impl RelayHandle {
                 open = left,
                 "drain grace over; closing remaining connections"
             );
+        }
+        if let Some(a) = &self.admin {
+            a.stop().await;
         }
         let _ = self.closing.send(true);
         // Let sessions say goodbye (and start their leases' grace) before the workers stop.
@@ -131,6 +144,10 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     let port = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (http_addr, https_addr) = (port(&http), port(&https));
     let control_addr = control.local_addr()?;
+    let admin = match cfg.admin_addr {
+        Some(a) => Some(admin::bind(a, &cfg)?),
+        None => None,
+    };
     let (stopping_tx, stopping) = watch::channel(false);
     let (closing_tx, closing) = watch::channel(false);
     let store: Arc<dyn burrow_store::Store> =
@@ -152,8 +169,7 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         pool,
         tls.server_config.clone(),
         (http_addr.map(|a| a.port()), https_addr.map(|a| a.port())),
-        stopping,
-        closing,
+        (stopping, closing),
     ));
     actix_rt::spawn(listeners::run_control(control, state.clone()));
     if let Some(l) = http {
@@ -163,12 +179,18 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
         actix_rt::spawn(listeners::run_http(l, Some(acceptor), state.clone()));
     }
+    let admin = match admin {
+        Some(bound) => Some(admin::serve(bound, &state)?),
+        None => None,
+    };
     Ok(RelayHandle {
         http_addr,
         https_addr,
         control_addr,
         ca_pem: tls.ca_pem,
         fingerprint: tls.fingerprint,
+        admin_addr: admin.as_ref().map(|a| a.addr),
+        admin,
         state,
         stopping: stopping_tx,
         closing: closing_tx,

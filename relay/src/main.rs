@@ -1,8 +1,10 @@
-//! `burrowd`: run a Burrow relay.
+//! `burrowd`: run a Burrow relay, or (`burrowd admin ...`) manage a running one.
+
+mod admin_cli;
 
 use anyhow::{bail, Context};
 use burrow_protocol::control::{valid_region, DEFAULT_REGION};
-use burrow_relay::{PortRange, PortRangeError, RelayConfig, TlsSource};
+use burrow_relay::{PortRange, PortRangeError, RelayConfig, Secret, TlsSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 const HELP: &str = "burrowd: the Burrow relay
 
 USAGE: burrowd [FLAGS]
+       burrowd admin COMMAND   manage a running relay (see burrowd admin help)
 
 FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --domain NAME            public domain; tunnels are <name>.NAME (default localhost)
@@ -25,6 +28,11 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --tls-key PATH           PEM private key for it; without both, a CA of the relay's own
                            is created in the state directory and its fingerprint printed
   --state-dir PATH         where the CA and the leases live (default ./burrowd-state)
+  --admin-addr ADDR        admin API, dashboard and /metrics, or \"off\"
+                           (default 127.0.0.1:4480)
+  --admin-token-file PATH  the admin token; made there on first start (mode 0600) if
+                           missing (default <state-dir>/admin-token; BURROWD_ADMIN_TOKEN
+                           overrides it)
   --lease-grace SECS       how long a departed agent keeps its names (default 300)
   --drain-grace SECS       how long SIGTERM waits for open connections (default 10)
   --max-head BYTES         largest request head (default 65536)
@@ -45,6 +53,10 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
 ";
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("admin") {
+        std::process::exit(admin_cli::main(args));
+    }
     if let Err(e) = run() {
         eprintln!("burrowd: {e:#}");
         std::process::exit(1);
@@ -64,6 +76,14 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
     };
     cfg.state_dir = Some(PathBuf::from("burrowd-state"));
     cfg.region = Some(DEFAULT_REGION.into());
+    // Loopback: the admin API manages every account, so reaching it from elsewhere is a
+    // choice the operator makes (or an SSH tunnel).
+    cfg.admin_addr = Some(SocketAddr::from(([127, 0, 0, 1], 4480)));
+    cfg.admin_token = std::env::var("BURROWD_ADMIN_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
     let mut cert = None;
     let mut key = None;
     let mut level = "info".to_string();
@@ -148,6 +168,8 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             "tls-cert" => cert = Some(PathBuf::from(value)),
             "tls-key" => key = Some(PathBuf::from(value)),
             "state-dir" => cfg.state_dir = Some(PathBuf::from(value)),
+            "admin-addr" => cfg.admin_addr = addr(&value)?,
+            "admin-token-file" => cfg.admin_token_file = Some(PathBuf::from(value)),
             "lease-grace" => cfg.lease_grace = secs(&value)?,
             "drain-grace" => cfg.drain_grace = secs(&value)?,
             "head-timeout" => cfg.limits.head_timeout = secs(&value)?,
@@ -225,6 +247,9 @@ fn run() -> anyhow::Result<()> {
         }
         println!("  tcp ports   {tcp_ports}");
         println!("  region      {region}");
+        if let Some(a) = relay.admin_addr {
+            println!("  admin       http://{a}");
+        }
         println!("  fingerprint {}", relay.fingerprint);
         if let (Some(_), Some(path)) = (&relay.ca_pem, ca_file) {
             // Agents pass this to -root-cas, clients to curl --cacert.

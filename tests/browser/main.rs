@@ -1,8 +1,10 @@
 //! The inspector and status pages in headless Chromium, with real traffic through a real
 //! tunnel: live arrival, detail views, parse errors, filters, replay, edited replay,
 //! escaping of hostile content, the status page, and 10,000 captured requests.
-//! Screenshots land in `target/screenshots/`.
+//! Screenshots land in `target/screenshots/`. The relay's admin dashboard is tested in
+//! [`dashboard`].
 
+mod dashboard;
 mod driver;
 
 use burrow_e2e::agent_bin::{agent, call, http_tunnel, json};

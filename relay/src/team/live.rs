@@ -3,6 +3,7 @@
 
 use actix::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,6 +167,10 @@ pub struct TunnelView {
 #[derive(Debug, Default)]
 pub struct Live {
     sessions: dashmap::DashMap<u64, Arc<LiveSession>>,
+    /// Traffic of the tunnels that went away, by account (`""` on an open relay): the
+    /// per-account sums of `/metrics` are counters, and a counter must not go down when a
+    /// tunnel stops.
+    retired: Mutex<HashMap<String, CountersView>>,
 }
 
 impl Live {
@@ -176,7 +181,31 @@ impl Live {
 
     /// Forgets a session that ended.
     pub fn remove(&self, id: u64) {
-        self.sessions.remove(&id);
+        if let Some((_, s)) = self.sessions.remove(&id) {
+            for t in s.tunnels().drain(..) {
+                self.retire(&s, &t);
+            }
+        }
+    }
+
+    fn retire(&self, s: &LiveSession, t: &LiveTunnel) {
+        let v = t.counters.view();
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = retired
+            .entry(s.account.clone().unwrap_or_default())
+            .or_default();
+        sum.connections += v.connections;
+        sum.requests += v.requests;
+        sum.bytes_in += v.bytes_in;
+        sum.bytes_out += v.bytes_out;
+    }
+
+    /// Traffic of the tunnels that went away, by account (`""` for sessions without one).
+    pub fn retired(&self) -> Vec<(String, CountersView)> {
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = retired.iter().map(|(a, v)| (a.clone(), *v)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Records a tunnel bound by session `id`.
@@ -198,7 +227,15 @@ impl Live {
     /// Forgets a tunnel that stopped.
     pub fn remove_tunnel(&self, id: u64, tunnel: u64) {
         if let Some(s) = self.sessions.get(&id) {
-            s.tunnels().retain(|t| t.id != tunnel);
+            let gone: Vec<_> = {
+                let mut tunnels = s.tunnels();
+                let (gone, kept) = tunnels.drain(..).partition(|t| t.id == tunnel);
+                *tunnels = kept;
+                gone
+            };
+            for t in &gone {
+                self.retire(&s, t);
+            }
         }
     }
 

@@ -7,6 +7,7 @@ pub mod live;
 
 use burrow_store::{
     owner_of, wildcard_matches, Account, AddrReservation, DomainReservation, Store, StoreError,
+    TokenInfo,
 };
 use ipnet::IpNet;
 use live::Live;
@@ -209,7 +210,7 @@ impl Team {
         self.snap()
             .accounts
             .get(account)
-            .map(|a| a.quotas.clone())
+            .map(|a| a.quotas)
             .unwrap_or_default()
     }
 
@@ -311,14 +312,16 @@ impl Team {
         }
     }
 
-    /// Revokes a token and ends the sessions that used it.
-    pub fn revoke(&self, token_id: &str) -> Result<usize, TeamError> {
-        self.store.revoke_token(token_id)?;
-        Ok(self
+    /// Revokes a token and ends the sessions that used it; returns the token and how many
+    /// sessions ended.
+    pub fn revoke(&self, token_id: &str) -> Result<(TokenInfo, usize), TeamError> {
+        let info = self.store.revoke_token(token_id)?;
+        let kicked = self
             .live
             .kick_where("the auth token of this session was revoked", |s| {
                 s.token_id.as_deref() == Some(token_id)
-            }))
+            });
+        Ok((info, kicked))
     }
 
     /// Deletes an account with everything it owns and ends its sessions.
