@@ -1,34 +1,7 @@
 //! Embeds every file of `web-ui/` in the binary, so the inspector needs no files at run time.
 
-use std::fmt::Write;
-use std::path::Path;
+include!("../shared-http/build/embed.rs");
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-ui");
-    println!("cargo:rerun-if-changed={}", dir.display());
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    let mut out = String::from(
-        "/// The web UI's files as (name, contents).\npub static FILES: &[(&str, &[u8])] = &[\n",
-    );
-    for p in names {
-        println!("cargo:rerun-if-changed={}", p.display());
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let abs = p.canonicalize().unwrap_or(p.clone());
-        let _ = writeln!(
-            out,
-            "    ({name:?}, include_bytes!({:?})),",
-            abs.display().to_string()
-        );
-    }
-    out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("web_ui.rs");
-    std::fs::write(dest, out).expect("write web_ui.rs");
+    embed("web-ui", "The web UI's files", "web_ui.rs");
 }

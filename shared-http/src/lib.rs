@@ -2,6 +2,7 @@
 //! pages and escaping, host-name rules, certificate files, and the worker arbiters with
 //! the connection actor that pumps each connection.
 
+pub mod assets;
 pub mod follow;
 pub mod head;
 pub mod hostname;

@@ -6,6 +6,7 @@ use crate::inspect::json::summary;
 use crate::inspect::store::{Event, Inspector};
 use crate::web::state::{error, ApiState};
 use actix_web::{web, HttpRequest, HttpResponse};
+use burrow_http::assets::{self, content_type};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,18 +21,7 @@ pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self
                    script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
 fn file(name: &str) -> Option<&'static [u8]> {
-    FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
-}
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, e)| e) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        _ => "application/octet-stream",
-    }
+    assets::find(FILES, name)
 }
 
 fn asset(name: &str) -> HttpResponse {

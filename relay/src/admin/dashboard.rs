@@ -3,6 +3,7 @@
 //! from the admin API, which does.
 
 use actix_web::{web, HttpResponse};
+use burrow_http::assets::{self, content_type};
 
 include!(concat!(env!("OUT_DIR"), "/dashboard.rs"));
 
@@ -20,18 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn file(name: &str) -> Option<&'static [u8]> {
-    FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
-}
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, e)| e) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        _ => "application/octet-stream",
-    }
+    assets::find(FILES, name)
 }
 
 fn respond(name: &str) -> HttpResponse {
