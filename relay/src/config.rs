@@ -135,6 +135,10 @@ pub struct RelayConfig {
     /// This relay's region; `None` serves whatever region its agent asks for (the agent's
     /// own relay: one user, one machine).
     pub region: Option<String>,
+    /// Listener of the SSH gateway (`ssh -R`), off when `None`.
+    pub ssh_addr: Option<SocketAddr>,
+    /// Whether a relay without accounts lets any SSH key start tunnels.
+    pub ssh_allow_any_key: bool,
 }
 
 impl RelayConfig {
@@ -157,6 +161,8 @@ impl RelayConfig {
             workers: 0,
             warn_open: true,
             region: None,
+            ssh_addr: None,
+            ssh_allow_any_key: false,
         }
     }
 }

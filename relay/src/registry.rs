@@ -174,6 +174,30 @@ impl Registry {
         (e > now).then(|| e - now)
     }
 
+    /// What `client_id` held when its last session left and still keeps in its grace
+    /// period, oldest name first: what it gets back when it asks for no name in particular.
+    pub fn departed_of(&self, client_id: &str) -> Vec<LeaseKey> {
+        let now = now_secs();
+        let leases = self.lock();
+        let mut held: Vec<_> = leases
+            .iter()
+            .filter(|(_, l)| l.client_id == client_id && l.expires.is_some_and(|e| e > now))
+            .filter_map(|(k, l)| {
+                let key = match k.split_once(':')? {
+                    ("host", h) => LeaseKey::Host(h.to_string()),
+                    ("port", p) => LeaseKey::Port(p.parse().ok()?),
+                    _ => return None,
+                };
+                Some((l.expires, key))
+            })
+            .collect();
+        held.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| key_str(&a.1).cmp(&key_str(&b.1)))
+        });
+        held.into_iter().map(|(_, k)| k).collect()
+    }
+
     /// Claims `key` for a live session of `client_id`.
     pub fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), Taken> {
         let mut leases = self.lock();
