@@ -317,4 +317,25 @@ mod tests {
         r.claim(&key, "two", 5).unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn departed_names_are_listed_for_their_owner_only_while_in_grace() {
+        let store = Arc::new(burrow_store::open(None).expect("store"));
+        let r = Registry::open(store, Duration::from_secs(300)).expect("registry");
+        let (host, port) = (LeaseKey::Host("a.localhost".into()), LeaseKey::Port(10022));
+        r.claim(&host, "ssh:key", 1).unwrap();
+        r.claim(&port, "ssh:key", 1).unwrap();
+        r.claim(&LeaseKey::Host("b.localhost".into()), "other", 2)
+            .unwrap();
+        // Still connected: nothing to hand back.
+        assert!(r.departed_of("ssh:key").is_empty());
+        r.release(&host, "ssh:key", 1);
+        r.release(&port, "ssh:key", 1);
+        let mut got = r.departed_of("ssh:key");
+        got.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(got, vec![host.clone(), port]);
+        r.claim(&host, "ssh:key", 3).unwrap();
+        assert_eq!(r.departed_of("ssh:key"), vec![LeaseKey::Port(10022)]);
+        assert!(r.departed_of("other").is_empty());
+    }
 }

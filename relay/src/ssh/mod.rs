@@ -32,6 +32,11 @@ pub fn config(host_key: PrivateKey) -> Arc<Config> {
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         nodelay: true,
+        // russh opens a channel's receive window again as data arrives, not as it is read:
+        // what a visitor that stops reading can leave queued is this many packets of at
+        // most this size (about 3 MiB) before the whole connection waits (see README).
+        channel_buffer_size: 100,
+        maximum_packet_size: 32 * 1024,
         ..Config::default()
     })
 }
