@@ -169,8 +169,7 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         pool,
         tls.server_config.clone(),
         (http_addr.map(|a| a.port()), https_addr.map(|a| a.port())),
-        stopping,
-        closing,
+        (stopping, closing),
     ));
     actix_rt::spawn(listeners::run_control(control, state.clone()));
     if let Some(l) = http {

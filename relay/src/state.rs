@@ -72,8 +72,7 @@ impl RelayState {
         pool: ArbiterPool,
         tls: Arc<rustls::ServerConfig>,
         ports: (Option<u16>, Option<u16>),
-        stopping: watch::Receiver<bool>,
-        closing: watch::Receiver<bool>,
+        (stopping, closing): (watch::Receiver<bool>, watch::Receiver<bool>),
     ) -> Self {
         let window_budget = burrow_protocol::window::WindowBudget::new(cfg.limits.window_budget);
         let open = Arc::new(AtomicUsize::new(0));

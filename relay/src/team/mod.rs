@@ -270,7 +270,7 @@ impl Team {
         self.snap()
             .accounts
             .get(account)
-            .map(|a| a.quotas.clone())
+            .map(|a| a.quotas)
             .unwrap_or_default()
     }
 
