@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the real clients and servers the
 # tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium and chromium-driver for the
-# inspector's browser tests, procps for ps/kill, pyngrok in a virtualenv), then runs
+# inspector's browser tests, procps for ps/kill, openssh-client for the SSH gateway's tests,
+# pyngrok in a virtualenv), then runs
 # cargo test. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +13,8 @@ for tool in curl tmux tinyproxy microsocks chromium openssl; do
 done
 # The browser tests drive Chromium over WebDriver through Debian's chromedriver.
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# The SSH gateway's tests drive the real OpenSSH client (ssh, ssh-keygen).
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 # The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
 command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

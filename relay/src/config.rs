@@ -142,6 +142,10 @@ pub struct RelayConfig {
     pub admin_token_file: Option<PathBuf>,
     /// An admin token given directly (`BURROWD_ADMIN_TOKEN`, tests), used instead of the file.
     pub admin_token: Option<Secret>,
+    /// Listener of the SSH gateway (`ssh -R`), off when `None`.
+    pub ssh_addr: Option<SocketAddr>,
+    /// Whether a relay without accounts lets any SSH key start tunnels.
+    pub ssh_allow_any_key: bool,
 }
 
 /// A secret that prints as `MASKED`, so configuration dumps and logs never show it.
@@ -189,6 +193,8 @@ impl RelayConfig {
             admin_addr: None,
             admin_token_file: None,
             admin_token: None,
+            ssh_addr: None,
+            ssh_allow_any_key: false,
         }
     }
 

@@ -2,11 +2,12 @@
 //! worker each lane is placed on, and the pump that carries a lane's events to its session.
 
 use crate::door::{LaneDoor, LaneEvent};
+use crate::session::Session;
 use crate::state::RelayState;
 use actix::prelude::*;
 use burrow_http::workers::{Movable, MovableTcp};
 use burrow_protocol::control::{self, ServerMessage};
-use burrow_protocol::lanes;
+use burrow_protocol::lanes::{self, Lanes};
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, Role};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -22,6 +23,48 @@ pub fn mux_config(state: &RelayState) -> MuxConfig {
     cfg.process_budget = state.window_budget.clone();
     cfg.session_budget = state.cfg.limits.session_window_budget;
     cfg
+}
+
+/// What the relay knows of a session's first connection before its mux starts.
+#[derive(Debug)]
+pub struct FirstLane {
+    /// Bytes already read after `first`.
+    pub rest: BytesMut,
+    /// A control message read before the mux started, handed to the session first.
+    pub first: Option<Bytes>,
+    /// The worker of the calling thread, which drives the mux.
+    pub worker: usize,
+    /// Largest frame accepted until the session authenticates.
+    pub max_frame: u32,
+}
+
+/// Starts the relay's side of a session over `io`, its first lane: the mux on the calling
+/// worker and the `Session` actor `session` makes, fed by it and closed with the relay.
+/// Agents come through here over TLS; the SSH gateway over an in-memory pipe.
+pub fn start_session<T>(
+    io: T,
+    lane: FirstLane,
+    state: Arc<RelayState>,
+    session: impl FnOnce(Arc<RelayState>, Lanes) -> Session + 'static,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let mut cfg = mux_config(&state);
+    cfg.max_frame = lane.max_frame;
+    let (handle, events) = mux::start_with(io, cfg, lane.rest);
+    let lanes = Lanes::new();
+    lanes.add(lane.worker, handle);
+    let mut closing = state.closing.clone();
+    let first = lane.first;
+    Session::create(move |ctx| {
+        forward(events, ctx.address().recipient(), 0, first);
+        let all = lanes.clone();
+        actix_rt::spawn(async move {
+            let _ = closing.wait_for(|c| *c).await;
+            all.close("relay shutting down");
+        });
+        session(state, lanes)
+    });
 }
 
 /// Carries a lane's events to its session (`first`: a control message read before the

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod router;
 pub mod session;
 pub mod sni;
+pub mod ssh;
 pub mod state;
 pub mod tcp;
 pub mod team;
@@ -38,6 +39,10 @@ pub struct RelayHandle {
     pub https_addr: Option<SocketAddr>,
     /// Where agents connect.
     pub control_addr: SocketAddr,
+    /// Where the SSH gateway listens, when it is on.
+    pub ssh_addr: Option<SocketAddr>,
+    /// Fingerprint of the SSH gateway's host key, as OpenSSH shows it.
+    pub ssh_fingerprint: Option<String>,
     /// The CA certificate agents and clients must trust (self-signed mode).
     pub ca_pem: Option<String>,
     /// SHA-256 fingerprint of the CA or certificate.
@@ -146,6 +151,18 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         Some(a) => Some(listeners::bind(a, "https").await?),
         None => None,
     };
+    let ssh = match cfg.ssh_addr {
+        Some(a) => {
+            let key = ssh::host_key::load_or_create(cfg.state_dir.as_deref())?;
+            Some((listeners::bind(a, "ssh").await?, key))
+        }
+        None => None,
+    };
+    let ssh_addr = match &ssh {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
+    let ssh_fingerprint = ssh.as_ref().map(|(_, k)| ssh::host_key::fingerprint(k));
     let port = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (http_addr, https_addr) = (port(&http), port(&https));
     let control_addr = control.local_addr()?;
@@ -188,10 +205,15 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         Some(bound) => Some(admin::serve(bound, &state)?),
         None => None,
     };
+    if let Some((l, key)) = ssh {
+        actix_rt::spawn(ssh::run(l, state.clone(), ssh::config(key)));
+    }
     Ok(RelayHandle {
         http_addr,
         https_addr,
         control_addr,
+        ssh_addr,
+        ssh_fingerprint,
         ca_pem: tls.ca_pem,
         fingerprint: tls.fingerprint,
         admin_addr: admin.as_ref().map(|a| a.addr),

@@ -4,10 +4,9 @@ use crate::lane;
 use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
 use crate::state::RelayState;
-use actix::prelude::*;
 use burrow_http::workers::{Connection, Movable, MovableTcp};
 use burrow_protocol::control::{self, ClientMessage, StreamMeta, TunnelProto};
-use burrow_protocol::lanes::{self, Lanes};
+use burrow_protocol::lanes;
 use burrow_protocol::{mux, preamble};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -95,19 +94,13 @@ async fn agent_handshake(
     }
     // Anything else starts a session, which judges the message (an Auth, or a clear
     // refusal of whatever came instead).
-    let mut mux_cfg = lane::mux_config(&state);
-    mux_cfg.max_frame = PREAUTH_MAX_FRAME;
-    let (handle, events) = mux::start_with(tls, mux_cfg, rest);
-    let lanes = Lanes::new();
-    lanes.add(worker, handle);
-    let mut closing = state.closing.clone();
-    Session::create(move |ctx| {
-        lane::forward(events, ctx.address().recipient(), 0, Some(first));
-        let all = lanes.clone();
-        actix_rt::spawn(async move {
-            let _ = closing.wait_for(|c| *c).await;
-            all.close("relay shutting down");
-        });
+    let first_lane = lane::FirstLane {
+        rest,
+        first: Some(first),
+        worker,
+        max_frame: PREAUTH_MAX_FRAME,
+    };
+    lane::start_session(tls, first_lane, state, move |state, lanes| {
         Session::new(state, peer, lanes, pending)
     });
 }

@@ -19,6 +19,10 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
   --http-addr ADDR         public HTTP listener, or \"off\" (default 0.0.0.0:80)
   --https-addr ADDR        public HTTPS listener, or \"off\" (default 0.0.0.0:443)
   --control-addr ADDR      listener for agents (default 0.0.0.0:4443)
+  --ssh-addr ADDR          SSH gateway listener for `ssh -R` tunnels (default off); its
+                           host key is made once in the state directory
+  --ssh-allow-any-key      on a relay without accounts, let any SSH key start tunnels
+                           (otherwise only keys registered to an account may)
   --tcp-bind IP            address tcp tunnels listen on (default 0.0.0.0)
   --tcp-ports START-END    ports for tcp tunnels (default 10000-20000)
   --auth-token TOKEN       accepted agent token (repeatable; also BURROWD_AUTH_TOKENS,
@@ -112,6 +116,14 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             print!("{HELP}");
             std::process::exit(0);
         }
+        if name == "ssh-allow-any-key" {
+            cfg.ssh_allow_any_key = match inline.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => bail!("--ssh-allow-any-key takes no value (or true/false), got {v:?}"),
+            };
+            continue;
+        }
         let value = match inline {
             Some(v) => v,
             None => args
@@ -135,6 +147,7 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
             "domain" => cfg.domain = value.to_ascii_lowercase(),
             "http-addr" => cfg.http_addr = addr(&value)?,
             "https-addr" => cfg.https_addr = addr(&value)?,
+            "ssh-addr" => cfg.ssh_addr = addr(&value)?,
             "control-addr" => {
                 cfg.control_addr = addr(&value)?.context("--control-addr cannot be off")?;
             }
@@ -244,6 +257,10 @@ fn run() -> anyhow::Result<()> {
         }
         if let Some(a) = relay.https_addr {
             println!("  https       {a}");
+        }
+        if let (Some(a), Some(fp)) = (relay.ssh_addr, &relay.ssh_fingerprint) {
+            println!("  ssh         {a}");
+            println!("  ssh key     {fp}");
         }
         println!("  tcp ports   {tcp_ports}");
         println!("  region      {region}");

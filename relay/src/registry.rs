@@ -174,6 +174,30 @@ impl Registry {
         (e > now).then(|| e - now)
     }
 
+    /// What `client_id` held when its last session left and still keeps in its grace
+    /// period, oldest name first: what it gets back when it asks for no name in particular.
+    pub fn departed_of(&self, client_id: &str) -> Vec<LeaseKey> {
+        let now = now_secs();
+        let leases = self.lock();
+        let mut held: Vec<_> = leases
+            .iter()
+            .filter(|(_, l)| l.client_id == client_id && l.expires.is_some_and(|e| e > now))
+            .filter_map(|(k, l)| {
+                let key = match k.split_once(':')? {
+                    ("host", h) => LeaseKey::Host(h.to_string()),
+                    ("port", p) => LeaseKey::Port(p.parse().ok()?),
+                    _ => return None,
+                };
+                Some((l.expires, key))
+            })
+            .collect();
+        held.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| key_str(&a.1).cmp(&key_str(&b.1)))
+        });
+        held.into_iter().map(|(_, k)| k).collect()
+    }
+
     /// Claims `key` for a live session of `client_id`.
     pub fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), Taken> {
         let mut leases = self.lock();
@@ -292,5 +316,26 @@ mod tests {
         r.forget(&key, "one");
         r.claim(&key, "two", 5).unwrap();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn departed_names_are_listed_for_their_owner_only_while_in_grace() {
+        let store = Arc::new(burrow_store::open(None).expect("store"));
+        let r = Registry::open(store, Duration::from_secs(300)).expect("registry");
+        let (host, port) = (LeaseKey::Host("a.localhost".into()), LeaseKey::Port(10022));
+        r.claim(&host, "ssh:key", 1).unwrap();
+        r.claim(&port, "ssh:key", 1).unwrap();
+        r.claim(&LeaseKey::Host("b.localhost".into()), "other", 2)
+            .unwrap();
+        // Still connected: nothing to hand back.
+        assert!(r.departed_of("ssh:key").is_empty());
+        r.release(&host, "ssh:key", 1);
+        r.release(&port, "ssh:key", 1);
+        let mut got = r.departed_of("ssh:key");
+        got.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(got, vec![host.clone(), port]);
+        r.claim(&host, "ssh:key", 3).unwrap();
+        assert_eq!(r.departed_of("ssh:key"), vec![LeaseKey::Port(10022)]);
+        assert!(r.departed_of("other").is_empty());
     }
 }

@@ -31,6 +31,20 @@ pub struct Session {
     principal: Option<Principal>,
     /// The region the session is served in; empty until it authenticates.
     region: String,
+    /// Who it is before it says so, when something else than a token vouched for it.
+    vouched: Option<Vouched>,
+    /// How it came, for the admin side.
+    via: &'static str,
+}
+
+/// A session whose peer was authenticated before it started: the SSH gateway's, whose
+/// user proved a registered key, not a token.
+#[derive(Debug, Clone)]
+pub struct Vouched {
+    /// The account behind it (none on an open relay).
+    pub principal: Option<Principal>,
+    /// How it came (`ssh`).
+    pub via: &'static str,
 }
 
 impl Session {
@@ -47,6 +61,32 @@ impl Session {
             pending: Some(pending),
             principal: None,
             region: String::new(),
+            vouched: None,
+            via: "agent",
+        }
+    }
+
+    /// A session whose peer `vouched` already authenticated: its `Auth` carries no token
+    /// and is not checked against one.
+    pub fn vouched(
+        state: Arc<RelayState>,
+        peer: SocketAddr,
+        lanes: Lanes,
+        vouched: Vouched,
+    ) -> Self {
+        let id = state.next_id();
+        Session {
+            id,
+            peer,
+            state,
+            lanes,
+            client_id: None,
+            tunnels: HashMap::new(),
+            pending: None,
+            principal: None,
+            region: String::new(),
+            via: vouched.via,
+            vouched: Some(vouched),
         }
     }
 
@@ -73,7 +113,11 @@ impl Session {
                 },
                 None,
             ) => {
-                let principal = match self.state.team.authenticate(token.as_deref()) {
+                let checked = match self.vouched.take() {
+                    Some(v) => Ok(v.principal),
+                    None => self.state.team.authenticate(token.as_deref()),
+                };
+                let principal = match checked {
                     Ok(p) => p,
                     Err(e) => {
                         warn!(session = self.id, peer = %self.peer, err = %e, "agent refused");
@@ -98,18 +142,13 @@ impl Session {
                     return self.fail(ctx, "invalid client id".into());
                 }
                 let account = principal.as_ref().map(|p| p.account.as_str());
-                info!(session = self.id, peer = %self.peer, %agent_version, account, "agent session started");
-                // Names are kept per account: another account's agent cannot take them
-                // back by presenting the same client id.
-                self.client_id = Some(match account {
-                    Some(a) => format!("{a}/{client_id}"),
-                    None => client_id,
-                });
+                info!(session = self.id, peer = %self.peer, %agent_version, account, via = self.via, "agent session started");
+                self.client_id = Some(lease_owner(account, &client_id));
                 self.state.team.live.add(LiveSession {
                     id: self.id,
                     account: principal.as_ref().map(|p| p.account.clone()),
                     token_id: principal.as_ref().map(|p| p.token_id.clone()),
-                    via: "agent",
+                    via: self.via,
                     client_version: agent_version,
                     peer: self.peer,
                     region: self.region.clone(),
@@ -274,6 +313,15 @@ impl Handler<Kick> for Session {
         });
         self.lanes.close(&why);
         ctx.stop();
+    }
+}
+
+/// Whom the names of agent `client_id` are kept for: per account, so another account's
+/// agent cannot take them back by presenting the same client id.
+pub fn lease_owner(account: Option<&str>, client_id: &str) -> String {
+    match account {
+        Some(a) => format!("{a}/{client_id}"),
+        None => client_id.to_string(),
     }
 }
 

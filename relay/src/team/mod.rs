@@ -35,6 +35,22 @@ pub enum TeamError {
     /// The token is unknown or revoked.
     #[error("the auth token was not accepted by the relay")]
     TokenRefused,
+    /// An SSH key no account registered, on a relay with accounts.
+    #[error("the SSH key {fingerprint} is not registered with this relay; its operator can register it with: burrowd admin ssh-keys add ACCOUNT '{line}'")]
+    KeyNotRegistered {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// The key as an authorized_keys line, ready to paste.
+        line: String,
+    },
+    /// An SSH key on a relay without accounts that was not told to take any key.
+    #[error("this relay has no accounts and accepts no SSH key: its operator can create an account and register the key {fingerprint} with: burrowd admin ssh-keys add ACCOUNT '{line}' (or start burrowd with --ssh-allow-any-key)")]
+    KeysNotAccepted {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// The key as an authorized_keys line.
+        line: String,
+    },
     /// A name another account reserved (or that one of its wildcards covers).
     #[error("{0} is reserved by another account")]
     ReservedByOther(String),
@@ -76,7 +92,7 @@ pub enum TeamError {
 pub struct Principal {
     /// The account.
     pub account: String,
-    /// The token it used.
+    /// The token it used, by id; for the SSH gateway, the key's fingerprint.
     pub token_id: String,
 }
 
@@ -192,18 +208,54 @@ impl Team {
             .store
             .authenticate(secret)?
             .ok_or(TeamError::TokenRefused)?;
-        let limit = self.quotas(&info.account).sessions;
-        if self.live.sessions_of(&info.account) >= limit as usize {
-            return Err(TeamError::Quota {
-                account: info.account,
-                what: "agent sessions",
-                limit,
-            });
-        }
+        self.check_sessions(&info.account)?;
         Ok(Some(Principal {
             account: info.account,
             token_id: info.id,
         }))
+    }
+
+    /// Who the SSH key `line` (fingerprint `fingerprint`) belongs to, for the SSH gateway:
+    /// its account on a relay with accounts, nobody on an open relay that takes any key;
+    /// refused otherwise, or when the account has all the sessions it may have.
+    pub fn authenticate_key(
+        &self,
+        fingerprint: &str,
+        line: &str,
+        allow_any: bool,
+    ) -> Result<Option<Principal>, TeamError> {
+        if !self.enabled() {
+            if allow_any {
+                return Ok(None);
+            }
+            return Err(TeamError::KeysNotAccepted {
+                fingerprint: fingerprint.into(),
+                line: line.into(),
+            });
+        }
+        let key = self.store.account_for_key(fingerprint)?.ok_or_else(|| {
+            TeamError::KeyNotRegistered {
+                fingerprint: fingerprint.into(),
+                line: line.into(),
+            }
+        })?;
+        self.check_sessions(&key.account)?;
+        Ok(Some(Principal {
+            account: key.account,
+            token_id: key.fingerprint,
+        }))
+    }
+
+    fn check_sessions(&self, account: &str) -> Result<(), TeamError> {
+        let limit = self.quotas(account).sessions;
+        if self.live.sessions_of(account) >= limit as usize {
+            return Err(TeamError::Quota {
+                account: account.to_string(),
+                what: "agent sessions",
+                limit,
+            });
+        }
+        Ok(())
     }
 
     fn quotas(&self, account: &str) -> burrow_store::Quotas {
