@@ -50,19 +50,9 @@ pub struct Vouched {
 impl Session {
     /// A session over its first lane.
     pub fn new(state: Arc<RelayState>, peer: SocketAddr, lanes: Lanes, pending: Pending) -> Self {
-        let id = state.next_id();
         Session {
-            id,
-            peer,
-            state,
-            lanes,
-            client_id: None,
-            tunnels: HashMap::new(),
             pending: Some(pending),
-            principal: None,
-            region: String::new(),
-            vouched: None,
-            via: "agent",
+            ..Session::unauthenticated(state, peer, lanes, "agent")
         }
     }
 
@@ -73,6 +63,19 @@ impl Session {
         peer: SocketAddr,
         lanes: Lanes,
         vouched: Vouched,
+    ) -> Self {
+        let via = vouched.via;
+        Session {
+            vouched: Some(vouched),
+            ..Session::unauthenticated(state, peer, lanes, via)
+        }
+    }
+
+    fn unauthenticated(
+        state: Arc<RelayState>,
+        peer: SocketAddr,
+        lanes: Lanes,
+        via: &'static str,
     ) -> Self {
         let id = state.next_id();
         Session {
@@ -85,8 +88,8 @@ impl Session {
             pending: None,
             principal: None,
             region: String::new(),
-            via: vouched.via,
-            vouched: Some(vouched),
+            vouched: None,
+            via,
         }
     }
 
