@@ -3,6 +3,7 @@
 //! the connection actor that pumps each connection.
 
 pub mod assets;
+pub mod calendar;
 pub mod follow;
 pub mod head;
 pub mod hostname;
