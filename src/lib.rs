@@ -91,6 +91,20 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) ->
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The first flight of a TLS client naming `host`: what a relay reads the SNI from.
+pub fn client_hello(host: &str) -> Vec<u8> {
+    let roots = rustls::RootCertStore::empty();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("a DNS name");
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).expect("a TLS client");
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).expect("the ClientHello");
+    out
+}
+
 /// Open file descriptors of this process; panics when `/proc` cannot say (a count of 0
 /// would make every leak check pass).
 pub fn open_fds() -> usize {

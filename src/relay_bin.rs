@@ -22,9 +22,11 @@ pub fn burrowd(home: impl AsRef<Path>, args: &[&str]) -> Command {
 
 /// A running `burrowd` on loopback ports it chose; stopped when dropped.
 pub struct Burrowd {
-    _child: Killed,
+    child: Killed,
     /// The agents' port.
     pub control: u16,
+    /// The http port.
+    pub http: u16,
     /// The https port.
     pub https: u16,
     /// The admin API's port, if it listens.
@@ -65,11 +67,13 @@ impl Burrowd {
                 .and_then(|p| p.trim().parse::<u16>().ok())
                 .unwrap_or_else(|| panic!("no port in {l:?}"))
         };
-        let (mut control, mut https, mut admin) = (0, 0, None);
+        let (mut control, mut http, mut https, mut admin) = (0, 0, 0, None);
         for l in lines.by_ref().map_while(Result::ok) {
             let l = l.trim_start();
             if l.starts_with("agents") {
                 control = port(l);
+            } else if l.starts_with("http ") {
+                http = port(l);
             } else if l.starts_with("https") {
                 https = port(l);
             } else if l.starts_with("admin") {
@@ -84,10 +88,17 @@ impl Burrowd {
         );
         std::thread::spawn(move || lines.for_each(drop));
         Burrowd {
-            _child: child,
+            child,
             control,
+            http,
             https,
             admin,
         }
+    }
+
+    /// Kills it at once (SIGKILL): no goodbye to its agents, nothing saved.
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
     }
 }

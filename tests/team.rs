@@ -3,7 +3,9 @@
 //! wins, the IP whitelist closes strangers on every kind of endpoint, regions, quotas,
 //! revoked tokens, and what survives a restart.
 
-use burrow_e2e::{curl, free_port, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts};
+use burrow_e2e::{
+    client_hello, curl, free_port, port_of, upstream, Gate, TestAgent, TestRelay, TunnelOpts,
+};
 use burrow_protocol::control::TunnelProto;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,19 +156,6 @@ async fn closed_silently(mut s: TcpStream, send: &[u8]) -> bool {
         tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
         Ok(Ok(0)) | Ok(Err(_))
     )
-}
-
-/// The first flight of a TLS client naming `host`.
-fn client_hello(host: &str) -> Vec<u8> {
-    let roots = rustls::RootCertStore::empty();
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
 }
 
 #[actix_rt::test]

@@ -146,6 +146,8 @@ pub struct RelayConfig {
     pub ssh_addr: Option<SocketAddr>,
     /// Whether a relay without accounts lets any SSH key start tunnels.
     pub ssh_allow_any_key: bool,
+    /// The fleet this relay is a node of (`--cluster-etcd`), or `None` for a single relay.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// A secret that prints as `MASKED`, so configuration dumps and logs never show it.
@@ -195,6 +197,7 @@ impl RelayConfig {
             admin_token: None,
             ssh_addr: None,
             ssh_allow_any_key: false,
+            fleet: None,
         }
     }
 

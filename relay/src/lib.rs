@@ -5,9 +5,11 @@ pub mod admin;
 pub mod affinity;
 pub mod config;
 pub mod door;
+pub mod fleet;
 pub mod http;
 pub mod lane;
 pub mod listeners;
+pub mod peers;
 pub mod registry;
 pub mod router;
 pub mod session;
@@ -172,21 +174,18 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
     };
     let (stopping_tx, stopping) = watch::channel(false);
     let (closing_tx, closing) = watch::channel(false);
-    let store: Arc<dyn burrow_store::Store> =
-        Arc::new(burrow_store::open(cfg.state_dir.as_deref())?);
-    let team = Arc::new(team::Team::open(
-        store.clone(),
-        &cfg.tokens,
-        cfg.region.clone(),
-    )?);
-    let registry = Arc::new(registry::Registry::open(store, cfg.lease_grace)?);
+    let node = match &cfg.fleet {
+        Some(f) => Some(listeners::bind(f.node_addr, "the fleet's other nodes").await?),
+        None => None,
+    };
+    let (team, registry, fleet) = open_store(&cfg, &router)?;
     let pool = ArbiterPool::new(cfg.workers);
     if !team.enabled() && cfg.warn_open {
         warn!("no accounts or auth tokens configured: this is an open relay, any agent may bind tunnels");
     }
     let state = Arc::new(RelayState::new(
         cfg,
-        (registry, team),
+        (registry, team, fleet.clone()),
         router,
         pool,
         tls.server_config.clone(),
@@ -205,6 +204,10 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         Some(bound) => Some(admin::serve(bound, &state)?),
         None => None,
     };
+    if let (Some(l), Some(fleet)) = (node, fleet) {
+        actix_rt::spawn(peers::run(l, fleet.clone(), state.clone()));
+        actix_rt::spawn(peers::follow_ports(fleet, state.clone()));
+    }
     if let Some((l, key)) = ssh {
         actix_rt::spawn(ssh::run(l, state.clone(), ssh::config(key)));
     }
@@ -222,6 +225,53 @@ pub async fn start(cfg: RelayConfig) -> anyhow::Result<RelayHandle> {
         stopping: stopping_tx,
         closing: closing_tx,
     })
+}
+
+/// What holds the relay's accounts and leases, and the fleet it joined.
+type Stores = (
+    Arc<team::Team>,
+    Arc<dyn registry::Leases>,
+    Option<Arc<fleet::Fleet>>,
+);
+
+/// The store in the state directory and the relay's own leases; or, for a node of a fleet,
+/// the fleet's store and leases in etcd.
+fn open_store(cfg: &RelayConfig, router: &Arc<router::Router>) -> anyhow::Result<Stores> {
+    let Some(fc) = &cfg.fleet else {
+        let store: Arc<dyn burrow_store::Store> =
+            Arc::new(burrow_store::open(cfg.state_dir.as_deref())?);
+        let team = team::Team::open(store.clone(), &cfg.tokens, cfg.region.clone())?;
+        let registry = registry::Registry::open(store, cfg.lease_grace)?;
+        return Ok((Arc::new(team), Arc::new(registry), None));
+    };
+    join_fleet(cfg, fc, router)
+}
+
+#[cfg(feature = "fleet")]
+fn join_fleet(
+    cfg: &RelayConfig,
+    fc: &fleet::FleetConfig,
+    router: &Arc<router::Router>,
+) -> anyhow::Result<Stores> {
+    let store = burrow_store::etcd::EtcdStore::connect(&fc.etcd, &fc.prefix, fc.timeout)?;
+    let store: Arc<dyn burrow_store::Store> = Arc::new(store);
+    let team = Arc::new(team::Team::open(store, &cfg.tokens, cfg.region.clone())?);
+    let node = fleet::Fleet::new(fc.clone(), cfg.lease_grace);
+    let hooks = fleet::etcd::Hooks {
+        team: team.clone(),
+        router: router.clone(),
+    };
+    fleet::etcd::join(&node, hooks, cfg.region.clone())?;
+    Ok((team, node.clone(), Some(node)))
+}
+
+#[cfg(not(feature = "fleet"))]
+fn join_fleet(
+    _: &RelayConfig,
+    _: &fleet::FleetConfig,
+    _: &Arc<router::Router>,
+) -> anyhow::Result<Stores> {
+    anyhow::bail!("this burrowd was built without fleet support (the `fleet` feature)")
 }
 
 pub use burrow_http::tls::install_crypto;

@@ -1,5 +1,6 @@
 //! Accept loops: agents on the control listener, visitors on the http and https ones.
 
+use crate::fleet::forward::{forward, Arrival, Kind, Outcome};
 use crate::lane;
 use crate::session::{Pending, Session, PREAUTH_MAX_FRAME};
 use crate::sni::{self, Hello, HelloError};
@@ -12,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::server::TlsStream;
@@ -127,8 +128,14 @@ pub async fn run_http(listener: TcpListener, tls: Option<TlsAcceptor>, state: Ar
         let limit = state.cfg.limits.handshake_timeout;
         let job = move |sock| async move {
             match tls {
-                None => crate::http::serve(MovableTcp::new(sock), peer, scheme, shared).await,
-                Some(acceptor) => tls_visitor(sock, peer, acceptor, shared, limit).await,
+                None => {
+                    let sock = MovableTcp::new(sock);
+                    crate::http::serve(sock, peer, scheme, shared, Arrival::Direct).await;
+                }
+                Some(acceptor) => {
+                    let sock = MovableTcp::new(sock);
+                    tls_visitor(sock, peer, acceptor, shared, limit, Arrival::Direct).await;
+                }
             }
         };
         Connection::spawn_socket(state.pool.pick(), state.open.clone(), sock, job);
@@ -137,13 +144,17 @@ pub async fn run_http(listener: TcpListener, tls: Option<TlsAcceptor>, state: Ar
 
 /// A visitor on the public TLS port: its ClientHello's SNI picks the tunnel. A tls tunnel
 /// gets the still-encrypted bytes; anything else is terminated here and served as HTTPS.
-async fn tls_visitor(
-    mut sock: TcpStream,
+/// A name another node of the fleet serves goes there still encrypted.
+pub async fn tls_visitor<IO>(
+    mut sock: IO,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     shared: Arc<crate::http::HttpShared>,
     limit: std::time::Duration,
-) {
+    arrival: Arrival,
+) where
+    IO: AsyncRead + AsyncWrite + Movable + Unpin + Send + 'static,
+{
     let mut buf = BytesMut::with_capacity(2048);
     let read_hello = async {
         loop {
@@ -186,12 +197,24 @@ async fn tls_visitor(
             return;
         }
     };
-    let route = shared.router.lookup(&name);
+    let mut route = shared.router.lookup(&name);
+    let remote = shared.fleet.as_ref().filter(|_| arrival == Arrival::Direct);
+    if let Some((fleet, key)) = remote
+        .filter(|_| route.is_none())
+        .and_then(|f| Some((f.clone(), f.remote_host(&name)?)))
+    {
+        match forward(&fleet, sock, buf.freeze(), Kind::Tls, &key, peer).await {
+            Outcome::Done => return,
+            Outcome::Here(s, hello) | Outcome::Gone(s, hello) => {
+                (sock, buf) = (s, BytesMut::from(&hello[..]));
+                route = shared.router.lookup(&name);
+            }
+        }
+    }
     if let Some(route) = route.filter(|r| r.proto == TunnelProto::Tls) {
         if !shared.team.allowed(route.account.as_deref(), peer.ip()) {
             return info!(%peer, sni = %name, "visitor not on the account's IP whitelist; closed");
         }
-        let sock = MovableTcp::new(sock);
         let hello = buf.freeze();
         let Some(to) = shared.affinity.elsewhere(&route.lanes) else {
             return pass_through(sock, hello, route, peer, name, &shared).await;
@@ -203,18 +226,18 @@ async fn tls_visitor(
     }
     let replayed = Rewind {
         prefix: buf.freeze(),
-        inner: MovableTcp::new(sock),
+        inner: sock,
     };
     match tokio::time::timeout_at(deadline, acceptor.accept(replayed)).await {
-        Ok(Ok(tls)) => crate::http::serve(tls, peer, "https", shared).await,
+        Ok(Ok(tls)) => crate::http::serve(tls, peer, "https", shared, arrival).await,
         Ok(Err(e)) => info!(%peer, err = %e, "visitor TLS handshake failed"),
         Err(_) => info!(%peer, "visitor TLS handshake not complete in time"),
     }
 }
 
 /// Carries a tls tunnel's connection, still encrypted, from its ClientHello on.
-async fn pass_through(
-    sock: MovableTcp,
+async fn pass_through<IO: AsyncRead + AsyncWrite>(
+    sock: IO,
     hello: Bytes,
     route: Arc<crate::router::Route>,
     peer: SocketAddr,
@@ -252,12 +275,12 @@ fn alert(description: u8) -> [u8; 7] {
 }
 
 /// A socket whose first bytes, already read to look at the ClientHello, are read again.
-struct Rewind {
+struct Rewind<IO> {
     prefix: Bytes,
-    inner: MovableTcp,
+    inner: IO,
 }
 
-impl Movable for Rewind {
+impl<IO: Movable> Movable for Rewind<IO> {
     fn park(&mut self) -> std::io::Result<()> {
         self.inner.park()
     }
@@ -267,7 +290,7 @@ impl Movable for Rewind {
     }
 }
 
-impl tokio::io::AsyncRead for Rewind {
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -283,7 +306,7 @@ impl tokio::io::AsyncRead for Rewind {
     }
 }
 
-impl tokio::io::AsyncWrite for Rewind {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -4,6 +4,7 @@ mod admin_cli;
 
 use anyhow::{bail, Context};
 use burrow_protocol::control::{valid_region, DEFAULT_REGION};
+use burrow_relay::fleet::FleetConfig;
 use burrow_relay::{PortRange, PortRangeError, RelayConfig, Secret, TlsSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,14 @@ FLAGS (single or double dash, `--flag value` or `--flag=value`):
                            for another are refused
   --max-lanes N            most lanes (TLS connections, one per worker thread) an agent
                            session may open (default: the relay's worker threads)
+  --cluster-etcd URL[,URL] make this relay a node of a fleet sharing its state (accounts,
+                           reservations, URL leases, routes) in etcd at these endpoints
+  --node-id ID             this node's name in the fleet (required with --cluster-etcd)
+  --node-addr IP:PORT      where this node listens for the other nodes and they dial it
+                           (required with --cluster-etcd)
+  --cluster-secret-file PATH  the secret all nodes share, which authenticates their links
+                           (or BURROWD_CLUSTER_SECRET; required with --cluster-etcd)
+  --cluster-lease-ttl SECS how long a dead node's routes outlive it (default 10)
   --log-level LEVEL        error, warn, info, debug (default info)
   --version                print the version
   --help                   this text
@@ -90,6 +99,7 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
         .map(Secret::new);
     let mut cert = None;
     let mut key = None;
+    let mut cluster = Cluster::default();
     let mut level = "info".to_string();
     if let Ok(env) = std::env::var("BURROWD_AUTH_TOKENS") {
         cfg.tokens.extend(
@@ -215,6 +225,25 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
                 }
             }
             "log-level" => level = value,
+            "cluster-etcd" => {
+                cluster.etcd = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            "node-id" => cluster.node_id = Some(value),
+            "node-addr" => {
+                let a = addr(&value)?.context("--node-addr cannot be off")?;
+                cluster.node_addr = Some(a);
+            }
+            "cluster-secret-file" => {
+                let text = std::fs::read_to_string(&value)
+                    .with_context(|| format!("--cluster-secret-file: cannot read {value}"))?;
+                cluster.secret = Some(text.trim().to_string());
+            }
+            "cluster-lease-ttl" => cluster.ttl = Some(secs(&value)?),
             other => bail!("unknown flag --{other} (see burrowd --help)"),
         }
     }
@@ -223,7 +252,50 @@ fn parse_args() -> anyhow::Result<(RelayConfig, String)> {
         (None, None) => TlsSource::SelfSigned,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    cfg.fleet = cluster.config()?;
     Ok((cfg, level))
+}
+
+/// The fleet flags as given.
+#[derive(Default)]
+struct Cluster {
+    etcd: Vec<String>,
+    node_id: Option<String>,
+    node_addr: Option<SocketAddr>,
+    secret: Option<String>,
+    ttl: Option<Duration>,
+}
+
+impl Cluster {
+    fn config(self) -> anyhow::Result<Option<FleetConfig>> {
+        if self.etcd.is_empty() {
+            if self.node_id.is_some() || self.node_addr.is_some() || self.secret.is_some() {
+                bail!("--node-id, --node-addr and --cluster-secret-file go with --cluster-etcd");
+            }
+            return Ok(None);
+        }
+        let node_id = self
+            .node_id
+            .filter(|n| !n.is_empty() && n.len() <= 64 && !n.contains(['/', ' ']))
+            .context("--cluster-etcd needs --node-id NAME (up to 64 characters, no / or space)")?;
+        let node_addr = self.node_addr.context(
+            "--cluster-etcd needs --node-addr IP:PORT, where the other nodes reach this one",
+        )?;
+        let secret = self
+            .secret
+            .or_else(|| std::env::var("BURROWD_CLUSTER_SECRET").ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.len() >= 16)
+            .context("--cluster-etcd needs the fleet's shared secret (at least 16 characters) in --cluster-secret-file or BURROWD_CLUSTER_SECRET")?;
+        let mut fleet = FleetConfig::new(self.etcd, node_id, node_addr, Secret::new(secret));
+        if let Some(ttl) = self.ttl {
+            if ttl < Duration::from_secs(2) {
+                bail!("--cluster-lease-ttl: want at least 2 seconds");
+            }
+            fleet.lease_ttl = ttl;
+        }
+        Ok(Some(fleet))
+    }
 }
 
 fn run() -> anyhow::Result<()> {
@@ -245,6 +317,7 @@ fn run() -> anyhow::Result<()> {
         let ca_file = cfg.state_dir.as_ref().map(|d| d.join("ca.pem"));
         let tcp_ports = cfg.tcp_ports;
         let region = cfg.region.clone().unwrap_or_default();
+        let fleet = cfg.fleet.clone();
         let relay = burrow_relay::start(cfg).await?;
         println!(
             "burrowd {} serving {}",
@@ -266,6 +339,14 @@ fn run() -> anyhow::Result<()> {
         println!("  region      {region}");
         if let Some(a) = relay.admin_addr {
             println!("  admin       http://{a}");
+        }
+        if let Some(f) = &fleet {
+            println!(
+                "  fleet       node {} at {} (etcd {})",
+                f.node_id,
+                f.node_addr,
+                f.etcd.join(",")
+            );
         }
         println!("  fingerprint {}", relay.fingerprint);
         if let (Some(_), Some(path)) = (&relay.ca_pem, ca_file) {

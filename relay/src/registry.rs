@@ -63,33 +63,78 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn key_str(key: &LeaseKey) -> String {
+/// The key's text form, as the store and the fleet keep it: `host:NAME` or `port:N`.
+pub fn key_str(key: &LeaseKey) -> String {
     match key {
         LeaseKey::Host(h) => format!("host:{h}"),
         LeaseKey::Port(p) => format!("port:{p}"),
     }
 }
 
-/// Why a claim was refused: the name, and for how many more seconds a departed agent's
-/// lease keeps it (none while its session is connected).
-#[derive(Debug)]
-pub struct Taken(pub String, pub Option<u64>);
+/// The key a [`key_str`] text names.
+pub fn parse_key(text: &str) -> Option<LeaseKey> {
+    match text.split_once(':')? {
+        ("host", h) => Some(LeaseKey::Host(h.to_string())),
+        ("port", p) => Some(LeaseKey::Port(p.parse().ok()?)),
+        _ => None,
+    }
+}
 
-impl std::fmt::Display for Taken {
+/// How a claimed name is said in a refusal.
+pub fn describe(key: &LeaseKey) -> String {
+    match key {
+        LeaseKey::Host(h) => format!("hostname {h}"),
+        LeaseKey::Port(p) => format!("port {p}"),
+    }
+}
+
+/// Why a claim was refused.
+#[derive(Debug)]
+pub enum ClaimError {
+    /// Someone else holds it: the name, and for how many more seconds a departed agent's
+    /// lease keeps it (none while its session is connected).
+    Taken(String, Option<u64>),
+    /// The shared state of a fleet cannot be reached, so nothing new can be claimed.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ClaimError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.1 {
-            None => write!(f, "{} is already in use by another session", self.0),
-            Some(left) => write!(
+        match self {
+            ClaimError::Taken(name, None) => {
+                write!(f, "{name} is already in use by another session")
+            }
+            ClaimError::Taken(name, Some(left)) => write!(
                 f,
-                "{} is already in use: reserved for the agent that held it, which disconnected \
-                 (free in {left} s unless it comes back)",
-                self.0
+                "{name} is already in use: reserved for the agent that held it, which \
+                 disconnected (free in {left} s unless it comes back)"
             ),
+            ClaimError::Unavailable(why) => write!(f, "{why}"),
         }
     }
 }
 
-impl std::error::Error for Taken {}
+impl std::error::Error for ClaimError {}
+
+/// Who holds which public name or port, and for how long a departed agent keeps them: one
+/// relay's own map ([`Registry`]), or a fleet's, shared through etcd.
+pub trait Leases: Send + Sync + std::fmt::Debug {
+    /// Whether `key` is free for `client_id` (free, lapsed, or already its own).
+    fn is_free_for(&self, key: &LeaseKey, client_id: &str) -> bool;
+    /// Seconds left on the lease of a departed session holding `key`, if one does.
+    fn held_for(&self, key: &LeaseKey) -> Option<u64>;
+    /// What `client_id` held when its last session left and still keeps in its grace
+    /// period, oldest first: what it gets back when it asks for no name in particular.
+    fn departed_of(&self, client_id: &str) -> Vec<LeaseKey>;
+    /// Claims `key` for a live session of `client_id`.
+    fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), ClaimError>;
+    /// Starts the grace period of `key` after its session ended.
+    fn release(&self, key: &LeaseKey, client_id: &str, session: u64);
+    /// Drops `key` at once (an explicit unbind gives the name back).
+    fn forget(&self, key: &LeaseKey, client_id: &str);
+    /// Writes what is pending now (at shutdown, so a restart finds it).
+    fn flush(&self);
+}
 
 impl Registry {
     /// Opens the registry over the leases in `store`; a lease whose session was still
@@ -141,11 +186,6 @@ impl Registry {
         Ok(reg)
     }
 
-    /// Writes the leases now (at shutdown, so a restart finds them).
-    pub fn flush(&self) {
-        save(self.store.as_ref(), &self.lock());
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -156,9 +196,11 @@ impl Registry {
             let _ = tx.send(());
         }
     }
+}
 
+impl Leases for Registry {
     /// Whether `key` is free for `client_id` (free, lapsed, or already its own).
-    pub fn is_free_for(&self, key: &LeaseKey, client_id: &str) -> bool {
+    fn is_free_for(&self, key: &LeaseKey, client_id: &str) -> bool {
         let leases = self.lock();
         match leases.get(&key_str(key)) {
             None => true,
@@ -167,7 +209,7 @@ impl Registry {
     }
 
     /// Seconds left on the lease of a departed session holding `key`, if one does.
-    pub fn held_for(&self, key: &LeaseKey) -> Option<u64> {
+    fn held_for(&self, key: &LeaseKey) -> Option<u64> {
         let now = now_secs();
         let leases = self.lock();
         let e = leases.get(&key_str(key))?.expires?;
@@ -176,20 +218,13 @@ impl Registry {
 
     /// What `client_id` held when its last session left and still keeps in its grace
     /// period, oldest name first: what it gets back when it asks for no name in particular.
-    pub fn departed_of(&self, client_id: &str) -> Vec<LeaseKey> {
+    fn departed_of(&self, client_id: &str) -> Vec<LeaseKey> {
         let now = now_secs();
         let leases = self.lock();
         let mut held: Vec<_> = leases
             .iter()
             .filter(|(_, l)| l.client_id == client_id && l.expires.is_some_and(|e| e > now))
-            .filter_map(|(k, l)| {
-                let key = match k.split_once(':')? {
-                    ("host", h) => LeaseKey::Host(h.to_string()),
-                    ("port", p) => LeaseKey::Port(p.parse().ok()?),
-                    _ => return None,
-                };
-                Some((l.expires, key))
-            })
+            .filter_map(|(k, l)| Some((l.expires, parse_key(k)?)))
             .collect();
         held.sort_by(|a, b| {
             a.0.cmp(&b.0)
@@ -199,18 +234,14 @@ impl Registry {
     }
 
     /// Claims `key` for a live session of `client_id`.
-    pub fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), Taken> {
+    fn claim(&self, key: &LeaseKey, client_id: &str, session: u64) -> Result<(), ClaimError> {
         let mut leases = self.lock();
         let k = key_str(key);
         if let Some(l) = leases.get(&k) {
             let lapsed = l.expires.is_some_and(|e| e <= now_secs());
             if l.client_id != client_id && !lapsed {
-                let name = match key {
-                    LeaseKey::Host(h) => format!("hostname {h}"),
-                    LeaseKey::Port(p) => format!("port {p}"),
-                };
                 let left = l.expires.map(|e| e.saturating_sub(now_secs()));
-                return Err(Taken(name, left));
+                return Err(ClaimError::Taken(describe(key), left));
             }
         }
         leases.insert(
@@ -227,7 +258,7 @@ impl Registry {
     }
 
     /// Starts the grace period of `key` after its session ended.
-    pub fn release(&self, key: &LeaseKey, client_id: &str, session: u64) {
+    fn release(&self, key: &LeaseKey, client_id: &str, session: u64) {
         let mut leases = self.lock();
         if let Some(l) = leases.get_mut(&key_str(key)) {
             if l.client_id == client_id && l.holder == session {
@@ -238,13 +269,18 @@ impl Registry {
     }
 
     /// Drops `key` at once (an explicit unbind gives the name back).
-    pub fn forget(&self, key: &LeaseKey, client_id: &str) {
+    fn forget(&self, key: &LeaseKey, client_id: &str) {
         let mut leases = self.lock();
         let k = key_str(key);
         if leases.get(&k).is_some_and(|l| l.client_id == client_id) {
             leases.remove(&k);
             self.persist(&leases);
         }
+    }
+
+    /// Writes the leases now (at shutdown, so a restart finds them).
+    fn flush(&self) {
+        save(self.store.as_ref(), &self.lock());
     }
 }
 

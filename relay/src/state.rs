@@ -2,8 +2,9 @@
 
 use crate::affinity::Affinity;
 use crate::config::RelayConfig;
+use crate::fleet::Fleet;
 use crate::http::HttpShared;
-use crate::registry::{LeaseKey, Registry};
+use crate::registry::{LeaseKey, Leases};
 use crate::router::Router;
 use crate::team::Team;
 use burrow_http::hostname::{custom_hostname, validate_label};
@@ -30,7 +31,7 @@ pub struct RelayState {
     /// Configuration it runs with.
     pub cfg: RelayConfig,
     /// Tokens and leases.
-    pub registry: Arc<Registry>,
+    pub registry: Arc<dyn Leases>,
     /// Accounts, their rules and the live sessions.
     pub team: Arc<Team>,
     /// Host and port routes.
@@ -57,6 +58,8 @@ pub struct RelayState {
     pub pending_agents: Arc<AtomicUsize>,
     /// What all sessions' receive windows may grow by together.
     pub window_budget: Arc<burrow_protocol::window::WindowBudget>,
+    /// The fleet this relay is a node of, if any.
+    pub fleet: Option<Arc<Fleet>>,
     /// Set when the relay stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// Set when the relay closes its agent sessions.
@@ -67,7 +70,7 @@ pub struct RelayState {
 impl RelayState {
     pub(crate) fn new(
         cfg: RelayConfig,
-        (registry, team): (Arc<Registry>, Arc<Team>),
+        (registry, team, fleet): (Arc<dyn Leases>, Arc<Team>, Option<Arc<Fleet>>),
         router: Arc<Router>,
         pool: ArbiterPool,
         tls: Arc<rustls::ServerConfig>,
@@ -83,6 +86,7 @@ impl RelayState {
             limits: cfg.limits.clone(),
             affinity: affinity.clone(),
             team: team.clone(),
+            fleet: fleet.clone(),
         });
         RelayState {
             cfg,
@@ -100,6 +104,7 @@ impl RelayState {
             affinity,
             pending_agents: Arc::new(AtomicUsize::new(0)),
             window_budget,
+            fleet,
             stopping,
             closing,
             // Ids are random-based so restarts do not reuse a previous run's ids.

@@ -26,7 +26,7 @@ pub enum BindError {
     Host(#[from] crate::state::PickError),
     /// Someone else holds the name or port (a live session or a lease).
     #[error(transparent)]
-    Taken(#[from] crate::registry::Taken),
+    Taken(#[from] crate::registry::ClaimError),
     /// The tcp port could not be had.
     #[error(transparent)]
     Port(#[from] tcp::BindPortError),

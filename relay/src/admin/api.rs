@@ -162,7 +162,17 @@ async fn end_session(s: web::Data<AdminState>, id: web::Path<String>) -> ApiResu
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Registers the status, account, token and session routes.
+/// The fleet's nodes with their sessions (each node publishes its own), this one first.
+async fn list_nodes(s: web::Data<AdminState>) -> ApiResult {
+    let Some(fleet) = &s.fleet else {
+        return ok(json!({ "node": null, "nodes": [] }));
+    };
+    ok(
+        json!({ "node": fleet.node(), "etcd_reachable": fleet.is_healthy(), "nodes": fleet.nodes() }),
+    )
+}
+
+/// Registers the status, account, token, session and node routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/status", web::get().to(status))
         .route("/api/accounts", web::get().to(list_accounts))
@@ -174,5 +184,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/tokens", web::get().to(list_tokens))
         .route("/api/tokens/{id}", web::delete().to(revoke_token))
         .route("/api/sessions", web::get().to(list_sessions))
-        .route("/api/sessions/{id}", web::delete().to(end_session));
+        .route("/api/sessions/{id}", web::delete().to(end_session))
+        .route("/api/nodes", web::get().to(list_nodes));
 }

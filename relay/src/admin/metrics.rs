@@ -172,10 +172,51 @@ pub async fn text(s: web::Data<AdminState>) -> HttpResponse {
             return actix_web::ResponseError::error_response(&super::error::ApiError::from(e))
         }
     };
-    let body = render(&accounts, &s.team.live.views(), &s.team.live.retired());
+    let mut body = render(&accounts, &s.team.live.views(), &s.team.live.retired());
+    if let Some(f) = &s.fleet {
+        fleet(&mut body, f);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)
+}
+
+/// The fleet's families: its live nodes, and the visitors and bytes forwarded between them.
+fn fleet(out: &mut String, f: &crate::fleet::Fleet) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &f.counters;
+    family(
+        out,
+        "burrowd_fleet_nodes",
+        "gauge",
+        "Live nodes of the fleet.",
+        &[(String::new(), f.view.nodes.len() as u64)],
+    );
+    let conns = [
+        (
+            "direction=\"out\"".to_string(),
+            c.forwarded_out.load(Relaxed),
+        ),
+        ("direction=\"in\"".to_string(), c.forwarded_in.load(Relaxed)),
+    ];
+    family(out, "burrowd_fleet_forwarded_connections_total", "counter", "Visitor connections forwarded to the node holding their tunnel (out) or from other nodes (in).", &conns);
+    let bytes = [
+        (
+            "direction=\"to_owner\"".to_string(),
+            c.bytes_out.load(Relaxed),
+        ),
+        (
+            "direction=\"from_owner\"".to_string(),
+            c.bytes_in.load(Relaxed),
+        ),
+    ];
+    family(
+        out,
+        "burrowd_fleet_forwarded_bytes_total",
+        "counter",
+        "Bytes of the connections this node forwarded, toward and from the owner node.",
+        &bytes,
+    );
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct AdminState {
     pub region: String,
     /// Ports tcp tunnels may use, and so tcp addresses may be reserved on.
     pub tcp_ports: PortRange,
+    /// The fleet this relay is a node of, whose nodes the API lists.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl AdminState {
@@ -113,6 +115,7 @@ pub fn serve(bound: Bound, state: &Arc<RelayState>) -> std::io::Result<AdminServ
         domain: state.cfg.domain.clone(),
         region: state.cfg.session_region(None).unwrap_or_default(),
         tcp_ports: state.cfg.tcp_ports,
+        fleet: state.fleet.clone(),
     });
     let token = web::Data::new(bound.token);
     let server = HttpServer::new(move || {

@@ -4,7 +4,9 @@ use super::body::{Input, InputError};
 use super::response::{Event, Expect, ResponseError, Responses};
 use crate::affinity::Affinity;
 use crate::config::Limits;
-use crate::registry::{LeaseKey, Registry};
+use crate::fleet::forward::{self, Arrival, Kind};
+use crate::fleet::Fleet;
+use crate::registry::{LeaseKey, Leases};
 use crate::router::{Route, Router};
 use crate::team::Team;
 use burrow_http::head::{self, RequestHead};
@@ -12,7 +14,7 @@ use burrow_http::pages;
 use burrow_http::workers::Movable;
 use burrow_protocol::control::{StreamMeta, TunnelProto};
 use burrow_protocol::mux::{pump_to_mux, MuxStream};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -27,13 +29,15 @@ pub struct HttpShared {
     /// The routing table.
     pub router: Arc<Router>,
     /// Leases, to tell a visitor that a name's agent is away rather than unknown.
-    pub registry: Arc<Registry>,
+    pub registry: Arc<dyn Leases>,
     /// Size and time limits.
     pub limits: Limits,
     /// Which worker serves a connection.
     pub affinity: Arc<Affinity>,
     /// Accounts: whose whitelist guards a tunnel.
     pub team: Arc<Team>,
+    /// The fleet this relay is a node of, whose other nodes serve the names it does not.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, message: &str) {
@@ -43,15 +47,33 @@ async fn answer<W: AsyncWrite + Unpin>(wr: &mut W, status: u16, message: &str) {
 
 /// Serves one visitor connection until it closes: on this worker, or on one that holds a
 /// lane of the first request's session, where the connection moves once it is known.
-pub async fn serve<IO>(io: IO, peer: SocketAddr, scheme: &'static str, shared: Arc<HttpShared>)
-where
-    IO: AsyncRead + AsyncWrite + Movable + Unpin,
+pub async fn serve<IO>(
+    io: IO,
+    peer: SocketAddr,
+    scheme: &'static str,
+    shared: Arc<HttpShared>,
+    arrival: Arrival,
+) where
+    IO: AsyncRead + AsyncWrite + Movable + Unpin + Send,
 {
     let (rd, mut wr) = tokio::io::split(io);
     let mut input = Input::new(rd);
     let Some(first) = first_head(&mut input, &mut wr, peer, &shared.limits).await else {
         return;
     };
+    if let Some((fleet, key)) = elsewhere(&shared, &first.host, scheme, arrival) {
+        let (rd, ahead) = input.into_parts();
+        let io = rd.unsplit(wr);
+        let offered = forward::forward(&fleet, io, ahead.freeze(), Kind::Http, &key, peer).await;
+        (input, wr) = match offered {
+            forward::Outcome::Done => return,
+            // Served here after all (the agent moved to this node), or by no node: 404.
+            forward::Outcome::Here(io, ahead) | forward::Outcome::Gone(io, ahead) => {
+                let (rd, wr) = tokio::io::split(io);
+                (Input::with_buffer(rd, BytesMut::from(&ahead[..])), wr)
+            }
+        };
+    }
     let Some(route) = admit(&shared, &first, scheme, peer, &mut wr).await else {
         return;
     };
@@ -66,6 +88,21 @@ where
         let input = Input::with_buffer(rd, ahead);
         relay(input, wr, first, route, peer, scheme, &shared).await;
     });
+}
+
+/// The fleet and the route key of the node serving `host`, when this node serves no plain
+/// http tunnel for it and the visitor came straight here.
+fn elsewhere(
+    shared: &HttpShared,
+    host: &str,
+    scheme: &str,
+    arrival: Arrival,
+) -> Option<(Arc<Fleet>, String)> {
+    let fleet = shared.fleet.as_ref()?;
+    if arrival == Arrival::Forwarded || scheme != "http" || shared.router.lookup(host).is_some() {
+        return None;
+    }
+    Some((fleet.clone(), fleet.remote_host(host)?))
 }
 
 /// Carries the connection's requests, from its first, to the agent and the responses
