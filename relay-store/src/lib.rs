@@ -2,11 +2,16 @@
 //! addresses, IP whitelists, SSH keys and session leases, each change one ACID transaction.
 #![forbid(unsafe_code)]
 
+mod backend;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod model;
 pub mod names;
 pub mod net;
+mod ops;
 mod redb_store;
+mod rules;
 pub mod ssh;
 pub mod token;
 

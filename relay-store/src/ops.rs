@@ -1,47 +1,71 @@
-//! The store's operations: each one transaction that checks every rule before it writes.
+//! The store's operations, written once over [`Backend`]: each one transaction that checks
+//! every rule before it writes, whichever backend runs it.
 
-use super::rules::{domain_conflicts, existing};
-use super::{
-    collect, get, lease_record, now, put, remove, scan, Db, Lease, RedbStore, StoredToken,
-    ACCOUNTS, ADDRS, DOMAINS, LEASES, SSH_KEYS, TOKENS, TOKEN_IDS, WHITELIST,
-};
+use crate::backend::{self, get, put, range, remove, scan, Backend, Table, Txn};
 use crate::error::StoreError;
 use crate::model::{
     Account, AddrReservation, DomainReservation, IssuedToken, LeaseRecord, Quotas, SshKey,
     TokenInfo, WhitelistEntry,
 };
+use crate::rules::{domain_conflicts, existing};
 use crate::{names, net, ssh, token, Store};
-use redb::{ReadTransaction, ReadableTable, Table};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
-type JsonTable<'t> = Table<'t, &'static str, &'static [u8]>;
+/// A lease as leases.json and the leases table hold it: the key is the map's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Lease {
+    pub(crate) client_id: String,
+    #[serde(default)]
+    pub(crate) holder: u64,
+    pub(crate) expires: Option<u64>,
+}
+
+/// A token as stored: its info and the hash it is keyed by, compared in constant time.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredToken {
+    hash: String,
+    info: TokenInfo,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn lease_record((key, l): (String, Lease)) -> LeaseRecord {
+    LeaseRecord {
+        key,
+        client_id: l.client_id,
+        holder: l.holder,
+        expires: l.expires,
+    }
+}
 
 /// The account named `name`, or the error saying there is none.
-fn require(
-    accounts: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Account, StoreError> {
-    get(accounts, "accounts", name)?.ok_or_else(|| StoreError::UnknownAccount { name: name.into() })
+fn require(txn: &mut dyn Txn, name: &str) -> Result<Account, StoreError> {
+    get(txn, Table::Accounts, name)?.ok_or_else(|| StoreError::UnknownAccount { name: name.into() })
 }
 
 /// Refuses a listing filtered by an account that does not exist, rather than listing nothing.
-fn check_filter(txn: &ReadTransaction, account: Option<&str>) -> Result<(), StoreError> {
+fn check_filter(txn: &mut dyn Txn, account: Option<&str>) -> Result<(), StoreError> {
     match account {
-        Some(a) => require(&txn.open_table(ACCOUNTS).db()?, a).map(drop),
+        Some(a) => require(txn, a).map(drop),
         None => Ok(()),
     }
 }
 
 /// Every record of `table` that `keep` accepts.
 fn list<T: DeserializeOwned>(
-    txn: &ReadTransaction,
-    def: super::Json,
-    name: &str,
+    txn: &mut dyn Txn,
+    table: Table,
     keep: impl Fn(&T) -> bool,
 ) -> Result<Vec<T>, StoreError> {
-    let table = txn.open_table(def).db()?;
-    Ok(scan(&table, name)?
+    Ok(scan(txn, table)?
         .into_iter()
         .map(|(_, v)| v)
         .filter(|v| keep(v))
@@ -50,16 +74,16 @@ fn list<T: DeserializeOwned>(
 
 /// Removes every record of `table` that `doomed` picks, returning them.
 fn remove_where<T: DeserializeOwned>(
-    table: &mut JsonTable<'_>,
-    name: &str,
+    txn: &mut dyn Txn,
+    table: Table,
     doomed: impl Fn(&T) -> bool,
 ) -> Result<Vec<T>, StoreError> {
-    let picked: Vec<(String, T)> = scan(table, name)?
+    let picked: Vec<(String, T)> = scan(txn, table)?
         .into_iter()
         .filter(|(_, v)| doomed(v))
         .collect();
     for (key, _) in &picked {
-        table.remove(key.as_str()).db()?;
+        txn.remove(table, key)?;
     }
     Ok(picked.into_iter().map(|(_, v)| v).collect())
 }
@@ -73,59 +97,77 @@ fn whitelist_key(account: &str, net: &ipnet::IpNet) -> String {
     format!("{account} {net}")
 }
 
-impl RedbStore {
-    /// Adds a token for `secret` unless its hash is there already (then it must be this account's).
-    fn insert_token(
-        &self,
-        account: &str,
-        label: &str,
-        secret: &str,
-    ) -> Result<TokenInfo, StoreError> {
-        names::label(label)?;
-        let hash = token::hash(secret);
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut tokens = txn.open_table(TOKENS).db()?;
-            if let Some(t) = get::<StoredToken>(&tokens, "tokens", &hash)? {
-                return if t.info.account == account {
-                    Ok(t.info)
-                } else {
-                    Err(StoreError::TokenTaken {
-                        label: label.into(),
-                    })
-                };
+/// Adds a token for `secret` unless its hash is there already (then it must be this account's).
+fn insert_token<B: Backend + ?Sized>(
+    store: &B,
+    account: &str,
+    label: &str,
+    secret: &str,
+) -> Result<TokenInfo, StoreError> {
+    names::label(label)?;
+    let hash = token::hash(secret);
+    store.update(|txn| {
+        require(txn, account)?;
+        if let Some(t) = get::<StoredToken>(txn, Table::Tokens, &hash)? {
+            return if t.info.account == account {
+                Ok(t.info)
+            } else {
+                Err(StoreError::TokenTaken {
+                    label: label.into(),
+                })
+            };
+        }
+        let id = loop {
+            let id = token::new_id();
+            if txn.get(Table::TokenIds, &id)?.is_none() {
+                break id;
             }
-            let mut ids = txn.open_table(TOKEN_IDS).db()?;
-            let id = loop {
-                let id = token::new_id();
-                if ids.get(id.as_str()).db()?.is_none() {
-                    break id;
-                }
-            };
-            ids.insert(id.as_str(), hash.as_str()).db()?;
-            let info = TokenInfo {
-                id,
-                account: account.into(),
-                label: label.into(),
-                created: now(),
-                hint: token::hint(secret),
-            };
-            let stored = StoredToken {
-                hash: hash.clone(),
-                info: info.clone(),
-            };
-            put(&mut tokens, &hash, &stored)?;
-            Ok(info)
-        })
-    }
+        };
+        // The id table holds the bare hash, as the first redb files did.
+        txn.put(Table::TokenIds, &id, hash.clone().into_bytes())?;
+        let info = TokenInfo {
+            id,
+            account: account.into(),
+            label: label.into(),
+            created: now(),
+            hint: token::hint(secret),
+        };
+        let stored = StoredToken {
+            hash: hash.clone(),
+            info: info.clone(),
+        };
+        put(txn, Table::Tokens, &hash, &stored)?;
+        Ok(info)
+    })
 }
 
-impl Store for RedbStore {
+/// Replaces every lease in one transaction; [`Backend::save_leases`] unless a backend keeps
+/// leases otherwise.
+pub(crate) fn replace_leases<B: Backend + ?Sized>(
+    store: &B,
+    leases: &[LeaseRecord],
+) -> Result<(), StoreError> {
+    store.update(|txn| {
+        for (key, _) in txn.scan(Table::Leases)? {
+            txn.remove(Table::Leases, &key)?;
+        }
+        for l in leases {
+            let lease = Lease {
+                client_id: l.client_id.clone(),
+                holder: l.holder,
+                expires: l.expires,
+            };
+            put(txn, Table::Leases, &l.key, &lease)?;
+        }
+        Ok(())
+    })
+}
+
+impl<B: Backend> Store for B {
     fn create_account(&self, name: &str) -> Result<Account, StoreError> {
         names::account_name(name)?;
-        self.write(|txn| {
-            let mut accounts = txn.open_table(ACCOUNTS).db()?;
-            if accounts.get(name).db()?.is_some() {
+        self.update(|txn| {
+            if txn.get(Table::Accounts, name)?.is_some() {
                 return Err(StoreError::AccountExists { name: name.into() });
             }
             let account = Account {
@@ -133,83 +175,63 @@ impl Store for RedbStore {
                 quotas: Quotas::default(),
                 created: now(),
             };
-            put(&mut accounts, name, &account)?;
+            put(txn, Table::Accounts, name, &account)?;
             Ok(account)
         })
     }
 
     fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        self.read(|txn| get(&txn.open_table(ACCOUNTS).db()?, "accounts", name))
+        self.view(|txn| get(txn, Table::Accounts, name))
     }
 
     fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.read(|txn| list(txn, ACCOUNTS, "accounts", |_: &Account| true))
+        self.view(|txn| list(txn, Table::Accounts, |_: &Account| true))
     }
 
     fn set_quotas(&self, account: &str, quotas: Quotas) -> Result<Account, StoreError> {
-        self.write(|txn| {
-            let mut accounts = txn.open_table(ACCOUNTS).db()?;
-            let mut a = require(&accounts, account)?;
+        self.update(|txn| {
+            let mut a = require(txn, account)?;
             a.quotas = quotas;
-            put(&mut accounts, account, &a)?;
+            put(txn, Table::Accounts, account, &a)?;
             Ok(a)
         })
     }
 
     fn delete_account(&self, name: &str) -> Result<(), StoreError> {
-        self.write(|txn| {
-            let mut accounts = txn.open_table(ACCOUNTS).db()?;
-            require(&accounts, name)?;
-            accounts.remove(name).db()?;
-            let mut ids = txn.open_table(TOKEN_IDS).db()?;
-            let tokens: Vec<StoredToken> = remove_where(
-                &mut txn.open_table(TOKENS).db()?,
-                "tokens",
-                |t: &StoredToken| t.info.account == name,
-            )?;
+        self.update(|txn| {
+            require(txn, name)?;
+            txn.remove(Table::Accounts, name)?;
+            let tokens: Vec<StoredToken> =
+                remove_where(txn, Table::Tokens, |t: &StoredToken| t.info.account == name)?;
             for t in tokens {
-                ids.remove(t.info.id.as_str()).db()?;
+                txn.remove(Table::TokenIds, &t.info.id)?;
             }
             let mine = |owner: &str| owner == name;
-            remove_where(
-                &mut txn.open_table(DOMAINS).db()?,
-                "domains",
-                |d: &DomainReservation| mine(&d.account),
-            )?;
-            remove_where(
-                &mut txn.open_table(ADDRS).db()?,
-                "addrs",
-                |a: &AddrReservation| mine(&a.account),
-            )?;
-            remove_where(
-                &mut txn.open_table(WHITELIST).db()?,
-                "whitelist",
-                |w: &WhitelistEntry| mine(&w.account),
-            )?;
-            remove_where(
-                &mut txn.open_table(SSH_KEYS).db()?,
-                "ssh_keys",
-                |k: &SshKey| mine(&k.account),
-            )?;
+            remove_where(txn, Table::Domains, |d: &DomainReservation| {
+                mine(&d.account)
+            })?;
+            remove_where(txn, Table::Addrs, |a: &AddrReservation| mine(&a.account))?;
+            remove_where(txn, Table::Whitelist, |w: &WhitelistEntry| mine(&w.account))?;
+            remove_where(txn, Table::SshKeys, |k: &SshKey| mine(&k.account))?;
             Ok(())
         })
     }
 
     fn issue_token(&self, account: &str, label: &str) -> Result<IssuedToken, StoreError> {
         let secret = token::new_secret();
-        let info = self.insert_token(account, label, &secret)?;
+        let info = insert_token(self, account, label, &secret)?;
         Ok(IssuedToken { info, secret })
     }
 
     fn add_token(&self, account: &str, label: &str, secret: &str) -> Result<TokenInfo, StoreError> {
         token::check_secret(secret)?;
-        self.insert_token(account, label, secret)
+        insert_token(self, account, label, secret)
     }
 
     fn tokens(&self, account: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
-        self.read(|txn| {
+        self.view(|txn| {
             check_filter(txn, account)?;
-            let mut infos: Vec<TokenInfo> = list(txn, TOKENS, "tokens", |t: &StoredToken| {
+            let mut infos: Vec<TokenInfo> = list(txn, Table::Tokens, |t: &StoredToken| {
                 owned_by(account, &t.info.account)
             })?
             .into_iter()
@@ -224,15 +246,14 @@ impl Store for RedbStore {
     }
 
     fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
-        self.write(|txn| {
-            let mut ids = txn.open_table(TOKEN_IDS).db()?;
-            let hash = match ids.remove(id).db()? {
-                Some(h) => h.value().to_string(),
+        self.update(|txn| {
+            let hash = match txn.remove(Table::TokenIds, id)? {
+                Some(h) => String::from_utf8(h)
+                    .map_err(|_| backend::corrupt(format!("token {id} has a hash of bad UTF-8")))?,
                 None => return Err(StoreError::UnknownToken { id: id.into() }),
             };
-            let mut tokens = txn.open_table(TOKENS).db()?;
-            let t: StoredToken = remove(&mut tokens, "tokens", &hash)?
-                .ok_or_else(|| super::corrupt(format!("token {id} has no record")))?;
+            let t: StoredToken = remove(txn, Table::Tokens, &hash)?
+                .ok_or_else(|| backend::corrupt(format!("token {id} has no record")))?;
             Ok(t.info)
         })
     }
@@ -242,9 +263,8 @@ impl Store for RedbStore {
             return Ok(None);
         }
         let hash = token::hash(secret);
-        self.read(|txn| {
-            let tokens = txn.open_table(TOKENS).db()?;
-            let found: Option<StoredToken> = get(&tokens, "tokens", &hash)?;
+        self.view(|txn| {
+            let found: Option<StoredToken> = get(txn, Table::Tokens, &hash)?;
             // The lookup found it by key; comparing in constant time as well keeps a timing
             // difference from ever depending on how much of a guess was right.
             Ok(found
@@ -262,38 +282,36 @@ impl Store for RedbStore {
         let name = names::domain(name)?;
         names::region(region)?;
         let key = names::domain_key(&name);
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut domains = txn.open_table(DOMAINS).db()?;
-            let held = get::<DomainReservation>(&domains, "domains", &key)?;
+        self.update(|txn| {
+            require(txn, account)?;
+            let held = get::<DomainReservation>(txn, Table::Domains, &key)?;
             if let Some(mine) = existing(held, account, &name, region)? {
                 return Ok(mine);
             }
-            domain_conflicts(&domains, account, &name)?;
+            domain_conflicts(txn, account, &name)?;
             let r = DomainReservation {
-                name,
+                name: name.clone(),
                 account: account.into(),
                 region: region.into(),
                 created: now(),
             };
-            put(&mut domains, &key, &r)?;
+            put(txn, Table::Domains, &key, &r)?;
             Ok(r)
         })
     }
 
     fn release_domain(&self, name: &str) -> Result<DomainReservation, StoreError> {
         let name = names::domain(name)?;
-        self.write(|txn| {
-            let mut domains = txn.open_table(DOMAINS).db()?;
-            remove(&mut domains, "domains", &names::domain_key(&name))?
-                .ok_or(StoreError::UnknownReservation { name })
+        self.update(|txn| {
+            remove(txn, Table::Domains, &names::domain_key(&name))?
+                .ok_or_else(|| StoreError::UnknownReservation { name: name.clone() })
         })
     }
 
     fn domains(&self, account: Option<&str>) -> Result<Vec<DomainReservation>, StoreError> {
-        self.read(|txn| {
+        self.view(|txn| {
             check_filter(txn, account)?;
-            list(txn, DOMAINS, "domains", |d: &DomainReservation| {
+            list(txn, Table::Domains, |d: &DomainReservation| {
                 owned_by(account, &d.account)
             })
         })
@@ -307,38 +325,37 @@ impl Store for RedbStore {
     ) -> Result<AddrReservation, StoreError> {
         let (addr, host, port) = names::addr(addr)?;
         names::region(region)?;
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut addrs = txn.open_table(ADDRS).db()?;
-            let held = get::<AddrReservation>(&addrs, "addrs", &addr)?;
+        self.update(|txn| {
+            require(txn, account)?;
+            let held = get::<AddrReservation>(txn, Table::Addrs, &addr)?;
             if let Some(mine) = existing(held, account, &addr, region)? {
                 return Ok(mine);
             }
             let r = AddrReservation {
-                addr,
-                host,
+                addr: addr.clone(),
+                host: host.clone(),
                 port,
                 account: account.into(),
                 region: region.into(),
                 created: now(),
             };
-            put(&mut addrs, &r.addr, &r)?;
+            put(txn, Table::Addrs, &r.addr, &r)?;
             Ok(r)
         })
     }
 
     fn release_addr(&self, addr: &str) -> Result<AddrReservation, StoreError> {
         let (addr, _, _) = names::addr(addr)?;
-        self.write(|txn| {
-            let mut addrs = txn.open_table(ADDRS).db()?;
-            remove(&mut addrs, "addrs", &addr)?.ok_or(StoreError::UnknownReservation { name: addr })
+        self.update(|txn| {
+            remove(txn, Table::Addrs, &addr)?
+                .ok_or_else(|| StoreError::UnknownReservation { name: addr.clone() })
         })
     }
 
     fn addrs(&self, account: Option<&str>) -> Result<Vec<AddrReservation>, StoreError> {
-        self.read(|txn| {
+        self.view(|txn| {
             check_filter(txn, account)?;
-            list(txn, ADDRS, "addrs", |a: &AddrReservation| {
+            list(txn, Table::Addrs, |a: &AddrReservation| {
                 owned_by(account, &a.account)
             })
         })
@@ -346,11 +363,10 @@ impl Store for RedbStore {
 
     fn allow(&self, account: &str, entry: &str) -> Result<WhitelistEntry, StoreError> {
         let net = net::parse_net(entry)?;
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut list = txn.open_table(WHITELIST).db()?;
-            let key = whitelist_key(account, &net);
-            if let Some(existing) = get(&list, "whitelist", &key)? {
+        let key = whitelist_key(account, &net);
+        self.update(|txn| {
+            require(txn, account)?;
+            if let Some(existing) = get(txn, Table::Whitelist, &key)? {
                 return Ok(existing);
             }
             let e = WhitelistEntry {
@@ -358,21 +374,19 @@ impl Store for RedbStore {
                 net,
                 created: now(),
             };
-            put(&mut list, &key, &e)?;
+            put(txn, Table::Whitelist, &key, &e)?;
             Ok(e)
         })
     }
 
     fn disallow(&self, account: &str, entry: &str) -> Result<(), StoreError> {
         let net = net::parse_net(entry)?;
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut list = txn.open_table(WHITELIST).db()?;
-            let removed = list
-                .remove(whitelist_key(account, &net).as_str())
-                .db()?
-                .is_some();
-            if removed {
+        self.update(|txn| {
+            require(txn, account)?;
+            if txn
+                .remove(Table::Whitelist, &whitelist_key(account, &net))?
+                .is_some()
+            {
                 Ok(())
             } else {
                 Err(StoreError::UnknownWhitelistEntry {
@@ -384,72 +398,68 @@ impl Store for RedbStore {
     }
 
     fn whitelist(&self, account: Option<&str>) -> Result<Vec<WhitelistEntry>, StoreError> {
-        self.read(|txn| {
+        self.view(|txn| {
             check_filter(txn, account)?;
             let Some(a) = account else {
-                return list(txn, WHITELIST, "whitelist", |_: &WhitelistEntry| true);
+                return list(txn, Table::Whitelist, |_: &WhitelistEntry| true);
             };
             // '!' is the byte after ' ', so this is every `a …` key and nothing else.
             let (lo, hi) = (format!("{a} "), format!("{a}!"));
-            let table = txn.open_table(WHITELIST).db()?;
-            let entries = collect(table.range(lo.as_str()..hi.as_str()).db()?, "whitelist")?;
+            let entries: Vec<(String, WhitelistEntry)> = range(txn, Table::Whitelist, &lo, &hi)?;
             Ok(entries.into_iter().map(|(_, e)| e).collect())
         })
     }
 
     fn add_ssh_key(&self, account: &str, line: &str) -> Result<SshKey, StoreError> {
         let parsed = ssh::parse_key(line)?;
-        self.write(|txn| {
-            require(&txn.open_table(ACCOUNTS).db()?, account)?;
-            let mut keys = txn.open_table(SSH_KEYS).db()?;
-            if let Some(k) = get::<SshKey>(&keys, "ssh_keys", &parsed.fingerprint)? {
+        self.update(|txn| {
+            require(txn, account)?;
+            if let Some(k) = get::<SshKey>(txn, Table::SshKeys, &parsed.fingerprint)? {
                 return if k.account == account {
                     Ok(k)
                 } else {
                     Err(StoreError::SshKeyTaken {
-                        fingerprint: parsed.fingerprint,
+                        fingerprint: parsed.fingerprint.clone(),
                     })
                 };
             }
             let k = SshKey {
                 account: account.into(),
-                fingerprint: parsed.fingerprint,
-                algorithm: parsed.algorithm,
-                comment: parsed.comment,
-                line: parsed.line,
+                fingerprint: parsed.fingerprint.clone(),
+                algorithm: parsed.algorithm.clone(),
+                comment: parsed.comment.clone(),
+                line: parsed.line.clone(),
                 created: now(),
             };
-            put(&mut keys, &k.fingerprint, &k)?;
+            put(txn, Table::SshKeys, &k.fingerprint, &k)?;
             Ok(k)
         })
     }
 
     fn remove_ssh_key(&self, fingerprint: &str) -> Result<SshKey, StoreError> {
-        self.write(|txn| {
-            let mut keys = txn.open_table(SSH_KEYS).db()?;
-            remove(&mut keys, "ssh_keys", fingerprint)?.ok_or_else(|| StoreError::UnknownSshKey {
+        self.update(|txn| {
+            remove(txn, Table::SshKeys, fingerprint)?.ok_or_else(|| StoreError::UnknownSshKey {
                 fingerprint: fingerprint.into(),
             })
         })
     }
 
     fn ssh_keys(&self, account: Option<&str>) -> Result<Vec<SshKey>, StoreError> {
-        self.read(|txn| {
+        self.view(|txn| {
             check_filter(txn, account)?;
-            list(txn, SSH_KEYS, "ssh_keys", |k: &SshKey| {
+            list(txn, Table::SshKeys, |k: &SshKey| {
                 owned_by(account, &k.account)
             })
         })
     }
 
     fn account_for_key(&self, fingerprint: &str) -> Result<Option<SshKey>, StoreError> {
-        self.read(|txn| get(&txn.open_table(SSH_KEYS).db()?, "ssh_keys", fingerprint))
+        self.view(|txn| get(txn, Table::SshKeys, fingerprint))
     }
 
     fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(LEASES).db()?;
-            Ok(scan::<Lease>(&table, "leases")?
+        self.view(|txn| {
+            Ok(scan::<Lease>(txn, Table::Leases)?
                 .into_iter()
                 .map(lease_record)
                 .collect())
@@ -457,18 +467,6 @@ impl Store for RedbStore {
     }
 
     fn save_leases(&self, leases: &[LeaseRecord]) -> Result<(), StoreError> {
-        self.write(|txn| {
-            let mut table = txn.open_table(LEASES).db()?;
-            table.retain(|_, _| false).db()?;
-            for l in leases {
-                let lease = Lease {
-                    client_id: l.client_id.clone(),
-                    holder: l.holder,
-                    expires: l.expires,
-                };
-                put(&mut table, &l.key, &lease)?;
-            }
-            Ok(())
-        })
+        Backend::save_leases(self, leases)
     }
 }
