@@ -2,8 +2,8 @@
 # The whole test suite on a fresh machine: installs the real clients and servers the
 # tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium and chromium-driver for the
 # inspector's browser tests, procps for ps/kill, openssh-client for the SSH gateway's tests,
-# pyngrok in a virtualenv), then runs
-# cargo test. Extra arguments go to cargo test.
+# pyngrok in a virtualenv, etcd and protoc for the store's etcd backend), then runs
+# cargo test, and the store's tests again with its etcd backend. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,6 +18,11 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 # The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
 command -v ps >/dev/null 2>&1 || need+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The relay fleet's store tests run a real etcd; etcd-client's build script runs protoc,
+# which needs the well-known .proto files too.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 # Without recommends, Chromium comes with no font at all.
 [[ " ${need[*]} " == *" chromium"* ]] && need+=(fonts-liberation)
 if ((${#need[@]})); then
@@ -36,3 +41,5 @@ fi
 export BURROW_PYNGROK_PYTHON="$PWD/$venv/bin/python"
 
 cargo test --workspace "$@"
+# The store's etcd backend is a feature no default build enables.
+cargo test -p burrow-store --features etcd "$@"
