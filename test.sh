@@ -1,31 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs the real clients and servers the
-# tests drive (curl, openssl, tmux, tinyproxy, microsocks, chromium and chromium-driver for the
-# inspector's browser tests, procps for ps/kill, openssh-client for the SSH gateway's tests,
-# pyngrok in a virtualenv), then runs
-# cargo test. Extra arguments go to cargo test.
+# The whole test suite on a fresh machine: installs what it builds and drives (deps.sh,
+# and pyngrok in a virtualenv), then runs cargo test over the workspace (whose relay
+# builds with its fleet feature, so the store's tests run on redb and on etcd).
+# Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=()
-for tool in curl tmux tinyproxy microsocks chromium openssl; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
-done
-# The browser tests drive Chromium over WebDriver through Debian's chromedriver.
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
-# The SSH gateway's tests drive the real OpenSSH client (ssh, ssh-keygen).
-command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
-# The tests signal processes with /bin/kill; `kill` is a shell builtin, so look for `ps`.
-command -v ps >/dev/null 2>&1 || need+=(procps)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-# Without recommends, Chromium comes with no font at all.
-[[ " ${need[*]} " == *" chromium"* ]] && need+=(fonts-liberation)
-if ((${#need[@]})); then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+./deps.sh
 
 venv=target/pyngrok-venv
 if ! "$venv/bin/python" -c 'import pyngrok' >/dev/null 2>&1; then

@@ -5,12 +5,14 @@
 
 pub mod agent_bin;
 pub mod binaries;
+mod etcd;
 mod in_process;
 pub mod process;
 pub mod relay_bin;
 pub mod tmux;
 pub mod upstream;
 
+pub use etcd::TestEtcd;
 pub use in_process::{agent_port_tls, Gate, TestAgent, TestRelay, TunnelOpts};
 pub use process::{free_port, hermetic, Running, Scratch};
 

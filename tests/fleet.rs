@@ -4,8 +4,8 @@
 //! URL; etcd stopped and started again under running tunnels.
 
 use burrow_e2e::agent_bin::{agent_outcome, burrow, call, json, Outcome};
-use burrow_e2e::etcd::TestEtcd;
 use burrow_e2e::relay_bin::Burrowd;
+use burrow_e2e::TestEtcd;
 use burrow_e2e::{client_hello, curl_command, free_port, Running, Scratch};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,6 +24,8 @@ struct Fleet {
     secret: PathBuf,
     ca: String,
     nodes: Vec<Burrowd>,
+    /// The nodes' and agents' scratch folders, removed at the end of the test.
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 impl Fleet {
@@ -38,6 +40,7 @@ impl Fleet {
             secret,
             dir,
             nodes: Vec::new(),
+            scratch: Mutex::default(),
         };
         for i in 0..n {
             let node = fleet.node(i);
@@ -86,8 +89,7 @@ impl Fleet {
             }
             self.ca = ca.join("ca.pem").to_str().unwrap().to_string();
         }
-        // The scratch folder lives as long as the test: the node's state is in it.
-        std::mem::forget(state);
+        self.scratch.lock().unwrap().push(state);
         node
     }
 
@@ -136,7 +138,7 @@ impl Fleet {
                 cfg.to_str().unwrap(),
             ],
         );
-        std::mem::forget(dir);
+        self.scratch.lock().unwrap().push(dir);
         let run = Running::start(cmd, home);
         let api = format!("http://127.0.0.1:{web}/api/tunnels");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -189,6 +189,22 @@ pub enum StoreError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The fleet's etcd did not answer within the store's deadline, or refused the connection.
+    #[error("the fleet's store (etcd at {}) is unreachable: {reason}", endpoints.join(", "))]
+    Unavailable {
+        /// The etcd endpoints the store was given.
+        endpoints: Vec<String>,
+        /// What failed: the connection's error, or the deadline that passed.
+        reason: String,
+    },
+    /// A fleet's store keeps no snapshot of leases: each relay claims its names one at a time.
+    #[error(
+        "in a relay fleet leases are claimed one name at a time in etcd (under {prefix}leases/), not saved as a snapshot"
+    )]
+    LeasesClaimedPerName {
+        /// The fleet's key prefix.
+        prefix: String,
+    },
     /// The storage backend failed.
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -1,12 +1,18 @@
 //! burrowd's store for a team relay: accounts, auth tokens, reserved domains and TCP
-//! addresses, IP whitelists, SSH keys and session leases, each change one ACID transaction.
+//! addresses, IP whitelists, SSH keys and session leases, each change one ACID transaction,
+//! in a redb file for one relay or, with the `etcd` feature, in etcd for a fleet of relays.
 #![forbid(unsafe_code)]
 
+mod backend;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod model;
 pub mod names;
 pub mod net;
+mod ops;
 mod redb_store;
+mod rules;
 pub mod ssh;
 pub mod token;
 
@@ -19,7 +25,9 @@ pub use names::{owner_of, wildcard_matches};
 pub use net::allowed;
 pub use redb_store::{open, RedbStore, SCHEMA_VERSION, STORE_FILE};
 
-/// Everything the relay keeps for its accounts; one trait so a distributed backend can be added later.
+/// Everything the relay keeps for its accounts, implemented by [`RedbStore`] for one relay
+/// and, with the `etcd` feature, by `etcd::EtcdStore` for a fleet; both run the same
+/// operations, so the rules are the same.
 ///
 /// Every change is one transaction that checks the rules and writes, so a refused change
 /// leaves the store as it was. Listings taking `account` return everything for `None`.

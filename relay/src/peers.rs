@@ -120,6 +120,8 @@ async fn dispatch(meta: Bytes, stream: MuxStream, fleet: Arc<Fleet>, state: Arc<
 pub async fn follow_ports(fleet: Arc<Fleet>, state: Arc<RelayState>) {
     let mut changes = fleet.subscribe();
     let mut stopping = state.stopping.clone();
+    // Said once per port: a port this node cannot listen on stays so until it is freed.
+    let mut refused = std::collections::HashSet::<u16>::new();
     loop {
         let ports: Vec<u16> = fleet
             .view
@@ -129,12 +131,14 @@ pub async fn follow_ports(fleet: Arc<Fleet>, state: Arc<RelayState>) {
             .filter_map(|r| r.key().strip_prefix("port:")?.parse().ok())
             .collect();
         for port in ports {
-            if !state.port_listeners.contains_key(&port) {
-                match crate::tcp::listen(&state, port) {
-                    Ok(_) => info!(port, "listening for a tcp tunnel on another node"),
-                    Err(e) => {
-                        warn!(port, err = %e, "cannot listen for a tcp tunnel on another node")
-                    }
+            if state.port_listeners.contains_key(&port) || refused.contains(&port) {
+                continue;
+            }
+            match crate::tcp::listen(&state, port) {
+                Ok(_) => info!(port, "listening for a tcp tunnel on another node"),
+                Err(e) => {
+                    warn!(port, err = %e, "cannot listen for a tcp tunnel on another node");
+                    refused.insert(port);
                 }
             }
         }

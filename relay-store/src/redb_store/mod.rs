@@ -1,21 +1,17 @@
 //! The store on redb: opening the file, the schema and its version, importing the old
-//! leases.json, and the transaction helpers the operations are written with.
+//! leases.json, and the tables behind [`Txn`] for the operations in [`crate::ops`].
 
-mod ops;
-mod rules;
-
+use crate::backend::{self, Backend, Records, Table, Txn};
 use crate::error::StoreError;
-use crate::model::LeaseRecord;
+use crate::ops::Lease;
 use redb::backends::InMemoryBackend;
 use redb::{
-    DatabaseError, ReadTransaction, ReadableTable, StorageError, Table, TableDefinition,
-    TableError, WriteTransaction,
+    DatabaseError, ReadTransaction, ReadableTable, StorageError, TableDefinition, TableError,
+    WriteTransaction,
 };
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's file name in the state directory.
 pub const STORE_FILE: &str = "burrowd.redb";
@@ -32,19 +28,13 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 type Json = TableDefinition<'static, &'static str, &'static [u8]>;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const ACCOUNTS: Json = TableDefinition::new("accounts");
-/// Token records keyed by the hex SHA-256 of their secret.
-const TOKENS: Json = TableDefinition::new("tokens");
-/// Token id → hash, for revoking by id.
+/// Token id → hash; its values are bare strings, as the first files were written.
 const TOKEN_IDS: TableDefinition<&str, &str> = TableDefinition::new("token_ids");
-/// Keyed by the name's labels reversed (`com.example.*`), see [`crate::names::domain_key`].
-const DOMAINS: Json = TableDefinition::new("domains");
-const ADDRS: Json = TableDefinition::new("addrs");
-/// Keyed by `account net`, so one account's entries are one key range.
-const WHITELIST: Json = TableDefinition::new("whitelist");
-/// Keyed by fingerprint.
-const SSH_KEYS: Json = TableDefinition::new("ssh_keys");
-const LEASES: Json = TableDefinition::new("leases");
+
+/// The JSON table of `table` (every one but [`Table::TokenIds`]).
+fn json(table: Table) -> Json {
+    TableDefinition::new(table.name())
+}
 
 /// The store kept in one redb file (or in memory), every change one write transaction.
 #[derive(Debug)]
@@ -52,22 +42,6 @@ pub struct RedbStore {
     db: redb::Database,
     /// The file, for error messages; `(memory)` without one.
     path: PathBuf,
-}
-
-/// A lease as leases.json and the leases table hold it: the key is the map's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Lease {
-    client_id: String,
-    #[serde(default)]
-    holder: u64,
-    expires: Option<u64>,
-}
-
-/// A token as stored: its info and the hash it is keyed by, compared in constant time.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredToken {
-    hash: String,
-    info: crate::model::TokenInfo,
 }
 
 /// Opens the store in `<state_dir>/burrowd.redb`, creating the directory and the file if
@@ -174,13 +148,16 @@ impl RedbStore {
             None => None,
         };
         self.write(|txn| {
-            for def in [ACCOUNTS, TOKENS, DOMAINS, ADDRS, WHITELIST, SSH_KEYS] {
-                txn.open_table(def).db()?;
+            for table in Table::ALL {
+                if table == Table::TokenIds {
+                    txn.open_table(TOKEN_IDS).db()?;
+                } else {
+                    txn.open_table(json(table)).db()?;
+                }
             }
-            txn.open_table(TOKEN_IDS).db()?;
-            let mut leases = txn.open_table(LEASES).db()?;
+            let mut t = RedbWrite(txn);
             for (key, lease) in imported.iter().flatten() {
-                put(&mut leases, key, lease)?;
+                backend::put(&mut t, Table::Leases, key, lease)?;
             }
             txn.open_table(META)
                 .db()?
@@ -261,13 +238,7 @@ fn read_legacy_leases(path: &Path) -> Result<Option<BTreeMap<String, Lease>>, St
     }
 }
 
-/// A corruption whose file [`RedbStore::locate`] fills in.
-fn corrupt(detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        path: PathBuf::new(),
-        detail: detail.into(),
-    }
-}
+use backend::corrupt;
 
 /// redb's errors as the store's.
 trait Db<T> {
@@ -283,78 +254,168 @@ impl<T, E: Into<redb::Error>> Db<T> for Result<T, E> {
     }
 }
 
-fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{table} record {key:?}: {e}")))
+/// A value type of ours, as the bytes [`Txn`] deals in.
+trait Raw: redb::Value + 'static {
+    fn to_bytes(v: Self::SelfType<'_>) -> Vec<u8>;
 }
 
-/// The record at `key`, decoded.
-fn get<T: DeserializeOwned>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-    key: &str,
-) -> Result<Option<T>, StoreError> {
-    match table.get(key).db()? {
-        Some(v) => decode(name, key, v.value()).map(Some),
-        None => Ok(None),
+impl Raw for &'static [u8] {
+    fn to_bytes(v: &[u8]) -> Vec<u8> {
+        v.to_vec()
     }
 }
 
-/// Every record of a table, in key order, with its key.
-fn scan<T: DeserializeOwned>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Vec<(String, T)>, StoreError> {
-    collect(table.iter().db()?, name)
+impl Raw for &'static str {
+    fn to_bytes(v: &str) -> Vec<u8> {
+        v.as_bytes().to_vec()
+    }
 }
 
-fn collect<T: DeserializeOwned>(
-    range: redb::Range<'_, &'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Vec<(String, T)>, StoreError> {
-    range
+fn get_in<V: Raw>(
+    t: &impl ReadableTable<&'static str, V>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(t.get(key).db()?.map(|v| V::to_bytes(v.value())))
+}
+
+fn range_in<V: Raw>(
+    t: &impl ReadableTable<&'static str, V>,
+    bounds: (Bound<&str>, Bound<&str>),
+) -> Result<Records, StoreError> {
+    t.range::<&str>(bounds)
+        .db()?
         .map(|item| {
             let (k, v) = item.db()?;
-            let key = k.value().to_string();
-            let value = decode(name, &key, v.value())?;
-            Ok((key, value))
+            Ok((k.value().to_string(), V::to_bytes(v.value())))
         })
         .collect()
 }
 
-fn put<T: Serialize>(
-    table: &mut Table<'_, &'static str, &'static [u8]>,
-    key: &str,
-    value: &T,
-) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    table.insert(key, bytes.as_slice()).db()?;
-    Ok(())
+/// `lo..hi` as redb's bounds, or the whole table.
+fn bounds<'a>(lo_hi: Option<(&'a str, &'a str)>) -> (Bound<&'a str>, Bound<&'a str>) {
+    match lo_hi {
+        Some((lo, hi)) => (Bound::Included(lo), Bound::Excluded(hi)),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    }
 }
 
-/// Removes the record at `key`, returning it decoded.
-fn remove<T: DeserializeOwned>(
-    table: &mut Table<'_, &'static str, &'static [u8]>,
-    name: &str,
-    key: &str,
-) -> Result<Option<T>, StoreError> {
-    let Some(v) = table.remove(key).db()? else {
-        return Ok(None);
-    };
-    decode(name, key, v.value()).map(Some)
+/// A read transaction; the operations never write in a view, so a write is a bug.
+struct RedbRead<'t>(&'t ReadTransaction);
+
+impl RedbRead<'_> {
+    fn range_of(&self, table: Table, lo_hi: Option<(&str, &str)>) -> Result<Records, StoreError> {
+        if table == Table::TokenIds {
+            range_in(&self.0.open_table(TOKEN_IDS).db()?, bounds(lo_hi))
+        } else {
+            range_in(&self.0.open_table(json(table)).db()?, bounds(lo_hi))
+        }
+    }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+fn read_only(table: Table) -> StoreError {
+    StoreError::Backend(format!("write to {} in a read-only view", table.name()).into())
 }
 
-fn lease_record((key, l): (String, Lease)) -> LeaseRecord {
-    LeaseRecord {
-        key,
-        client_id: l.client_id,
-        holder: l.holder,
-        expires: l.expires,
+impl Txn for RedbRead<'_> {
+    fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if table == Table::TokenIds {
+            get_in(&self.0.open_table(TOKEN_IDS).db()?, key)
+        } else {
+            get_in(&self.0.open_table(json(table)).db()?, key)
+        }
+    }
+
+    fn range(&mut self, table: Table, lo: &str, hi: &str) -> Result<Records, StoreError> {
+        self.range_of(table, Some((lo, hi)))
+    }
+
+    fn scan(&mut self, table: Table) -> Result<Records, StoreError> {
+        self.range_of(table, None)
+    }
+
+    fn put(&mut self, table: Table, _: &str, _: Vec<u8>) -> Result<(), StoreError> {
+        Err(read_only(table))
+    }
+
+    fn remove(&mut self, table: Table, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(read_only(table))
+    }
+}
+
+/// A write transaction; redb runs one at a time, so it never conflicts.
+struct RedbWrite<'t>(&'t WriteTransaction);
+
+impl RedbWrite<'_> {
+    fn range_of(&self, table: Table, lo_hi: Option<(&str, &str)>) -> Result<Records, StoreError> {
+        if table == Table::TokenIds {
+            range_in(&self.0.open_table(TOKEN_IDS).db()?, bounds(lo_hi))
+        } else {
+            range_in(&self.0.open_table(json(table)).db()?, bounds(lo_hi))
+        }
+    }
+}
+
+impl Txn for RedbWrite<'_> {
+    fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if table == Table::TokenIds {
+            get_in(&self.0.open_table(TOKEN_IDS).db()?, key)
+        } else {
+            get_in(&self.0.open_table(json(table)).db()?, key)
+        }
+    }
+
+    fn range(&mut self, table: Table, lo: &str, hi: &str) -> Result<Records, StoreError> {
+        self.range_of(table, Some((lo, hi)))
+    }
+
+    fn scan(&mut self, table: Table) -> Result<Records, StoreError> {
+        self.range_of(table, None)
+    }
+
+    fn put(&mut self, table: Table, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        if table == Table::TokenIds {
+            let hash = String::from_utf8(value)
+                .map_err(|_| StoreError::Backend("a token hash that is not UTF-8".into()))?;
+            self.0
+                .open_table(TOKEN_IDS)
+                .db()?
+                .insert(key, hash.as_str())
+                .db()?;
+        } else {
+            self.0
+                .open_table(json(table))
+                .db()?
+                .insert(key, value.as_slice())
+                .db()?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if table == Table::TokenIds {
+            let mut t = self.0.open_table(TOKEN_IDS).db()?;
+            let old = t.remove(key).db()?;
+            Ok(old.map(|v| v.value().as_bytes().to_vec()))
+        } else {
+            let mut t = self.0.open_table(json(table)).db()?;
+            let old = t.remove(key).db()?;
+            Ok(old.map(|v| v.value().to_vec()))
+        }
+    }
+}
+
+impl Backend for RedbStore {
+    fn view<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Txn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(|txn| f(&mut RedbRead(txn)))
+    }
+
+    fn update<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Txn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|txn| f(&mut RedbWrite(txn)))
     }
 }

@@ -1,13 +1,12 @@
 //! The rules between accounts' reservations, checked inside the transaction that writes.
 
-use super::{collect, get, Db};
+use crate::backend::{get, range, Table, Txn};
 use crate::error::StoreError;
 use crate::model::{AddrReservation, DomainReservation};
 use crate::names;
-use redb::ReadableTable;
 
 /// What domain and address reservations share for the check of an existing one.
-pub(super) trait Held: Clone {
+pub(crate) trait Held: Clone {
     fn owner(&self) -> &str;
     fn region(&self) -> &str;
 }
@@ -32,7 +31,7 @@ impl Held for AddrReservation {
 
 /// The same account may reserve again in the same region (and gets what it has); another
 /// account may not at all.
-pub(super) fn existing<T: Held>(
+pub(crate) fn existing<T: Held>(
     held: Option<T>,
     account: &str,
     name: &str,
@@ -54,14 +53,14 @@ pub(super) fn existing<T: Held>(
 
 /// Refuses `name` for `account` if it lies under another account's wildcard, or if it is a
 /// wildcard that would match another account's name (exact or wildcard).
-pub(super) fn domain_conflicts(
-    domains: &impl ReadableTable<&'static str, &'static [u8]>,
+pub(crate) fn domain_conflicts(
+    txn: &mut dyn Txn,
     account: &str,
     name: &str,
 ) -> Result<(), StoreError> {
     // Point lookups of the few wildcards that could cover the name, one per parent domain.
     for wildcard in names::covering_wildcards(name) {
-        let w = get::<DomainReservation>(domains, "domains", &names::domain_key(&wildcard))?;
+        let w = get::<DomainReservation>(txn, Table::Domains, &names::domain_key(&wildcard))?;
         if w.is_some_and(|w| w.account != account) {
             return Err(StoreError::CoveredByWildcard {
                 name: name.into(),
@@ -74,8 +73,7 @@ pub(super) fn domain_conflicts(
     };
     // Keys are reversed names, so everything under the base is one range.
     let (lo, hi) = names::subtree(&names::domain_key(base));
-    let under: Vec<(String, DomainReservation)> =
-        collect(domains.range(lo.as_str()..hi.as_str()).db()?, "domains")?;
+    let under: Vec<(String, DomainReservation)> = range(txn, Table::Domains, &lo, &hi)?;
     match under
         .into_iter()
         .find(|(_, d)| d.account != account && d.name != name)
