@@ -380,7 +380,7 @@ impl Dispatch {
 }
 
 /// Serves a lane's streams where it runs and tells the session the rest (its control
-/// messages and its end), tagged with the session's generation and the lane's number.
+/// messages and its end, once), tagged with the session's generation and the lane's number.
 pub fn pump(
     mut events: UnboundedReceiver<MuxEvent>,
     dispatch: Dispatch,
@@ -392,6 +392,16 @@ pub fn pump(
         while let Some(ev) = events.recv().await {
             match ev {
                 MuxEvent::Stream(meta, stream) => dispatch.serve(meta, stream),
+                // A mux told to go away and then seeing the connection end reports its end
+                // twice; a second report would make the session reconnect twice.
+                MuxEvent::Closed(err) => {
+                    session.do_send(LaneEvent {
+                        generation,
+                        lane,
+                        ev: MuxEvent::Closed(err),
+                    });
+                    break;
+                }
                 ev => session.do_send(LaneEvent {
                     generation,
                     lane,

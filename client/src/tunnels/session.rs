@@ -86,6 +86,7 @@ impl Session {
         let (cfg, lanes, dispatch) = (self.cfg.clone(), self.lanes.clone(), self.dispatch.clone());
         let (me, wanted) = (ctx.address(), self.pool.len());
         let order = dial_order(self.relay, cfg.relays.len());
+        let attempt = self.lanes.clone();
         let first = async move {
             let mut failed = Vec::new();
             for (n, &i) in order.iter().enumerate() {
@@ -110,6 +111,9 @@ impl Session {
         let first = lane::on_worker(self.pool.get(0), first);
         ctx.spawn(first.into_actor(self).map(move |res, act, ctx| {
             if generation != act.generation {
+                // Superseded (the agent is stopping): a relay reached anyway would otherwise
+                // keep a session nobody uses.
+                attempt.close("superseded");
                 return;
             }
             match res {
@@ -117,6 +121,12 @@ impl Session {
                     act.failures = 0;
                     act.up = true;
                     act.relay = relay;
+                    if act.lanes.prune() == 0 {
+                        // The lane ended before this ran, when its end was not acted on.
+                        let err = "relay closed the connection after authenticating";
+                        act.on_lane_closed(0, Some(err.into()), ctx);
+                        return;
+                    }
                     let addr = &act.cfg.relays[relay].addr;
                     info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, region = %greeting.region, relay = %addr, "client session established");
                     let greeting = Arc::new(greeting);
@@ -142,6 +152,9 @@ impl Session {
 
     /// Dials lane `i` on worker `i` and joins it to the session (attempt `tries`).
     fn join(&mut self, i: usize, tries: u32, ctx: &mut Context<Self>) {
+        if !self.up {
+            return;
+        }
         let Some(greeting) = self.greeting.clone() else {
             return;
         };
@@ -172,7 +185,10 @@ impl Session {
                 Err(DialError::Transient(msg)) if tries < MAX_LANE_TRIES => {
                     debug!(obj = "tunnels.session", lane = i, err = %msg, "lane dial failed; retrying");
                     ctx.run_later(lane_backoff(tries + 1), move |act, ctx| {
-                        act.join(i, tries + 1, ctx);
+                        // Not into a later session, which dials its own lanes.
+                        if act.generation == generation {
+                            act.join(i, tries + 1, ctx);
+                        }
                     });
                 }
                 Err(DialError::Transient(msg)) => {
@@ -229,11 +245,22 @@ impl Session {
     /// Lane `lane` ended: the session goes on over the others and dials it again; with
     /// none left, the session is down and reconnects from the start.
     fn on_lane_closed(&mut self, lane: usize, err: Option<String>, ctx: &mut Context<Self>) {
+        if !self.up {
+            // Down already, when lanes end together (a relay stopping closes them all), or
+            // not up yet, which the connection attempt's outcome checks.
+            return;
+        }
         let left = self.lanes.prune();
         let err = err.unwrap_or_else(|| "closed by relay".into());
         if left > 0 {
             warn!(obj = "tunnels.session", lane, left, err = %err, "lane lost; dialing it again");
-            ctx.run_later(lane_backoff(1), move |act, ctx| act.join(lane, 1, ctx));
+            let generation = self.generation;
+            ctx.run_later(lane_backoff(1), move |act, ctx| {
+                // Not into a later session, which dials its own lanes.
+                if act.generation == generation {
+                    act.join(lane, 1, ctx);
+                }
+            });
             return;
         }
         self.up = false;
