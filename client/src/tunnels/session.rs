@@ -128,7 +128,8 @@ impl Session {
                         return;
                     }
                     let addr = &act.cfg.relays[relay].addr;
-                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, region = %greeting.region, relay = %addr, "client session established");
+                    // `region` stays last: lines are read as ending with it.
+                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, relay = %addr, region = %greeting.region, "client session established");
                     let greeting = Arc::new(greeting);
                     act.greeting = Some(greeting.clone());
                     for i in 1..greeting.lanes {
