@@ -102,3 +102,31 @@ async fn an_agent_moves_to_the_next_relay_when_its_relay_stops() {
     )
     .await;
 }
+
+#[actix_rt::test]
+async fn a_certificate_that_does_not_fit_moves_on_and_is_fatal_only_alone() {
+    let untrusted = TestRelay::start().await;
+    let trusted = TestRelay::start().await;
+    let up = upstream::start().await;
+    // Only the second relay's CA is trusted: the first address fails its TLS handshake.
+    let agent = TestAgent::start_across(
+        &[&trusted],
+        &[&agent_port(&untrusted), &agent_port(&trusted)],
+        TunnelOpts::http(up.addr.port()),
+        None,
+    )
+    .await
+    .expect("the agent comes up on the relay it trusts");
+    assert_eq!(port_of(agent.http_url()), trusted.http().port());
+    // Alone, that address is fatal at once, as a single relay address always was.
+    let err = TestAgent::start_across(
+        &[&trusted],
+        &[&agent_port(&untrusted)],
+        TunnelOpts::http(up.addr.port()),
+        None,
+    )
+    .await
+    .err()
+    .expect("no relay it trusts");
+    assert!(err.contains("set -root-cas"), "{err}");
+}
