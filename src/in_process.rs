@@ -170,10 +170,25 @@ impl TestAgent {
         opts: TunnelOpts,
         token: Option<&str>,
     ) -> Result<Self, String> {
-        let tls =
-            burrow::client_tls(None, relay.handle.ca_pem.as_deref()).map_err(|e| e.to_string())?;
         let server = format!("localhost:{control}");
-        let mut session = burrow::session_config(&server, tls, token.map(String::from))
+        Self::start_across(&[relay], &[server.as_str()], opts, token).await
+    }
+
+    /// As [`TestAgent::start`], with the relay addresses `servers` (dialled in turn, as the
+    /// agent does with a list) and trusting the CA of each of `relays`.
+    pub async fn start_across(
+        relays: &[&TestRelay],
+        servers: &[&str],
+        opts: TunnelOpts,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
+        let cas: Vec<&str> = relays
+            .iter()
+            .filter_map(|r| r.handle.ca_pem.as_deref())
+            .collect();
+        let cas = (!cas.is_empty()).then(|| cas.join("\n"));
+        let tls = burrow::client_tls(None, cas.as_deref()).map_err(|e| e.to_string())?;
+        let mut session = burrow::session_config_for(servers, tls, token.map(String::from))
             .map_err(|e| e.to_string())?;
         session.max_backoff = Duration::from_millis(500);
         session.workers = opts.lanes;

@@ -209,3 +209,40 @@ fn configured_and_api_tunnels_send_remote_addr_and_metadata() {
     let t = relay.next_bind();
     assert_eq!((t.remote_addr, t.metadata.as_deref()), (None, Some("m")));
 }
+
+/// A relay address list, in the configuration file or on the command line: a dead first
+/// address is skipped at once and the session names the address it reached.
+#[test]
+fn a_listed_relay_address_that_is_dead_is_skipped() {
+    for form in ["file", "flag"] {
+        let relay = StandIn::start();
+        let dir = Scratch::new("wire-list");
+        let dead = format!("127.0.0.1:{}", free_port());
+        let live = format!("localhost:{}", relay.port);
+        let config = match form {
+            "file" => format!(
+                "server_addr: [{dead}, \"{live}\"]\nroot_cas: {}\nweb_addr: false\n",
+                relay.ca_file
+            ),
+            _ => format!("root_cas: {}\nweb_addr: false\n", relay.ca_file),
+        };
+        let config = dir.file("burrow.yml", &config);
+        let servers = format!("{dead},{live}");
+        let mut args = vec!["tcp", "22", "-log", "stdout", "-config"];
+        args.push(config.to_str().unwrap());
+        if form == "flag" {
+            args.extend(["-server", &servers]);
+        }
+        let agent = spawn(&args);
+        assert!(
+            matches!(relay.next(|_| false), ClientMessage::Auth { .. }),
+            "{form}"
+        );
+        let skipped = agent.line_matching(|l| l.contains("msg=\"relay address failed"));
+        assert!(skipped.contains("lvl=warn"), "{skipped}");
+        assert!(skipped.contains(&format!("relay={dead} ")), "{skipped}");
+        let l = agent.line_matching(|l| l.contains("msg=\"client session established\""));
+        assert!(l.contains(&format!(" relay={live} ")), "{form}: {l}");
+        assert!(l.ends_with(" region=us"), "{l}");
+    }
+}

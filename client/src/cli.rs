@@ -29,7 +29,7 @@ pub struct Flags {
     pub hostname: Option<String>,
     /// `-authtoken`.
     pub authtoken: Option<String>,
-    /// `-server`: the relay's `host:port`.
+    /// `-server`: the relay's `host:port`, or several separated by commas.
     pub server: Option<String>,
     /// `-root-cas`: `host`, `trusted` or a PEM file.
     pub root_cas: Option<String>,
@@ -285,8 +285,9 @@ FLAGS (one or two dashes; -flag value or -flag=value):
   -crt PATH, -key PATH  certificate and key to terminate TLS in the agent (tls)
   -client-cas PATH    with -crt/-key: require client certificates from these CAs (tls)
   -authtoken TOKEN    token the relay asks for
-  -server HOST:PORT   the relay's agent address (default: an embedded relay); a
-                      {region} in it is replaced by the region
+  -server HOST:PORT   the relay's agent address (default: an embedded relay), or
+                      several separated by commas, tried in turn; a {region} in
+                      it is replaced by the region
   -root-cas PATH      PEM file of CAs to trust for the relay, or host (system roots)
   -log TARGET         stdout, stderr, false (default) or a file path
   -log-level LEVEL    debug, info, warn, error, crit (default info)

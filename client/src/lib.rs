@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tunnels::connection::Observers;
+use tunnels::lane::RelayAddr;
 use tunnels::session::SessionConfig;
 use tunnels::spec::TunnelSpec;
 pub use tunnels::supervisor::AgentEvent;
@@ -89,21 +90,29 @@ pub fn session_config(
     tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
 ) -> anyhow::Result<SessionConfig> {
-    let host = match server.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
-        _ => anyhow::bail!("invalid -server {server:?}: want HOST:PORT"),
-    };
-    let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .with_context(|| format!("invalid -server host {host:?}"))?;
+    session_config_for(&[server], tls, token)
+}
+
+/// Session settings for a relay reachable at each of `servers` (`host:port`), dialed in
+/// turn as [`tunnels::session`] describes; each address's own host names the certificate
+/// it must present.
+pub fn session_config_for(
+    servers: &[&str],
+    tls: Arc<rustls::ClientConfig>,
+    token: Option<String>,
+) -> anyhow::Result<SessionConfig> {
+    anyhow::ensure!(!servers.is_empty(), "no relay address");
+    let relays = servers
+        .iter()
+        .map(|s| RelayAddr::parse(s).map_err(|e| anyhow::anyhow!("invalid -server {s:?}: {e}")))
+        .collect::<anyhow::Result<_>>()?;
     Ok(SessionConfig {
-        server_addr: server.to_string(),
-        server_name,
+        relays,
         tls,
         token,
         region: None,
         client_id: new_client_id(),
         max_backoff: Duration::from_secs(5),
-        proxy: None,
         workers: 0,
     })
 }

@@ -10,7 +10,7 @@ use crate::tunnels::spec::TunnelSpec;
 use crate::tunnels::supervisor::{AgentEvent, Shutdown, Supervisor};
 use crate::{
     client_tls, config, console, embedded, inspect, logfmt, metrics, outbound, session_config,
-    start_observed, web, VERSION,
+    session_config_for, start_observed, web, VERSION,
 };
 use actix::prelude::*;
 use anyhow::Context as _;
@@ -122,26 +122,25 @@ fn chosen_tunnels(
 /// How to reach the relay: the configured one (through a proxy if asked), or an embedded
 /// relay started now, which lives as long as the process.
 async fn relay_session(settings: &Settings) -> anyhow::Result<SessionConfig> {
-    let mut cfg = match &settings.server {
-        None => {
-            let relay = embedded::start().await?;
-            let tls = client_tls(None, relay.ca_pem.as_deref())?;
-            let server = format!("localhost:{}", relay.control_addr.port());
-            Box::leak(Box::new(relay));
-            session_config(&server, tls, settings.authtoken.clone())?
-        }
-        Some(server) => {
-            let tls = client_tls(settings.root_cas.as_deref(), None)?;
-            let mut cfg = session_config(server, tls, settings.authtoken.clone())?;
-            let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
-            cfg.proxy = outbound::choose(
+    let mut cfg = if settings.servers.is_empty() {
+        let relay = embedded::start().await?;
+        let tls = client_tls(None, relay.ca_pem.as_deref())?;
+        let server = format!("localhost:{}", relay.control_addr.port());
+        Box::leak(Box::new(relay));
+        session_config(&server, tls, settings.authtoken.clone())?
+    } else {
+        let tls = client_tls(settings.root_cas.as_deref(), None)?;
+        let servers: Vec<&str> = settings.servers.iter().map(String::as_str).collect();
+        let mut cfg = session_config_for(&servers, tls, settings.authtoken.clone())?;
+        for relay in &mut cfg.relays {
+            relay.proxy = outbound::choose(
                 settings.http_proxy.as_deref(),
                 settings.socks5_proxy.as_deref(),
                 &|k| std::env::var(k).ok(),
-                host,
+                relay.host(),
             )?;
-            cfg
         }
+        cfg
     };
     cfg.region = settings.region.clone();
     Ok(cfg)

@@ -89,6 +89,71 @@ impl std::fmt::Display for Scalar {
     }
 }
 
+/// `server_addr` as written: one string (which may hold several addresses separated by
+/// commas) or a YAML list of them. Kept as written so merging and saving files see the
+/// user's form; [`ServerAddr::entries`] gives the addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    /// `server_addr: relay.example.com:4443` (or `a:4443,b:4443`).
+    One(String),
+    /// `server_addr: [a:4443, b:4443]`.
+    List(Vec<String>),
+}
+
+impl ServerAddr {
+    /// Every entry, list items and comma-separated parts alike, in order and untrimmed, so
+    /// a checker can point at an empty one.
+    pub fn entries(&self) -> Vec<&str> {
+        match self {
+            ServerAddr::One(s) => s.split(',').collect(),
+            ServerAddr::List(l) => l.iter().flat_map(|s| s.split(',')).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddr::One(s) => f.write_str(s),
+            ServerAddr::List(l) => write!(f, "[{}]", l.join(", ")),
+        }
+    }
+}
+
+impl From<&str> for ServerAddr {
+    fn from(s: &str) -> Self {
+        ServerAddr::One(s.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor rather than an untagged enum, so a wrong type is reported with the
+        // file's line and column like every other key.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ServerAddr;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("HOST:PORT, several separated by commas, or a list of them")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ServerAddr, E> {
+                Ok(ServerAddr::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ServerAddr, A::Error> {
+                let mut list = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    list.push(s);
+                }
+                Ok(ServerAddr::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Tunnel protocols a config may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,8 +228,8 @@ pub struct Config {
     pub metadata: Option<String>,
     /// `trusted`, `host` or a PEM path.
     pub root_cas: Option<String>,
-    /// The relay's agent address.
-    pub server_addr: Option<String>,
+    /// The relay's agent address, or several (a YAML list or a comma-separated string).
+    pub server_addr: Option<ServerAddr>,
     /// Accepted; Burrow does not self-update.
     pub update: Option<Scalar>,
     /// Accepted; Burrow does not self-update.
@@ -326,6 +391,11 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
             )));
         }
     }
+    if let Some(s) = &cfg.server_addr {
+        // Region not known yet (a flag may set it): any region gives the same verdict.
+        crate::config::settings::relay_addresses(&s.entries(), None)
+            .map_err(|e| ConfigError(format!("invalid server_addr {:?}: {e}", s.to_string())))?;
+    }
     if let Some(w) = cfg.web_addr.as_ref().and_then(|w| w.value()) {
         w.parse::<std::net::SocketAddr>()
             .map_err(|_| ConfigError(format!("invalid web_addr {w:?}: want IP:PORT or false")))?;
@@ -445,6 +515,32 @@ mod tests {
         assert!(e.contains("mapping"), "{e}");
         let e = parse("tunnels: [\n").unwrap_err().0;
         assert!(e.contains("/etc/b.yml"), "{e}");
+    }
+
+    #[test]
+    fn server_addr_is_a_string_or_a_list() {
+        let c = parse("server_addr: relay.example.com:4443\n").unwrap();
+        assert_eq!(c.server_addr, Some("relay.example.com:4443".into()));
+        let c = parse("server_addr: a:4443,b:4443\n").unwrap();
+        assert_eq!(c.server_addr.unwrap().entries(), ["a:4443", "b:4443"]);
+        let c = parse("server_addr: [a:4443, \"{region}.b:4443\"]\n").unwrap();
+        let addrs = c.server_addr.unwrap();
+        assert_eq!(addrs.entries(), ["a:4443", "{region}.b:4443"]);
+        let c = parse("server_addr:\n  - a:4443\n  - b:4443\n").unwrap();
+        assert_eq!(
+            c.server_addr,
+            Some(ServerAddr::List(vec!["a:4443".into(), "b:4443".into()]))
+        );
+        let e = parse("region: eu\nserver_addr: 4443\n").unwrap_err().0;
+        assert!(e.contains("/etc/b.yml line 2"), "{e}");
+        assert!(e.contains("HOST:PORT"), "{e}");
+        let e = parse("server_addr: a:4443,,b:4443\n").unwrap_err().0;
+        assert!(
+            e.contains("invalid server_addr \"a:4443,,b:4443\": empty entry"),
+            "{e}"
+        );
+        let e = parse("server_addr: [a:4443, nowhere]\n").unwrap_err().0;
+        assert!(e.contains("\"nowhere\": want HOST:PORT"), "{e}");
     }
 
     #[test]

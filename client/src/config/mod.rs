@@ -8,7 +8,7 @@ pub mod spec;
 
 pub use file::{
     default_path, load, parse_console_ui, parse_text, save_authtoken, Config, ConfigError,
-    ConsoleUi, ConsoleUiError, Loaded, Proto, Scalar, TunnelConfig,
+    ConsoleUi, ConsoleUiError, Loaded, Proto, Scalar, ServerAddr, TunnelConfig,
 };
 
 /// Merges the files in order (later ones win) and checks everything, each tunnel included,

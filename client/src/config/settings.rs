@@ -21,8 +21,9 @@ pub enum WebAddr {
 /// The agent's effective settings: configuration files, then command-line flags on top.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Relay address (with `{region}` filled in), or the embedded relay.
-    pub server: Option<String>,
+    /// Relay addresses (with `{region}` filled in), in the order given; empty: the embedded
+    /// relay.
+    pub servers: Vec<String>,
     /// Token for the relay.
     pub authtoken: Option<String>,
     /// `host`, `trusted` or a PEM path.
@@ -90,9 +91,11 @@ impl Settings {
             ("authtoken".into(), token),
             (
                 "server_addr".into(),
-                s.server
-                    .clone()
-                    .unwrap_or_else(|| "(embedded relay)".into()),
+                if s.servers.is_empty() {
+                    "(embedded relay)".into()
+                } else {
+                    s.servers.join(", ")
+                },
             ),
             (
                 "region".into(),
@@ -164,9 +167,18 @@ impl Settings {
             ),
             r => r.map(|r| r.to_ascii_lowercase()),
         };
-        let server = flags.server.as_ref().or(cfg.server_addr.as_ref());
+        let servers = match (&flags.server, &cfg.server_addr) {
+            (Some(flag), _) => {
+                let entries: Vec<&str> = flag.split(',').collect();
+                relay_addresses(&entries, region.as_deref())
+                    .map_err(|e| anyhow::anyhow!("invalid -server {flag:?}: {e}"))?
+            }
+            (None, Some(file)) => relay_addresses(&file.entries(), region.as_deref())
+                .map_err(|e| anyhow::anyhow!("invalid server_addr {:?}: {e}", file.to_string()))?,
+            (None, None) => Vec::new(),
+        };
         Ok(Settings {
-            server: server.map(|s| server_for_region(s, region.as_deref())),
+            servers,
             authtoken: flags.authtoken.clone().or_else(|| cfg.authtoken.clone()),
             root_cas: flags.root_cas.clone().or_else(|| cfg.root_cas.clone()),
             web_addr,
@@ -193,9 +205,33 @@ pub fn server_for_region(server: &str, region: Option<&str>) -> String {
     server.replace("{region}", region.unwrap_or(DEFAULT_REGION))
 }
 
+/// The relay addresses `entries` name, each trimmed, with `{region}` filled in and checked
+/// as `HOST:PORT` whose host can name a TLS server; an empty entry (`a:1,,b:2`, a trailing
+/// comma, an empty list) is refused rather than skipped, as it is most likely a typo.
+pub fn relay_addresses(entries: &[&str], region: Option<&str>) -> Result<Vec<String>, String> {
+    if entries.is_empty() {
+        return Err("no address: want HOST:PORT, or several separated by commas".into());
+    }
+    entries
+        .iter()
+        .map(|raw| {
+            let entry = raw.trim();
+            if entry.is_empty() {
+                return Err(
+                    "empty entry: want HOST:PORT, or several separated by commas".to_string(),
+                );
+            }
+            let addr = server_for_region(entry, region);
+            crate::tunnels::lane::RelayAddr::parse(&addr).map_err(|e| format!("{entry:?}: {e}"))?;
+            Ok(addr)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerAddr;
 
     #[test]
     fn region_placeholder_in_server_addr() {
@@ -219,20 +255,112 @@ mod tests {
         };
         let s = Settings::resolve(&cfg, &Flags::default(), Vec::new()).unwrap();
         assert_eq!(s.region.as_deref(), Some("eu"));
-        assert_eq!(s.server.as_deref(), Some("eu.relay.example.com:4443"));
+        assert_eq!(s.servers, ["eu.relay.example.com:4443"]);
         let flags = Flags {
             region: Some("ap".into()),
             ..Default::default()
         };
         let s = Settings::resolve(&cfg, &flags, Vec::new()).unwrap();
-        assert_eq!(s.server.as_deref(), Some("ap.relay.example.com:4443"));
+        assert_eq!(s.servers, ["ap.relay.example.com:4443"]);
         let none = Settings::resolve(&Config::default(), &Flags::default(), Vec::new()).unwrap();
-        assert_eq!((none.region, none.server), (None, None));
+        assert_eq!(none.region, None);
+        assert!(none.servers.is_empty());
         let bad = Flags {
             region: Some("eu west".into()),
             ..Default::default()
         };
         let err = Settings::resolve(&cfg, &bad, Vec::new()).unwrap_err();
         assert!(err.to_string().contains("invalid region"), "{err}");
+    }
+
+    fn servers(cfg: Config, flags: Flags) -> anyhow::Result<Vec<String>> {
+        Settings::resolve(&cfg, &flags, Vec::new()).map(|s| s.servers)
+    }
+
+    fn file(server_addr: ServerAddr, region: Option<&str>) -> Config {
+        Config {
+            server_addr: Some(server_addr),
+            region: region.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn server_addr_takes_a_list_a_comma_separated_string_or_one_address() {
+        let one = servers(
+            file("relay.example.com:4443".into(), None),
+            Flags::default(),
+        );
+        assert_eq!(one.unwrap(), ["relay.example.com:4443"]);
+        let commas = servers(
+            file("a:4443, b:4443,[::1]:4443".into(), None),
+            Flags::default(),
+        );
+        assert_eq!(commas.unwrap(), ["a:4443", "b:4443", "[::1]:4443"]);
+        let list = ServerAddr::List(vec!["a:4443".into(), "10.0.0.2:4443".into()]);
+        let list = servers(file(list, None), Flags::default());
+        assert_eq!(list.unwrap(), ["a:4443", "10.0.0.2:4443"]);
+        // The flag replaces the whole file setting, and takes the same forms.
+        let flag = Flags {
+            server: Some("c:1,d:2".into()),
+            ..Default::default()
+        };
+        let both = servers(file("a:4443".into(), None), flag);
+        assert_eq!(both.unwrap(), ["c:1", "d:2"]);
+    }
+
+    #[test]
+    fn region_placeholder_is_filled_in_each_address() {
+        let list = ServerAddr::List(vec![
+            "{region}.a.example:4443".into(),
+            "{region}.b.example:4443".into(),
+        ]);
+        let got = servers(file(list, Some("eu")), Flags::default()).unwrap();
+        assert_eq!(got, ["eu.a.example:4443", "eu.b.example:4443"]);
+        let flag = Flags {
+            server: Some("{region}.a.example:1,b.example:2".into()),
+            region: Some("ap".into()),
+            ..Default::default()
+        };
+        let got = servers(Config::default(), flag).unwrap();
+        assert_eq!(got, ["ap.a.example:1", "b.example:2"]);
+    }
+
+    #[test]
+    fn empty_or_malformed_entries_are_refused_naming_the_value() {
+        for (value, why) in [
+            ("a:4443,,b:4443", "empty entry"),
+            ("a:4443,", "empty entry"),
+            ("", "empty entry"),
+            ("a:4443,b", "\"b\": want HOST:PORT"),
+            ("a:99999", "want HOST:PORT"),
+            ("::1:4443", "brackets"),
+        ] {
+            let err = servers(file(value.into(), None), Flags::default()).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(&format!("invalid server_addr {value:?}")),
+                "{err}"
+            );
+            assert!(err.contains(why), "{value}: {err}");
+            let flag = Flags {
+                server: Some(value.into()),
+                ..Default::default()
+            };
+            let err = format!("{:#}", servers(Config::default(), flag).unwrap_err());
+            assert!(err.contains(&format!("invalid -server {value:?}")), "{err}");
+            assert!(err.contains(why), "{value}: {err}");
+        }
+        let err = servers(file(ServerAddr::List(Vec::new()), None), Flags::default());
+        assert!(format!("{:#}", err.unwrap_err()).contains("no address"));
+        let list = ServerAddr::List(vec!["a:1".into(), " ".into()]);
+        let err = format!(
+            "{:#}",
+            servers(file(list, None), Flags::default()).unwrap_err()
+        );
+        assert!(
+            err.contains("invalid server_addr \"[a:1,  ]\": empty entry"),
+            "{err}"
+        );
     }
 }

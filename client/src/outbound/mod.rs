@@ -16,8 +16,13 @@ mod http;
 mod socks5;
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use tokio::net::TcpStream;
+
+/// How long reaching one relay address may take, every IP address its name resolves to
+/// included (the caller's bound; direct connections also share it out, see [`dial`]).
+pub const DIAL_LIMIT: Duration = Duration::from_secs(10);
 
 /// An outbound proxy the agent reaches its relay through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,11 +273,17 @@ pub fn choose(
 ///
 /// HTTP proxies get `CONNECT` (with `Proxy-Authorization: Basic` when credentials are set);
 /// SOCKS5 proxies get no-auth or username/password authentication and the target by name,
-/// so the proxy resolves it. Errors name the hop that failed. The caller bounds the time.
+/// so the proxy resolves it. Errors name the hop that failed. The caller bounds the time
+/// (with [`DIAL_LIMIT`]).
+///
+/// Directly, each IP address the name resolves to is tried in turn, as tokio's
+/// `TcpStream::connect` does too, but each within its share of [`DIAL_LIMIT`] (see
+/// [`share`]): with one limit for all, an address that drops packets would use up the time
+/// and the addresses after it would never be tried.
 pub async fn dial(proxy: Option<&Proxy>, target: &str) -> io::Result<TcpStream> {
     let (host, port) = split_target(target)?;
     let Some(proxy) = proxy else {
-        return TcpStream::connect((host.as_str(), port))
+        return connect_each(&host, port, DIAL_LIMIT)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("dial tcp {target}: {e}")));
     };
@@ -295,6 +306,39 @@ pub async fn dial(proxy: Option<&Proxy>, target: &str) -> io::Result<TcpStream> 
         }
     }
     Ok(stream)
+}
+
+/// Connects to the first of the addresses `host` resolves to that answers, each tried
+/// within its [`share`] of what is left of `limit`.
+async fn connect_each(host: &str, port: u16, limit: Duration) -> io::Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(share(left, addrs.len() - i), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                let msg = format!("connect to {addr}: timeout");
+                last = Some(io::Error::new(io::ErrorKind::TimedOut, msg));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        let msg = format!("no address found for {host}");
+        io::Error::new(io::ErrorKind::NotFound, msg)
+    }))
+}
+
+/// The time one of `pending` addresses gets out of `left`: an equal share, but at least
+/// 2 s (as Go's dialer gives), since a connection across the world takes a while.
+fn share(left: Duration, pending: usize) -> Duration {
+    let equal = left / u32::try_from(pending.max(1)).unwrap_or(u32::MAX);
+    equal.max(Duration::from_secs(2)).min(left)
 }
 
 /// A proxy URL taken apart.
@@ -503,6 +547,35 @@ mod tests {
     use std::collections::HashMap;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    #[test]
+    fn each_resolved_address_gets_a_share_of_the_time() {
+        let s = Duration::from_secs;
+        assert_eq!(share(s(10), 1), s(10));
+        assert_eq!(share(s(10), 2), s(5));
+        assert_eq!(share(s(10), 10), s(2));
+        assert_eq!(share(s(3), 4), s(2));
+        assert_eq!(
+            share(Duration::from_millis(500), 3),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_is_tried_address_by_address() {
+        // `localhost` may resolve to ::1 before 127.0.0.1; only the latter listens here.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let s = dial(None, &format!("localhost:{port}")).await.unwrap();
+        assert_eq!(s.peer_addr().unwrap().ip(), IpAddr::from([127, 0, 0, 1]));
+        drop(l);
+        let e = dial(None, &format!("127.0.0.1:{port}")).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("dial tcp 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+    }
 
     fn http(host: &str, port: u16, auth: Option<(&str, &str)>) -> Proxy {
         Proxy::Http {

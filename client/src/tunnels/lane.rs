@@ -23,13 +23,53 @@ use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+/// One address of a relay's agent listener, with what dialing it takes.
+#[derive(Debug, Clone)]
+pub struct RelayAddr {
+    /// `host:port` as configured.
+    pub addr: String,
+    /// The name its certificate must carry: this address's own host, so a list may mix
+    /// relays with different certificates.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// Outbound proxy to reach it through, if any; chosen per address, since `no_proxy` and
+    /// the loopback rule depend on the host.
+    pub proxy: Option<crate::outbound::Proxy>,
+}
+
+impl RelayAddr {
+    /// `addr` (`host:port`, IPv6 in brackets), reached directly.
+    pub fn parse(addr: &str) -> Result<Self, String> {
+        let host = match addr.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() && !h.is_empty() => h,
+            _ => return Err("want HOST:PORT".into()),
+        };
+        let bare = match host.strip_prefix('[') {
+            Some(h) => h.strip_suffix(']').ok_or("unclosed '['")?,
+            None if host.contains(':') => return Err("IPv6 addresses need [brackets]".into()),
+            None => host,
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(bare.to_string())
+            .map_err(|_| format!("invalid host {bare:?}"))?;
+        Ok(RelayAddr {
+            addr: addr.to_string(),
+            server_name,
+            proxy: None,
+        })
+    }
+
+    /// The host, without brackets.
+    pub fn host(&self) -> &str {
+        let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
 /// How the agent reaches and authenticates with its relay.
 #[derive(Clone)]
 pub struct SessionConfig {
-    /// `host:port` of the relay's agent listener.
-    pub server_addr: String,
-    /// Name the relay's certificate must carry.
-    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// The relay's agent addresses, tried in order (see [`crate::tunnels::session`]); never
+    /// empty.
+    pub relays: Vec<RelayAddr>,
     /// TLS settings (trusted roots).
     pub tls: Arc<rustls::ClientConfig>,
     /// Auth token, if any.
@@ -40,8 +80,6 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Ceiling of the reconnect back-off.
     pub max_backoff: Duration,
-    /// Outbound proxy to reach the relay through, if any.
-    pub proxy: Option<crate::outbound::Proxy>,
     /// Worker threads, one lane to the relay each (0: one per core, or `BURROW_WORKERS`).
     pub workers: usize,
 }
@@ -60,11 +98,24 @@ pub struct LaneEvent {
 }
 
 /// Why a dial failed.
+#[derive(Debug)]
 pub enum DialError {
     /// Worth retrying.
     Transient(String),
-    /// The relay refused us; retrying will not help.
+    /// This address will not do (its certificate, or a protocol version a relay in the middle
+    /// of an upgrade speaks): another address may, and with none other it is fatal.
+    Address(String),
+    /// The relay refused us (authentication, which every relay of a fleet shares); retrying
+    /// will not help.
     Fatal(String),
+}
+
+impl DialError {
+    /// What went wrong, whatever the kind.
+    pub fn message(&self) -> &str {
+        let (DialError::Transient(m) | DialError::Address(m) | DialError::Fatal(m)) = self;
+        m
+    }
 }
 
 /// What the relay granted the session.
@@ -82,51 +133,46 @@ pub struct Greeting {
 /// A lane's mux and its events.
 type Lane = (MuxHandle, UnboundedReceiver<MuxEvent>);
 
-/// Dials the relay and exchanges the protocol greeting.
-async fn dial(cfg: &SessionConfig) -> Result<TlsStream<TcpStream>, DialError> {
+/// Dials `relay` and exchanges the protocol greeting.
+async fn dial(cfg: &SessionConfig, relay: &RelayAddr) -> Result<TlsStream<TcpStream>, DialError> {
     use DialError::*;
     let t = |e: String| Transient(e);
+    let addr = &relay.addr;
+    // Covers every IP address the name resolves to, tried in turn (see `outbound::dial`).
     let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        crate::outbound::dial(cfg.proxy.as_ref(), &cfg.server_addr),
+        crate::outbound::DIAL_LIMIT,
+        crate::outbound::dial(relay.proxy.as_ref(), addr),
     )
     .await
-    .map_err(|_| t(format!("dial tcp {}: timeout", cfg.server_addr)))?
+    .map_err(|_| t(format!("dial tcp {addr}: timeout")))?
     .map_err(|e| t(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     // Something that is not a relay may accept the TCP connection and then say nothing.
     let handshake = tokio::time::timeout(
         Duration::from_secs(10),
-        TlsConnector::from(cfg.tls.clone()).connect(cfg.server_name.clone(), tcp),
+        TlsConnector::from(cfg.tls.clone()).connect(relay.server_name.clone(), tcp),
     );
     let mut tls = handshake
         .await
         .map_err(|_| {
             t(format!(
-                "TLS handshake with relay {}: no answer in 10s (is it the relay's agent port?)",
-                cfg.server_addr
+                "TLS handshake with relay {addr}: no answer in 10s (is it the relay's agent port?)"
             ))
         })?
         .map_err(|e| {
             if e.to_string().contains("certificate") {
-                Fatal(format!(
-                    "TLS handshake with relay {}: {e} (set -root-cas to the relay's CA)",
-                    cfg.server_addr
+                Address(format!(
+                    "TLS handshake with relay {addr}: {e} (set -root-cas to the relay's CA)"
                 ))
             } else {
-                t(format!("TLS handshake with relay {}: {e}", cfg.server_addr))
+                t(format!("TLS handshake with relay {addr}: {e}"))
             }
         })?;
     tokio::time::timeout(Duration::from_secs(10), preamble::exchange(&mut tls))
         .await
-        .map_err(|_| {
-            t(format!(
-                "relay {} did not answer the protocol greeting",
-                cfg.server_addr
-            ))
-        })?
+        .map_err(|_| t(format!("relay {addr} did not answer the protocol greeting")))?
         .map_err(|e| match e {
-            burrow_protocol::ProtocolError::VersionMismatch { .. } => Fatal(e.to_string()),
+            burrow_protocol::ProtocolError::VersionMismatch { .. } => Address(e.to_string()),
             e => t(e.to_string()),
         })?;
     Ok(tls)
@@ -145,12 +191,13 @@ async fn answer(events: &mut UnboundedReceiver<MuxEvent>) -> Result<ServerMessag
     }
 }
 
-/// Dials the first lane and authenticates, asking for `wanted` lanes.
+/// Dials the first lane to `relay` and authenticates, asking for `wanted` lanes.
 pub async fn authenticate(
     cfg: &SessionConfig,
+    relay: &RelayAddr,
     wanted: usize,
 ) -> Result<(Lane, Greeting), DialError> {
-    let tls = dial(cfg).await?;
+    let tls = dial(cfg, relay).await?;
     let (mux, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
     let auth = ClientMessage::Auth {
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -186,9 +233,15 @@ pub async fn authenticate(
     }
 }
 
-/// Dials a further lane and joins it to session `session_id`.
-pub async fn join(cfg: &SessionConfig, session_id: &str, secret: &str) -> Result<Lane, DialError> {
-    let mut tls = dial(cfg).await?;
+/// Dials a further lane to `relay`, which must be the one holding session `session_id`,
+/// and joins it to the session.
+pub async fn join(
+    cfg: &SessionConfig,
+    relay: &RelayAddr,
+    session_id: &str,
+    secret: &str,
+) -> Result<Lane, DialError> {
+    let mut tls = dial(cfg, relay).await?;
     let ask = ClientMessage::JoinLane {
         session_id: session_id.to_string(),
         secret: secret.to_string(),
@@ -327,7 +380,7 @@ impl Dispatch {
 }
 
 /// Serves a lane's streams where it runs and tells the session the rest (its control
-/// messages and its end), tagged with the session's generation and the lane's number.
+/// messages and its end, once), tagged with the session's generation and the lane's number.
 pub fn pump(
     mut events: UnboundedReceiver<MuxEvent>,
     dispatch: Dispatch,
@@ -339,6 +392,16 @@ pub fn pump(
         while let Some(ev) = events.recv().await {
             match ev {
                 MuxEvent::Stream(meta, stream) => dispatch.serve(meta, stream),
+                // A mux told to go away and then seeing the connection end reports its end
+                // twice; a second report would make the session reconnect twice.
+                MuxEvent::Closed(err) => {
+                    session.do_send(LaneEvent {
+                        generation,
+                        lane,
+                        ev: MuxEvent::Closed(err),
+                    });
+                    break;
+                }
                 ev => session.do_send(LaneEvent {
                     generation,
                     lane,

@@ -1,9 +1,22 @@
 //! The agent's session with the relay: its lanes (one per worker), authentication, binds,
 //! and reconnecting with capped, jittered exponential back-off when the link drops.
+//!
+//! With several relay addresses (a fleet whose nodes share state, so any of them can take
+//! the session back with the same names), each connection attempt is a round over the
+//! list: it starts at the address that last worked (the first one before any has) and goes
+//! on to the next at once when one fails (refused, timed out, a TLS or protocol failure, a
+//! certificate that does not fit), wrapping around, each address once. Only when the whole
+//! round fails does the agent back off before the next round. So a session that drops tries
+//! its own relay again first, once (a blip of the network, or a restart, keeps it where it
+//! was), and then the others. A relay refusing the agent's credentials ends the round and
+//! the agent, as every node of a fleet would refuse them too; a certificate or protocol
+//! version one address does not fit is fatal only when no address of the round would do.
+//! Further lanes always dial the address the first lane reached, as only that node holds
+//! the session they join.
 
 use crate::tunnels::connection::Observers;
 pub use crate::tunnels::lane::SessionConfig;
-use crate::tunnels::lane::{self, DialError, Dispatch, Greeting, LaneEvent, Targets};
+use crate::tunnels::lane::{self, DialError, Dispatch, Greeting, LaneEvent, RelayAddr, Targets};
 use crate::tunnels::spec::TunnelSpec;
 use actix::prelude::*;
 use burrow_http::workers::ArbiterPool;
@@ -32,6 +45,9 @@ pub struct Session {
     failures: u32,
     /// Counts connections; events of an earlier one are ignored.
     generation: u64,
+    /// Index in `cfg.relays` of the address the session is on, or last was: rounds start
+    /// there and further lanes dial it.
+    relay: usize,
 }
 
 impl Session {
@@ -53,6 +69,7 @@ impl Session {
             pending: HashMap::new(),
             failures: 0,
             generation: 0,
+            relay: 0,
         }
     }
 
@@ -61,29 +78,58 @@ impl Session {
     }
 
     /// Dials the first lane on the first worker and authenticates, asking for a lane per
-    /// worker.
+    /// worker: one round over the relay addresses (see the module's documentation).
     fn connect(&mut self, ctx: &mut Context<Self>) {
         self.generation += 1;
         self.lanes = Lanes::new();
         let generation = self.generation;
         let (cfg, lanes, dispatch) = (self.cfg.clone(), self.lanes.clone(), self.dispatch.clone());
         let (me, wanted) = (ctx.address(), self.pool.len());
+        let order = dial_order(self.relay, cfg.relays.len());
+        let attempt = self.lanes.clone();
         let first = async move {
-            let ((mux, events), greeting) = lane::authenticate(&cfg, wanted).await?;
-            lanes.add(0, mux);
-            lane::pump(events, dispatch, me.recipient(), generation, 0);
-            Ok(greeting)
+            let mut failed = Vec::new();
+            for (n, &i) in order.iter().enumerate() {
+                let relay = &cfg.relays[i];
+                match lane::authenticate(&cfg, relay, wanted).await {
+                    Ok(((mux, events), greeting)) => {
+                        lanes.add(0, mux);
+                        lane::pump(events, dispatch, me.recipient(), generation, 0);
+                        return Ok((i, greeting));
+                    }
+                    Err(DialError::Fatal(msg)) => return Err(DialError::Fatal(msg)),
+                    Err(e) => {
+                        if n + 1 < order.len() {
+                            warn!(obj = "tunnels.session", relay = %relay.addr, err = %e.message(), "relay address failed; trying the next");
+                        }
+                        failed.push((relay, e));
+                    }
+                }
+            }
+            Err(round_failed(failed))
         };
         let first = lane::on_worker(self.pool.get(0), first);
         ctx.spawn(first.into_actor(self).map(move |res, act, ctx| {
             if generation != act.generation {
+                // Superseded (the agent is stopping): a relay reached anyway would otherwise
+                // keep a session nobody uses.
+                attempt.close("superseded");
                 return;
             }
             match res {
-                Ok(greeting) => {
+                Ok((relay, greeting)) => {
                     act.failures = 0;
                     act.up = true;
-                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, region = %greeting.region, "client session established");
+                    act.relay = relay;
+                    if act.lanes.prune() == 0 {
+                        // The lane ended before this ran, when its end was not acted on.
+                        let err = "relay closed the connection after authenticating";
+                        act.on_lane_closed(0, Some(err.into()), ctx);
+                        return;
+                    }
+                    let addr = &act.cfg.relays[relay].addr;
+                    // `region` stays last: lines are read as ending with it.
+                    info!(obj = "csess", id = %greeting.session_id, lanes = greeting.lanes, relay = %addr, region = %greeting.region, "client session established");
                     let greeting = Arc::new(greeting);
                     act.greeting = Some(greeting.clone());
                     for i in 1..greeting.lanes {
@@ -93,7 +139,9 @@ impl Session {
                         region: greeting.region.clone(),
                     });
                 }
-                Err(DialError::Fatal(msg)) => act.sup.fatal.do_send(SessionFatal(msg)),
+                Err(DialError::Fatal(msg) | DialError::Address(msg)) => {
+                    act.sup.fatal.do_send(SessionFatal(msg));
+                }
                 Err(DialError::Transient(msg)) => {
                     warn!(obj = "tunnels.session", err = %msg, "failed to reconnect session");
                     act.sup.down.do_send(SessionDown(msg));
@@ -105,6 +153,9 @@ impl Session {
 
     /// Dials lane `i` on worker `i` and joins it to the session (attempt `tries`).
     fn join(&mut self, i: usize, tries: u32, ctx: &mut Context<Self>) {
+        if !self.up {
+            return;
+        }
         let Some(greeting) = self.greeting.clone() else {
             return;
         };
@@ -113,9 +164,11 @@ impl Session {
         };
         let generation = self.generation;
         let (cfg, lanes, dispatch) = (self.cfg.clone(), self.lanes.clone(), self.dispatch.clone());
+        let relay = self.relay;
         let me = ctx.address();
         let joined = async move {
-            let (mux, events) = lane::join(&cfg, &greeting.session_id, &secret).await?;
+            let relay = &cfg.relays[relay];
+            let (mux, events) = lane::join(&cfg, relay, &greeting.session_id, &secret).await?;
             lanes.add(i, mux);
             lane::pump(events, dispatch, me.recipient(), generation, i);
             Ok(())
@@ -127,13 +180,16 @@ impl Session {
             }
             match res {
                 Ok(()) => debug!(obj = "tunnels.session", lane = i, "lane joined"),
-                Err(DialError::Fatal(msg)) => {
+                Err(DialError::Fatal(msg) | DialError::Address(msg)) => {
                     warn!(obj = "tunnels.session", lane = i, err = %msg, "lane refused; going on with fewer lanes");
                 }
                 Err(DialError::Transient(msg)) if tries < MAX_LANE_TRIES => {
                     debug!(obj = "tunnels.session", lane = i, err = %msg, "lane dial failed; retrying");
                     ctx.run_later(lane_backoff(tries + 1), move |act, ctx| {
-                        act.join(i, tries + 1, ctx);
+                        // Not into a later session, which dials its own lanes.
+                        if act.generation == generation {
+                            act.join(i, tries + 1, ctx);
+                        }
                     });
                 }
                 Err(DialError::Transient(msg)) => {
@@ -190,11 +246,22 @@ impl Session {
     /// Lane `lane` ended: the session goes on over the others and dials it again; with
     /// none left, the session is down and reconnects from the start.
     fn on_lane_closed(&mut self, lane: usize, err: Option<String>, ctx: &mut Context<Self>) {
+        if !self.up {
+            // Down already, when lanes end together (a relay stopping closes them all), or
+            // not up yet, which the connection attempt's outcome checks.
+            return;
+        }
         let left = self.lanes.prune();
         let err = err.unwrap_or_else(|| "closed by relay".into());
         if left > 0 {
             warn!(obj = "tunnels.session", lane, left, err = %err, "lane lost; dialing it again");
-            ctx.run_later(lane_backoff(1), move |act, ctx| act.join(lane, 1, ctx));
+            let generation = self.generation;
+            ctx.run_later(lane_backoff(1), move |act, ctx| {
+                // Not into a later session, which dials its own lanes.
+                if act.generation == generation {
+                    act.join(lane, 1, ctx);
+                }
+            });
             return;
         }
         self.up = false;
@@ -204,6 +271,44 @@ impl Session {
         warn!(obj = "tunnels.session", err = %err, "session closed, starting reconnect loop");
         self.sup.down.do_send(SessionDown(err));
         self.retry(ctx);
+    }
+}
+
+/// The order a round dials `n` addresses in: from `start` (the last that worked) to the
+/// end of the list, then from its beginning, each once.
+fn dial_order(start: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|k| (start + k) % n).collect()
+}
+
+/// What a round in which every address failed amounts to: worth another round if any
+/// failure may pass, fatal if each address is wrong for good. With one address, its own
+/// error unchanged.
+fn round_failed(failed: Vec<(&RelayAddr, DialError)>) -> DialError {
+    let transient = failed
+        .iter()
+        .any(|(_, e)| matches!(e, DialError::Transient(_)));
+    let many = failed.len() > 1;
+    let msgs: Vec<String> = failed
+        .into_iter()
+        .map(|(relay, e)| {
+            let m = e.message();
+            // Most messages name the address already; those that do not get it in front.
+            if many && !m.contains(&relay.addr) {
+                format!("{}: {m}", relay.addr)
+            } else {
+                m.to_string()
+            }
+        })
+        .collect();
+    let msg = if many {
+        format!("no relay address answered: {}", msgs.join("; "))
+    } else {
+        msgs.concat()
+    };
+    if transient {
+        DialError::Transient(msg)
+    } else {
+        DialError::Address(msg)
     }
 }
 
@@ -373,4 +478,50 @@ pub struct Reports {
     pub tunnel_up: Recipient<TunnelUp>,
     /// A bind refused.
     pub tunnel_failed: Recipient<TunnelFailed>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(addr: &str) -> RelayAddr {
+        RelayAddr::parse(addr).expect("relay address")
+    }
+
+    #[test]
+    fn rounds_start_at_the_last_good_address_and_wrap() {
+        assert_eq!(dial_order(0, 1), [0]);
+        assert_eq!(dial_order(0, 3), [0, 1, 2]);
+        assert_eq!(dial_order(1, 3), [1, 2, 0]);
+        assert_eq!(dial_order(2, 3), [2, 0, 1]);
+    }
+
+    #[test]
+    fn a_failed_round_is_fatal_only_when_no_address_could_do() {
+        let (a, b) = (relay("a.example:1"), relay("b.example:2"));
+        let one = round_failed(vec![(
+            &a,
+            DialError::Transient("dial tcp a.example:1: refused".into()),
+        )]);
+        assert!(matches!(one, DialError::Transient(m) if m == "dial tcp a.example:1: refused"));
+        let mixed = round_failed(vec![
+            (&a, DialError::Address("bad certificate".into())),
+            (
+                &b,
+                DialError::Transient("dial tcp b.example:2: refused".into()),
+            ),
+        ]);
+        let DialError::Transient(m) = mixed else {
+            panic!("a refused address may come back")
+        };
+        assert_eq!(
+            m,
+            "no relay address answered: a.example:1: bad certificate; dial tcp b.example:2: refused"
+        );
+        let wrong = round_failed(vec![
+            (&a, DialError::Address("bad certificate".into())),
+            (&b, DialError::Address("bad certificate".into())),
+        ]);
+        assert!(matches!(wrong, DialError::Address(_)));
+    }
 }
