@@ -285,10 +285,43 @@ function renderAgents(sessions) {
     body));
 }
 
+let lastNodes = null;
+
+// The fleet's nodes, each with the sessions it holds (every node publishes its own); only
+// on a relay that is a node of a fleet.
+function renderNodes(fleet) {
+  const seen = JSON.stringify(fleet);
+  if (seen === lastNodes) return;
+  lastNodes = seen;
+  const box = $('fleet');
+  if (!fleet.node) {
+    box.replaceChildren();
+    return;
+  }
+  const heading = el('h3', { text: 'Fleet: ' + plural(fleet.nodes.length, 'node', 'nodes') });
+  const note = fleet.etcd_reachable ? null
+    : el('p', { class: 'error', text: 'etcd does not answer: this node serves what is bound and refuses new names.' });
+  const rows = table('nodes',
+    ['Node', 'Address', 'Region', 'Started', 'Sessions', 'Public URLs'],
+    fleet.nodes,
+    (n) => [
+      n.id === fleet.node ? el('strong', { text: n.id + ' (this node)' }) : n.id,
+      n.addr,
+      n.region || '',
+      localTime(n.started),
+      String(n.sessions.length),
+      el('span', { class: 'urls' }, n.sessions.flatMap((s) => s.tunnels.flatMap((t) => t.urls)).map(urlNode)),
+    ],
+    (n) => ({ class: 'node', dataset: { id: n.id } }));
+  box.replaceChildren(...[heading, note, rows].filter(Boolean));
+}
+
 async function refreshAgents() {
   try {
-    const [status, sessions] = await Promise.all([api('GET', '/api/status'), api('GET', '/api/sessions')]);
+    const [status, sessions, fleet] = await Promise.all(
+      [api('GET', '/api/status'), api('GET', '/api/sessions'), api('GET', '/api/nodes')]);
     renderStatus(status);
+    renderNodes(fleet);
     renderAgents(sessions);
     $('agents-error').textContent = '';
   } catch (e) {

@@ -6,6 +6,7 @@
 pub mod agent_bin;
 pub mod binaries;
 mod etcd;
+pub mod fleet;
 mod in_process;
 pub mod process;
 pub mod relay_bin;

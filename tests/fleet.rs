@@ -3,229 +3,17 @@
 //! one name on two nodes; a node killed with its agent moving to another and keeping its
 //! URL; etcd stopped and started again under running tunnels.
 
-use burrow_e2e::agent_bin::{agent_outcome, burrow, call, json, Outcome};
-use burrow_e2e::relay_bin::Burrowd;
-use burrow_e2e::TestEtcd;
-use burrow_e2e::{client_hello, curl_command, free_port, Running, Scratch};
+use burrow_e2e::agent_bin::{json, Outcome};
+use burrow_e2e::client_hello;
+use burrow_e2e::fleet::{fetch_via, TestFleet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const ADMIN: &str = "fleet-admin-token-for-tests";
-/// Short, so a killed node's routes go quickly; the agent must be back well within it.
-const LEASE_TTL: &str = "3";
-
-/// etcd, the fleet's shared secret and CA, and its nodes.
-struct Fleet {
-    etcd: TestEtcd,
-    dir: Scratch,
-    secret: PathBuf,
-    ca: String,
-    nodes: Vec<Burrowd>,
-    /// The nodes' and agents' scratch folders, removed at the end of the test.
-    scratch: Mutex<Vec<Scratch>>,
-}
-
-impl Fleet {
-    /// etcd and `n` nodes named a, b, c…, node i's tcp tunnels listening on 127.0.0.(i+1).
-    fn start(n: usize) -> Fleet {
-        let etcd = TestEtcd::start();
-        let dir = Scratch::new("fleet");
-        let secret = dir.file("secret", "a-fleet-secret-of-some-length\n");
-        let mut fleet = Fleet {
-            etcd,
-            ca: String::new(),
-            secret,
-            dir,
-            nodes: Vec::new(),
-            scratch: Mutex::default(),
-        };
-        for i in 0..n {
-            let node = fleet.node(i);
-            fleet.nodes.push(node);
-        }
-        fleet
-    }
-
-    /// Starts node `i`: all nodes share the first one's CA, so agents trust every node.
-    fn node(&mut self, i: usize) -> Burrowd {
-        let id = ((b'a' + i as u8) as char).to_string();
-        let state = Scratch::new(&format!("fleet-{id}"));
-        if i > 0 {
-            std::fs::create_dir_all(state.0.join("state")).unwrap();
-            for f in ["ca.pem", "ca.key"] {
-                let from = self.dir.0.join("ca").join(f);
-                std::fs::copy(&from, state.0.join("state").join(f)).unwrap();
-            }
-        }
-        let node_addr = format!("127.0.0.1:{}", free_port());
-        let tcp_bind = format!("127.0.0.{}", i + 1);
-        let endpoint = self.etcd.endpoint();
-        let secret = self.secret.to_str().unwrap().to_string();
-        let args = [
-            "--cluster-etcd",
-            &endpoint,
-            "--node-id",
-            &id,
-            "--node-addr",
-            &node_addr,
-            "--cluster-secret-file",
-            &secret,
-            "--cluster-lease-ttl",
-            LEASE_TTL,
-            "--tcp-bind",
-            &tcp_bind,
-            "--lease-grace",
-            "60",
-        ];
-        let node = Burrowd::start(&state, &args, &[("BURROWD_ADMIN_TOKEN", ADMIN)]);
-        if i == 0 {
-            let ca = self.dir.0.join("ca");
-            std::fs::create_dir_all(&ca).unwrap();
-            for f in ["ca.pem", "ca.key"] {
-                std::fs::copy(state.0.join("state").join(f), ca.join(f)).unwrap();
-            }
-            self.ca = ca.join("ca.pem").to_str().unwrap().to_string();
-        }
-        self.scratch.lock().unwrap().push(state);
-        node
-    }
-
-    /// An admin API call on node `i`.
-    fn admin(&self, i: usize, path: &str) -> (u16, String) {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].admin.unwrap());
-        call(
-            "GET",
-            &url,
-            None,
-            &["-H", &format!("Authorization: Bearer {ADMIN}")],
-        )
-    }
-
-    /// `burrow start --all` with `tunnels` (YAML under `tunnels:`) against `servers`; waits
-    /// for `count` tunnels and returns the agent with its tunnels' public URLs by name.
-    fn agent(
-        &self,
-        servers: &[u16],
-        tunnels: &str,
-        count: usize,
-    ) -> (Running, Vec<(String, String)>) {
-        let web = free_port();
-        let list: Vec<String> = servers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let dir = Scratch::new("fleet-agent");
-        let cfg = dir.file(
-            "agent.yml",
-            &format!(
-                "server_addr: {}\nroot_cas: {}\nweb_addr: 127.0.0.1:{web}\ntunnels:\n{tunnels}",
-                match list.len() {
-                    1 => list[0].clone(),
-                    _ => format!("[{}]", list.join(", ")),
-                },
-                self.ca
-            ),
-        );
-        let home = Scratch::new("fleet-agent-home");
-        let cmd = burrow(
-            &home,
-            &[
-                "start",
-                "--all",
-                "--log",
-                "stdout",
-                "--config",
-                cfg.to_str().unwrap(),
-            ],
-        );
-        self.scratch.lock().unwrap().push(dir);
-        let run = Running::start(cmd, home);
-        let api = format!("http://127.0.0.1:{web}/api/tunnels");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (code, body) = call("GET", &api, None, &[]);
-            if code == 200 {
-                let list = json(&body)["tunnels"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let urls: Vec<(String, String)> = list
-                    .iter()
-                    .map(|t| {
-                        let name = t["name"].as_str().unwrap_or_default().to_string();
-                        (
-                            name,
-                            t["public_url"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect();
-                if urls.len() >= count {
-                    return (run, urls);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent's tunnels did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `burrow http 9 -subdomain NAME` against node `i`: up, or refused with its message.
-    fn claim(&self, i: usize, name: &str) -> Outcome {
-        let dir = Scratch::new("fleet-claim");
-        let config = dir.file("agent.yml", "web_addr: false\n");
-        let server = format!("127.0.0.1:{}", self.nodes[i].control);
-        let args = [
-            "http",
-            "9",
-            "-subdomain",
-            name,
-            "-server",
-            &server,
-            "-root-cas",
-            &self.ca,
-            "-config",
-            config.to_str().unwrap(),
-        ];
-        agent_outcome(&dir, &args)
-    }
-}
 
 /// A thread-based http upstream answering `body` to every request.
 fn upstream(body: &'static str) -> u16 {
     burrow_e2e::upstream::http_server("200 OK", body)
-}
-
-/// `url`'s host and the port of node `node`'s listener for its scheme, fetched with curl
-/// through that node (`--resolve`); (status, body).
-fn fetch_via(node: &Burrowd, url: &str, ca: &str) -> (u16, String) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let host = rest.split([':', '/']).next().unwrap();
-    let port = if scheme == "https" {
-        node.https
-    } else {
-        node.http
-    };
-    let target = format!("{scheme}://{host}:{port}/");
-    let resolve = format!("{host}:{port}:127.0.0.1");
-    let out = curl_command()
-        .args([
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            ca,
-            "--resolve",
-            &resolve,
-            &target,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 fn url_of<'a>(urls: &'a [(String, String)], name: &str, scheme: &str) -> &'a str {
@@ -285,7 +73,7 @@ fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn a_visitor_at_any_node_reaches_a_tunnel_on_another_over_http_https_tls_and_tcp() {
-    let fleet = Fleet::start(3);
+    let fleet = TestFleet::start(3);
     let (rec, seen) = recorder();
     let tunnels = format!(
         "  web: {{proto: http, addr: {}, subdomain: fleet-web}}\n  raw: {{proto: tcp, addr: {}}}\n  sec: {{proto: tls, addr: {rec}, subdomain: fleet-tls}}\n",
@@ -381,7 +169,7 @@ fn a_visitor_at_any_node_reaches_a_tunnel_on_another_over_http_https_tls_and_tcp
 
 #[test]
 fn two_agents_racing_for_one_name_on_two_nodes_one_wins() {
-    let fleet = Fleet::start(2);
+    let fleet = TestFleet::start(2);
     for round in 0..3 {
         let name = format!("race{round}");
         let (f1, f2) = (&fleet, &fleet);
@@ -405,7 +193,7 @@ fn two_agents_racing_for_one_name_on_two_nodes_one_wins() {
 
 #[test]
 fn an_agent_whose_node_dies_moves_to_another_and_keeps_its_url() {
-    let mut fleet = Fleet::start(3);
+    let mut fleet = TestFleet::start(3);
     let up = upstream("the-moving-agent");
     let tunnels =
         format!("  web: {{proto: http, addr: {up}, subdomain: mover, bind_tls: false}}\n");
@@ -466,7 +254,7 @@ fn an_agent_whose_node_dies_moves_to_another_and_keeps_its_url() {
 
 #[test]
 fn tunnels_keep_working_while_etcd_is_down_and_claims_resume_when_it_returns() {
-    let mut fleet = Fleet::start(2);
+    let mut fleet = TestFleet::start(2);
     let tunnels = format!(
         "  web: {{proto: http, addr: {}, subdomain: steady, bind_tls: false}}\n",
         upstream("still-here")

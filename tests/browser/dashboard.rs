@@ -6,6 +6,7 @@
 use crate::driver::{Browser, Page};
 use crate::{errors, js, WAIT};
 use burrow_e2e::agent_bin::{call, json};
+use burrow_e2e::fleet::{TestFleet, ADMIN};
 use burrow_e2e::upstream::http_server;
 use burrow_e2e::{Scratch, TestAgent, TestRelay, TunnelOpts};
 use burrow_relay::Secret;
@@ -463,5 +464,45 @@ fn accounts_tokens_reservations_and_the_whitelist_through_the_forms() {
         .collect();
     assert!(!accounts.contains(&&Value::from("a")), "{sessions}");
     screenshot(&page, &scratch, "dashboard-revoked.png");
+    assert!(errors(&page).is_empty(), "{:?}", errors(&page));
+}
+
+#[test]
+fn the_dashboard_of_any_node_shows_the_fleet_with_each_node_s_agents() {
+    let fleet = TestFleet::start(2);
+    let upstream = http_server("200 OK", "from node b");
+    let tunnels = format!(
+        "  web: {{proto: http, addr: {upstream}, subdomain: dash-fleet, bind_tls: false}}\n"
+    );
+    let (_agent, urls) = fleet.agent(&[fleet.nodes[1].control], &tunnels, 1);
+    let url = &urls[0].1;
+
+    let mut browser = Browser::launch();
+    let admin = fleet.nodes[0].admin.expect("node a's admin listener");
+    let page = browser.page(&format!("http://127.0.0.1:{admin}/"));
+    sign_in(&page, ADMIN);
+    page.wait_for(
+        "both nodes in the fleet table",
+        "document.querySelectorAll('#fleet tr.node').length === 2",
+        WAIT,
+    );
+    let row = |id: &str| format!("document.querySelector('#fleet tr.node[data-id=\"{id}\"]')");
+    page.wait_for(
+        "the agent's URL in node b's row, served by node a's dashboard",
+        &format!("{}.textContent.includes({})", row("b"), js(url)),
+        WAIT,
+    );
+    assert_eq!(
+        page.eval(&format!("{}.cells[0].textContent", row("a"))),
+        "a (this node)"
+    );
+    assert_eq!(
+        page.eval(&format!("{}.cells[4].textContent", row("b"))),
+        "1"
+    );
+    assert_eq!(
+        page.eval(&format!("{}.cells[4].textContent", row("a"))),
+        "0"
+    );
     assert!(errors(&page).is_empty(), "{:?}", errors(&page));
 }
