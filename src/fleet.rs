@@ -93,6 +93,23 @@ impl TestFleet {
         node
     }
 
+    /// An admin API call on node `i` with `method` and a JSON `body`.
+    pub fn admin_call(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].admin.unwrap());
+        call(
+            method,
+            &url,
+            body,
+            &["-H", &format!("Authorization: Bearer {ADMIN}")],
+        )
+    }
+
     /// An admin API call on node `i`.
     pub fn admin(&self, i: usize, path: &str) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].admin.unwrap());
@@ -173,6 +190,11 @@ impl TestFleet {
 
     /// `burrow http 9 -subdomain NAME` against node `i`: up, or refused with its message.
     pub fn claim(&self, i: usize, name: &str) -> Outcome {
+        self.claim_as(i, name, None)
+    }
+
+    /// [`TestFleet::claim`] with an auth token.
+    pub fn claim_as(&self, i: usize, name: &str, token: Option<&str>) -> Outcome {
         let dir = Scratch::new("fleet-claim");
         let config = dir.file("agent.yml", "web_addr: false\n");
         let server = format!("127.0.0.1:{}", self.nodes[i].control);
@@ -188,6 +210,12 @@ impl TestFleet {
             "-config",
             config.to_str().unwrap(),
         ];
+        let auth = token.map(|t| ["-authtoken", t]);
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(auth.iter().flatten().copied())
+            .collect();
         agent_outcome(&dir, &args)
     }
 }

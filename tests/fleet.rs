@@ -308,3 +308,123 @@ fn tunnels_keep_working_while_etcd_is_down_and_claims_resume_when_it_returns() {
         (200, "still-here".into())
     );
 }
+
+#[test]
+fn accounts_made_on_one_node_hold_on_every_node_and_a_revocation_ends_sessions_anywhere() {
+    let fleet = TestFleet::start(2);
+    let (code, body) = fleet.admin_call(0, "POST", "/api/accounts", Some(r#"{"name":"team"}"#));
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = fleet.admin_call(
+        0,
+        "POST",
+        "/api/accounts/team/tokens",
+        Some(r#"{"label":"ci"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let issued = json(&body);
+    let secret = issued["secret"].as_str().unwrap().to_string();
+    let id = issued["info"]["id"].as_str().unwrap().to_string();
+    // Node b is a relay with accounts now: no token, no tunnel; the token made on a works.
+    assert!(
+        eventually(Duration::from_secs(5), || matches!(
+            fleet.claim(1, "team-site"),
+            Outcome::Refused(e) if e.contains("token")
+        )),
+        "node b still lets an agent in without a token"
+    );
+    let agent = match fleet.claim_as(1, "team-site", Some(&secret)) {
+        Outcome::Up(agent, url) => {
+            assert!(url.contains("team-site"), "{url}");
+            agent
+        }
+        Outcome::Refused(e) => panic!("node b refused the token made on node a: {e}"),
+    };
+    let sessions = |i| {
+        json(&fleet.admin(i, "/api/sessions").1)
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(sessions(1), 1);
+    // Revoked on node a, the session on node b ends.
+    let (code, body) = fleet.admin_call(0, "DELETE", &format!("/api/tokens/{id}"), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(5), || sessions(1) == 0),
+        "the session on node b outlived its token's revocation on node a"
+    );
+    drop(agent);
+}
+
+/// Bytes a stranger gets back from a node's fleet port after sending `send` (TLS first if
+/// `tls`), until the node closes the connection or 10 s pass; and whether it closed.
+fn stranger_on_the_node_port(addr: &str, tls: bool, send: &[u8]) -> (Vec<u8>, bool) {
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = if tls {
+        let cfg = Arc::new(burrow_http::tls::unverified_client_config(&[]));
+        let name = rustls::pki_types::ServerName::try_from("node").unwrap();
+        let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        let _ = s.write_all(send);
+        read_until_closed(&mut s, &mut got)
+    } else {
+        let mut s = sock;
+        let _ = s.write_all(send);
+        read_until_closed(&mut s, &mut got)
+    };
+    (got, closed)
+}
+
+fn read_until_closed(s: &mut impl Read, got: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn the_fleet_port_closes_on_strangers_without_the_secret_and_on_silence() {
+    let fleet = TestFleet::start(1);
+    let body = fleet.admin(0, "/api/nodes").1;
+    let addr = json(&body)["nodes"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A TLS client that claims to be node "x" with a proof made without the secret.
+    let mut hello = vec![1u8, b'x'];
+    hello.extend_from_slice(&[0u8; 32]);
+    let (got, closed) = stranger_on_the_node_port(&addr, true, &hello);
+    assert!(
+        closed && got.is_empty(),
+        "a wrong proof got {got:?}, closed: {closed}"
+    );
+    // Plain text on the TLS port, and a client that says nothing, are closed as well (the
+    // latter when the handshake's 5 s are up).
+    let (_, closed) = stranger_on_the_node_port(&addr, false, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(closed, "plain text kept open");
+    let started = Instant::now();
+    let (_, closed) = stranger_on_the_node_port(&addr, false, b"");
+    assert!(closed, "a silent client kept open past 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // The node still serves its fleet: the API answers and etcd is reachable.
+    assert_eq!(
+        json(&fleet.admin(0, "/api/nodes").1)["etcd_reachable"],
+        true
+    );
+}

@@ -567,9 +567,14 @@ fn superseded(router: &Router, key: &str) {
 /// Reloads the team's snapshot off the watch's thread (it reads the store, on etcd too).
 fn reload(team: &Arc<Team>) {
     let team = team.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = team.reload() {
-            warn!(err = %e, "cannot reload accounts after a change on another node");
-        }
-    });
+    tokio::task::spawn_blocking(
+        move || match team.reload().and_then(|()| team.end_orphans()) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                sessions = n,
+                "ended sessions whose token was revoked on another node"
+            ),
+            Err(e) => warn!(err = %e, "cannot reload accounts after a change on another node"),
+        },
+    );
 }

@@ -184,6 +184,28 @@ impl Team {
         Ok(())
     }
 
+    /// Ends the sessions whose account, token or SSH key is gone from the store: what
+    /// revoking does on the node where it happens, done on the others of a fleet when they
+    /// see the change. Answers how many ended.
+    pub fn end_orphans(&self) -> Result<usize, TeamError> {
+        let snap = self.snap();
+        let mut held: std::collections::HashSet<String> =
+            self.store.tokens(None)?.into_iter().map(|t| t.id).collect();
+        held.extend(
+            self.store
+                .ssh_keys(None)?
+                .into_iter()
+                .map(|k| k.fingerprint),
+        );
+        let why = "its token, key or account was removed on another node of the fleet";
+        Ok(self
+            .live
+            .kick_where(why, |s| match (&s.account, &s.token_id) {
+                (Some(a), Some(t)) => !snap.accounts.contains_key(a) || !held.contains(t),
+                _ => false,
+            }))
+    }
+
     fn snap(&self) -> Arc<Snapshot> {
         self.snapshot
             .read()
