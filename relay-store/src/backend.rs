@@ -3,7 +3,6 @@
 //! [`crate::ops`], whether the store is one relay's redb file or a fleet's etcd.
 
 use crate::error::StoreError;
-use crate::model::LeaseRecord;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -95,9 +94,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         f: impl FnMut(&mut dyn Txn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError>;
 
-    /// Replaces every lease; a backend whose leases are kept otherwise says so here.
-    fn save_leases(&self, leases: &[LeaseRecord]) -> Result<(), StoreError> {
-        crate::ops::replace_leases(self, leases)
+    /// Why every lease cannot be replaced at once here, for a backend whose leases are
+    /// claimed one name at a time; `None` where [`crate::Store::save_leases`] may.
+    fn leases_kept_otherwise(&self) -> Option<StoreError> {
+        None
     }
 }
 

@@ -13,7 +13,6 @@
 
 use crate::backend::{Backend, Records, Table, Txn};
 use crate::error::StoreError;
-use crate::model::LeaseRecord;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, WatchOptions};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -527,8 +526,8 @@ impl Backend for EtcdStore {
     /// Refused: in a fleet each relay claims its leases one name at a time with etcd
     /// transactions under `{prefix}leases/` (which [`crate::Store::leases`] lists), so no
     /// relay holds the whole set to save, and replacing it would drop other relays' claims.
-    fn save_leases(&self, _: &[LeaseRecord]) -> Result<(), StoreError> {
-        Err(StoreError::LeasesClaimedPerName {
+    fn leases_kept_otherwise(&self) -> Option<StoreError> {
+        Some(StoreError::LeasesClaimedPerName {
             prefix: self.prefix.clone(),
         })
     }

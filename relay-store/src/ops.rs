@@ -141,9 +141,8 @@ fn insert_token<B: Backend + ?Sized>(
     })
 }
 
-/// Replaces every lease in one transaction; [`Backend::save_leases`] unless a backend keeps
-/// leases otherwise.
-pub(crate) fn replace_leases<B: Backend + ?Sized>(
+/// Replaces every lease in one transaction.
+fn replace_leases<B: Backend + ?Sized>(
     store: &B,
     leases: &[LeaseRecord],
 ) -> Result<(), StoreError> {
@@ -467,6 +466,9 @@ impl<B: Backend> Store for B {
     }
 
     fn save_leases(&self, leases: &[LeaseRecord]) -> Result<(), StoreError> {
-        Backend::save_leases(self, leases)
+        match self.leases_kept_otherwise() {
+            Some(refusal) => Err(refusal),
+            None => replace_leases(self, leases),
+        }
     }
 }

@@ -147,7 +147,7 @@ pub struct RelayConfig {
     /// Whether a relay without accounts lets any SSH key start tunnels.
     pub ssh_allow_any_key: bool,
     /// The fleet this relay is a node of (`--cluster-etcd`), or `None` for a single relay.
-    pub fleet: Option<crate::fleet::FleetConfig>,
+    pub fleet: Option<FleetConfig>,
 }
 
 /// A secret that prints as `MASKED`, so configuration dumps and logs never show it.
@@ -236,5 +236,39 @@ mod tests {
             "{err}"
         );
         assert!(cfg.session_region(Some("E U")).is_err());
+    }
+}
+
+/// How a node joins a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// etcd endpoints, e.g. `http://10.0.0.5:2379`.
+    pub etcd: Vec<String>,
+    /// This node's name in the fleet.
+    pub node_id: String,
+    /// Where this node listens for the other nodes, and where they dial it.
+    pub node_addr: SocketAddr,
+    /// The secret every node of the fleet shares; it authenticates node links.
+    pub secret: Secret,
+    /// Time-to-live of the node's etcd lease: how long a dead node's routes outlive it.
+    pub lease_ttl: Duration,
+    /// Key prefix of everything the fleet keeps in etcd.
+    pub prefix: String,
+    /// How long a claim may wait on etcd before it is refused.
+    pub timeout: Duration,
+}
+
+impl FleetConfig {
+    /// A configuration with the defaults for everything but the node's identity.
+    pub fn new(etcd: Vec<String>, node_id: String, node_addr: SocketAddr, secret: Secret) -> Self {
+        FleetConfig {
+            etcd,
+            node_id,
+            node_addr,
+            secret,
+            lease_ttl: Duration::from_secs(10),
+            prefix: "/burrow/".into(),
+            timeout: Duration::from_secs(2),
+        }
     }
 }

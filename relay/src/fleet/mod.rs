@@ -8,49 +8,14 @@ pub mod etcd;
 pub mod forward;
 pub mod link;
 
-use crate::config::Secret;
+pub use crate::config::FleetConfig;
 use crate::registry::{self, ClaimError, LeaseKey, Leases};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
-
-/// How a node joins a fleet.
-#[derive(Debug, Clone)]
-pub struct FleetConfig {
-    /// etcd endpoints, e.g. `http://10.0.0.5:2379`.
-    pub etcd: Vec<String>,
-    /// This node's name in the fleet.
-    pub node_id: String,
-    /// Where this node listens for the other nodes, and where they dial it.
-    pub node_addr: SocketAddr,
-    /// The secret every node of the fleet shares; it authenticates node links.
-    pub secret: Secret,
-    /// Time-to-live of the node's etcd lease: how long a dead node's routes outlive it.
-    pub lease_ttl: Duration,
-    /// Key prefix of everything the fleet keeps in etcd.
-    pub prefix: String,
-    /// How long a claim may wait on etcd before it is refused.
-    pub timeout: Duration,
-}
-
-impl FleetConfig {
-    /// A configuration with the defaults for everything but the node's identity.
-    pub fn new(etcd: Vec<String>, node_id: String, node_addr: SocketAddr, secret: Secret) -> Self {
-        FleetConfig {
-            etcd,
-            node_id,
-            node_addr,
-            secret,
-            lease_ttl: Duration::from_secs(10),
-            prefix: "/burrow/".into(),
-            timeout: Duration::from_secs(2),
-        }
-    }
-}
 
 /// Which node serves a name or port now (kept under that node's etcd lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
