@@ -1340,8 +1340,8 @@ async fn rtt_phase(
 /// Two `burrowd` nodes of one fleet on a real etcd, and an agent on node b with an http
 /// tunnel to the upstream.
 struct FleetRig {
-    // Declaration order is drop order: the agent leaves before its node, and the nodes
-    // stop before etcd, so none of them spends the teardown retrying etcd.
+    // Declaration order is drop order: the agent and the nodes are killed before etcd
+    // stops, so no node is left running against a missing etcd.
     agent: Agent,
     /// Node a, which holds no tunnel: every visitor here goes one hop to node b.
     forwarding: Relay,
@@ -1450,7 +1450,8 @@ async fn wait_served(addr: SocketAddr, host: &str) -> Result<()> {
     let mut last = anyhow::anyhow!("no attempt");
     for _ in 0..100 {
         // A node that does not know the name yet holds the visitor until the routes
-        // change, up to the lease time (10 s by default), so one try may take that long.
+        // change, for up to the lease time and 5 s more (15 s by default), so one try
+        // may take that long.
         match timeout(Duration::from_secs(20), one_request(addr, host)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => last = e,
@@ -1474,7 +1475,7 @@ async fn fleet_phase(plan: &Plan, table: &mut Table, bins: &Path, http_up: Socke
         wait_served(rig.forwarding.http, &rig.agent.public).await?;
         anyhow::Ok(rig)
     };
-    let rig = match rig.await {
+    let rig = match bounded(Duration::from_secs(300), rig).await {
         Ok(rig) => rig,
         Err(e) => return table.failed("fleet", &e),
     };
