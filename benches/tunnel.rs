@@ -1,8 +1,9 @@
 //! Load benchmark: traffic through a Burrow relay and agent against the same traffic sent direct.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench --bench tunnel`;
-//! `BENCH_QUICK=1` shortens every phase; `BENCH_ONLY=http,single,inspect,tls,bulk,rtt,memory`
-//! picks phases. Everything runs on 127.0.0.1.
+//! `BENCH_QUICK=1` shortens every phase;
+//! `BENCH_ONLY=http,single,inspect,tls,bulk,rtt,fleet,memory` picks phases. Everything runs
+//! on loopback; the `fleet` phase also runs `etcd`, which must be on `PATH`.
 //!
 //! The upstream servers (the 1 KiB HTTP server, plain and over TLS, and the raw sink, source
 //! and echo) run in a child process of their own, this binary re-executed with
@@ -40,6 +41,11 @@ const ONE_WAY: Duration = Duration::from_millis(25);
 const DELAY_BUDGET: usize = 64 << 20;
 /// Write size for bulk transfers.
 const CHUNK: usize = 256 << 10;
+/// Most requests one load connection sends, far above what a phase's time allows on
+/// loopback, so the count bounds a run as well as its deadline.
+const MAX_REQUESTS_PER_CONN: u64 = 10_000_000;
+/// The fleet's shared secret (the nodes want at least 16 characters).
+const FLEET_SECRET: &str = "burrow-bench-fleet-secret";
 
 /// How long and how big each phase is.
 struct Plan {
@@ -221,9 +227,26 @@ impl Drop for Relay {
 }
 
 async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
+    start_relay_with(bins, tag, &["--tcp-bind", "127.0.0.1"], None).await
+}
+
+/// Starts `burrowd` with `extra` flags; with `ca_from`, the state directory gets that
+/// directory's `ca.pem` and `ca.key` first, so agents trusting one relay trust this one.
+async fn start_relay_with(
+    bins: &Path,
+    tag: &str,
+    extra: &[&str],
+    ca_from: Option<&Path>,
+) -> Result<Relay> {
     let state = std::env::temp_dir().join(format!("burrow-bench-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state)?;
+    if let Some(from) = ca_from {
+        for f in ["ca.pem", "ca.key"] {
+            std::fs::copy(from.join(f), state.join(f))
+                .with_context(|| format!("copy {f} from {}", from.display()))?;
+        }
+    }
     let mut proc = Proc::spawn(
         Command::new(bins.join("burrowd"))
             // Open relay whatever the environment says: the bench agents carry no token.
@@ -235,17 +258,12 @@ async fn start_relay(bins: &Path, tag: &str) -> Result<Relay> {
                 "127.0.0.1:0",
                 "--https-addr",
             ])
-            .args([
-                "127.0.0.1:0",
-                "--control-addr",
-                "127.0.0.1:0",
-                "--tcp-bind",
-                "127.0.0.1",
-            ])
+            .args(["127.0.0.1:0", "--control-addr", "127.0.0.1:0"])
             // Two benchmarks at once must not fight over the admin port.
             .args(["--admin-addr", "off"])
             .args(["--tcp-ports", "0-0", "--log-level", "error", "--state-dir"])
-            .arg(&state),
+            .arg(&state)
+            .args(extra),
     )?;
     let addr_of = |line: &str, key: &str| -> Option<SocketAddr> {
         let mut words = line.split_whitespace();
@@ -744,7 +762,7 @@ async fn request_loop<S: AsyncRead + AsyncWrite + Unpin>(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut count = 0u64;
-    loop {
+    for _ in 0..MAX_REQUESTS_PER_CONN {
         let t0 = Instant::now();
         if t0 >= deadline {
             break;
@@ -982,6 +1000,9 @@ async fn bench() -> Result<()> {
         ));
     }
     drop(relay);
+    if plan.runs("fleet") {
+        fleet_phase(&plan, &mut table, &bins, http_up).await;
+    }
     if plan.runs("memory") {
         memory_phases(&plan, &mut table, &bins, http_up, raw_up).await;
     }
@@ -1314,6 +1335,204 @@ async fn rtt_phase(
     let far = start_agent(bins, "tcp", raw_up.port(), line.addr, &relay.ca, &[]).await?;
     let delayed = tunnel_mbs(far).await?;
     Ok((delayed, undelayed))
+}
+
+/// Two `burrowd` nodes of one fleet on a real etcd, and an agent on node b with an http
+/// tunnel to the upstream.
+struct FleetRig {
+    // Declaration order is drop order: the agent and the nodes are killed before etcd
+    // stops, so no node is left running against a missing etcd.
+    agent: Agent,
+    /// Node a, which holds no tunnel: every visitor here goes one hop to node b.
+    forwarding: Relay,
+    /// Node b, whose agent holds the tunnel.
+    owner: Relay,
+    _etcd: burrow_e2e::TestEtcd,
+    secret_dir: PathBuf,
+}
+
+impl Drop for FleetRig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.secret_dir);
+    }
+}
+
+impl FleetRig {
+    async fn start(bins: &Path, http_up: SocketAddr) -> Result<Self> {
+        // TestEtcd blocks while etcd elects itself, and panics (with etcd's log) if it
+        // cannot start; on a blocking thread the panic comes back as an error.
+        let etcd = tokio::task::spawn_blocking(burrow_e2e::TestEtcd::start)
+            .await
+            .map_err(|e| anyhow::anyhow!("etcd did not start: {e}"))?;
+        let secret_dir =
+            std::env::temp_dir().join(format!("burrow-bench-{}-fleet", std::process::id()));
+        std::fs::create_dir_all(&secret_dir)?;
+        let secret = secret_dir.join("secret");
+        std::fs::write(&secret, FLEET_SECRET)?;
+        let secret = secret
+            .to_str()
+            .context("temp dir is not UTF-8")?
+            .to_string();
+        let endpoint = etcd.endpoint();
+        let forwarding = start_node(bins, &endpoint, &secret, "a", "127.0.0.1", None).await?;
+        // Node b gets a's CA, as an operator sets a fleet up: one root CA in an agent's
+        // configuration trusts every node it may fail over to.
+        let a_state = forwarding.state.clone();
+        let owner = start_node(bins, &endpoint, &secret, "b", "127.0.0.2", Some(&a_state)).await?;
+        let agent =
+            start_agent(bins, "http", http_up.port(), owner.control, &owner.ca, &[]).await?;
+        Ok(FleetRig {
+            agent,
+            forwarding,
+            owner,
+            _etcd: etcd,
+            secret_dir,
+        })
+    }
+}
+
+/// Starts fleet node `id` on etcd at `endpoint`; see [`start_relay_with`] for `ca_from`.
+async fn start_node(
+    bins: &Path,
+    endpoint: &str,
+    secret: &str,
+    id: &str,
+    tcp_bind: &str,
+    ca_from: Option<&Path>,
+) -> Result<Relay> {
+    let node_addr = free_loopback_addr()?;
+    let args = [
+        "--cluster-etcd",
+        endpoint,
+        "--node-id",
+        id,
+        "--node-addr",
+        &node_addr,
+        "--cluster-secret-file",
+        secret,
+        // Every node listens on every tcp port bound in the fleet, so each binds its own
+        // loopback address.
+        "--tcp-bind",
+        tcp_bind,
+    ];
+    start_relay_with(bins, &format!("node-{id}"), &args, ca_from).await
+}
+
+/// What `etcd --version` says first, for the notes.
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "etcd".into())
+}
+
+/// `127.0.0.1:PORT` with a port that was free a moment ago.
+fn free_loopback_addr() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+/// One `GET /` for `host` at `addr`, answered 200.
+async fn one_request(addr: SocketAddr, host: &str) -> Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: burrow-bench\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    read_response(&mut stream, &mut BytesMut::new()).await
+}
+
+/// Waits (bounded in tries and time) until `addr` answers 200 for `host`: a node learns
+/// another's routes through etcd's watch, a moment after the agent bound its tunnel.
+async fn wait_served(addr: SocketAddr, host: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = anyhow::anyhow!("no attempt");
+    for _ in 0..100 {
+        // A node that does not know the name yet holds the visitor until the routes
+        // change, for up to the lease time and 5 s more (15 s by default), so one try
+        // may take that long.
+        match timeout(Duration::from_secs(20), one_request(addr, host)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = anyhow::anyhow!("no answer within 20 s"),
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.context(format!("{addr} never served {host}")))
+}
+
+/// Requests/s at full concurrency and one connection's latency through the node that
+/// forwards (a) against the node that holds the tunnel (b), in the same run.
+async fn fleet_phase(plan: &Plan, table: &mut Table, bins: &Path, http_up: SocketAddr) {
+    eprintln!("fleet: etcd, nodes a and b, an agent on b");
+    let rig = async {
+        let rig = FleetRig::start(bins, http_up).await?;
+        wait_served(rig.owner.http, &rig.agent.public).await?;
+        wait_served(rig.forwarding.http, &rig.agent.public).await?;
+        anyhow::Ok(rig)
+    };
+    let rig = match bounded(Duration::from_secs(300), rig).await {
+        Ok(rig) => rig,
+        Err(e) => return table.failed("fleet", &e),
+    };
+    let pid = |r: &Relay| r.proc.child.id().unwrap_or_default();
+    // For attaching a profiler to the forwarding node during its load.
+    eprintln!(
+        "fleet: node a (forwarding) pid {}, node b (owner) pid {}, agent pid {}",
+        pid(&rig.forwarding),
+        pid(&rig.owner),
+        rig.agent.proc.child.id().unwrap_or_default()
+    );
+    let host = rig.agent.public.as_str();
+    for (conns, time) in [(plan.conns, plan.http_time), (1, plan.single_time)] {
+        let label = if conns == 1 {
+            "1 conn".to_string()
+        } else {
+            format!("{conns} conns")
+        };
+        let limit = plan.warmup + time + Duration::from_secs(60);
+        let pair = async {
+            eprintln!("fleet: {conns} connection(s) through node b (owner), {time:?}");
+            let owner = bounded(
+                limit,
+                http_load(rig.owner.http, &Dial::Plain, host, conns, plan.warmup, time),
+            )
+            .await?;
+            eprintln!("fleet: {conns} connection(s) through node a (forwarding), {time:?}");
+            let forwarding = bounded(
+                limit,
+                http_load(
+                    rig.forwarding.http,
+                    &Dial::Plain,
+                    host,
+                    conns,
+                    plan.warmup,
+                    time,
+                ),
+            )
+            .await?;
+            anyhow::Ok((forwarding, owner))
+        };
+        let row = |what: &str| format!("fleet HTTP {what}, {label}, via node a (direct = owner b)");
+        match pair.await {
+            Ok((f, o)) => {
+                table.compare(&row("req/s"), "req/s", f.rate, o.rate, None, None);
+                table.compare(&row("p50"), "ms", f.ms(0.5), o.ms(0.5), None, None);
+                table.compare(&row("p99"), "ms", f.ms(0.99), o.ms(0.99), None, None);
+            }
+            Err(e) => table.failed(&format!("fleet HTTP, {label}"), &e),
+        }
+    }
+    table.notes.push(format!(
+        "fleet: one etcd ({}) and nodes a and b (release burrowd, one CA, one secret) on \
+         loopback, the agent on b; \"via node a\" is the load at a, which sends each visitor \
+         connection one hop over its TLS link to b; \"owner b\" is the same load at b",
+        etcd_version()
+    ));
 }
 
 /// Per-item memory of a relay and an agent, and a line describing the raw figures.
