@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 /// Accepts the other nodes' links until the relay stops.
 pub async fn run(listener: TcpListener, fleet: Arc<Fleet>, state: Arc<RelayState>) {
+    fleet.links.share_budget(state.window_budget.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
     let mut stopping = state.stopping.clone();
     loop {
@@ -57,9 +58,10 @@ async fn serve_link(
     while let Some(ev) = events.recv().await {
         match ev {
             MuxEvent::Stream(meta, stream) => {
+                // Served on the link's own worker, where its mux runs; a visitor whose
+                // agent has no lane here moves once, as a direct one would.
                 let (fleet, state) = (fleet.clone(), state.clone());
-                let worker = state.pool.pick().clone();
-                worker.spawn(async move { dispatch(meta, stream, fleet, state).await });
+                tokio::spawn(async move { dispatch(meta, stream, fleet, state).await });
             }
             MuxEvent::Control(_) => {}
             MuxEvent::Closed(err) => {

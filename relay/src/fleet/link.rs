@@ -19,12 +19,16 @@ pub const HANDSHAKE: Duration = Duration::from_secs(5);
 const PROOF_LEN: usize = 32;
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-burrow-fleet-link";
 
-/// The links this node dialed, by node id.
+/// The links this node dialed, by node id and worker thread: each worker forwards its
+/// visitors over a link of its own, whose mux runs on that same thread, so a forwarded
+/// byte is never handed between threads on this side.
 pub struct Links {
-    map: DashMap<String, MuxHandle>,
+    map: DashMap<(String, std::thread::ThreadId), MuxHandle>,
     key: hmac::Key,
     node: String,
     tls: Arc<rustls::ClientConfig>,
+    /// The relay's window budget, shared with its agents' sessions, once it runs.
+    budget: std::sync::OnceLock<Arc<burrow_protocol::window::WindowBudget>>,
 }
 
 impl std::fmt::Debug for Links {
@@ -74,12 +78,20 @@ impl Links {
             key,
             node: cfg.node_id.clone(),
             tls: Arc::new(tls),
+            budget: std::sync::OnceLock::new(),
         }
     }
 
-    /// The open link to `node` at `addr`, dialed now if there is none.
+    /// Makes the links count against the relay's window budget, so visitors that stop
+    /// reading on the forwarding side are bounded as on the owner's.
+    pub fn share_budget(&self, budget: Arc<burrow_protocol::window::WindowBudget>) {
+        let _ = self.budget.set(budget);
+    }
+
+    /// This thread's open link to `node` at `addr`, dialed now if there is none.
     pub async fn get(&self, node: &str, addr: &str) -> io::Result<MuxHandle> {
-        if let Some(h) = self.map.get(node) {
+        let key = (node.to_string(), std::thread::current().id());
+        if let Some(h) = self.map.get(&key) {
             if !h.is_closed() {
                 return Ok(h.clone());
             }
@@ -91,15 +103,19 @@ impl Links {
             )
         })??;
         info!(node, addr, "fleet link up");
-        self.map.insert(node.to_string(), handle.clone());
+        self.map.insert(key, handle.clone());
         Ok(handle)
     }
 
-    /// Forgets a link that failed, so the next visitor dials anew.
+    /// Forgets the links to a node that failed, so the next visitors dial anew.
     pub fn drop_link(&self, node: &str) {
-        if let Some((_, h)) = self.map.remove(node) {
-            h.close("link dropped");
-        }
+        self.map.retain(|(n, _), h| {
+            let keep = n != node;
+            if !keep {
+                h.close("link dropped");
+            }
+            keep
+        });
     }
 
     async fn dial(&self, addr: &str) -> io::Result<MuxHandle> {
@@ -124,7 +140,11 @@ impl Links {
         let mut answer = [0u8; PROOF_LEN];
         tls.read_exact(&mut answer).await?;
         check(&self.key, &ekm, b"server", node, &answer)?;
-        let (handle, mut events) = mux::start(tls, MuxConfig::new(Role::Agent));
+        let mut cfg = MuxConfig::new(Role::Agent);
+        if let Some(b) = self.budget.get() {
+            cfg.process_budget = b.clone();
+        }
+        let (handle, mut events) = mux::start(tls, cfg);
         // The other node opens no streams on a link it did not dial; the events only say
         // when it ends.
         tokio::spawn(async move { while events.recv().await.is_some() {} });
