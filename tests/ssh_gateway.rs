@@ -46,12 +46,12 @@ impl User {
             .to_string()
     }
 
-    /// `ssh -R forward RELAY words...`, hermetic.
-    fn ssh(&self, relay: &TestRelay, forwards: &[&str], words: &[&str]) -> Ssh {
-        let port = relay.handle.ssh_addr.expect("ssh listener").port();
+    /// `ssh` to the gateway on `port` with this user's key, hermetic; `mode` is `-T` (a
+    /// command, no terminal) or `-N` (no command).
+    fn command(&self, port: u16, mode: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.env("HOME", &self.home.0)
-            .args(["-F", "/dev/null", "-T", "-p", &port.to_string()])
+            .args(["-F", "/dev/null", mode, "-p", &port.to_string()])
             .args([
                 "-o",
                 "BatchMode=yes",
@@ -64,6 +64,13 @@ impl User {
             ])
             .args(["-o", "IdentitiesOnly=yes", "-i", &self.home.path("key")])
             .args(["-o", "ConnectTimeout=10"]);
+        cmd
+    }
+
+    /// `ssh -R forward RELAY words...`, hermetic.
+    fn ssh(&self, relay: &TestRelay, forwards: &[&str], words: &[&str]) -> Ssh {
+        let port = relay.handle.ssh_addr.expect("ssh listener").port();
+        let mut cmd = self.command(port, "-T");
         for f in forwards {
             cmd.args(["-R", f]);
         }
@@ -650,22 +657,8 @@ async fn strangers_are_bounded_and_dropped_when_they_never_start_a_tunnel() {
     // A client that authenticates but never asks for a tunnel is dropped too, saying why.
     let user = User::new("ssh-idle");
     let mut idle = {
-        let port = ssh.port();
-        let mut cmd = Command::new("ssh");
-        cmd.env("HOME", &user.home.0)
-            .args(["-F", "/dev/null", "-N", "-p", &port.to_string()])
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-            ])
-            .args([
-                "-o",
-                &format!("UserKnownHostsFile={}", user.home.path("known_hosts")),
-            ])
-            .args(["-o", "IdentitiesOnly=yes", "-i", &user.home.path("key")])
-            .args(["-l", "tunnel", "127.0.0.1"]);
+        let mut cmd = user.command(ssh.port(), "-N");
+        cmd.args(["-l", "tunnel", "127.0.0.1"]);
         Ssh::spawn(cmd)
     };
     let (code, err) = idle.exit().await;

@@ -299,39 +299,58 @@ fn bounds<'a>(lo_hi: Option<(&'a str, &'a str)>) -> (Bound<&'a str>, Bound<&'a s
     }
 }
 
+/// The reads both kinds of redb transaction make the same way (their tables are of two
+/// types, so a macro rather than a generic function).
+macro_rules! reads {
+    () => {
+        fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            if table == Table::TokenIds {
+                get_in(&self.0.open_table(TOKEN_IDS).db()?, key)
+            } else {
+                get_in(&self.0.open_table(json(table)).db()?, key)
+            }
+        }
+
+        fn range(&mut self, table: Table, lo: &str, hi: &str) -> Result<Records, StoreError> {
+            self.range_of(table, Some((lo, hi)))
+        }
+
+        fn scan(&mut self, table: Table) -> Result<Records, StoreError> {
+            self.range_of(table, None)
+        }
+    };
+}
+
+/// `range_of` for one kind of redb transaction.
+macro_rules! range_of {
+    ($txn:ident) => {
+        impl $txn<'_> {
+            fn range_of(
+                &self,
+                table: Table,
+                lo_hi: Option<(&str, &str)>,
+            ) -> Result<Records, StoreError> {
+                if table == Table::TokenIds {
+                    range_in(&self.0.open_table(TOKEN_IDS).db()?, bounds(lo_hi))
+                } else {
+                    range_in(&self.0.open_table(json(table)).db()?, bounds(lo_hi))
+                }
+            }
+        }
+    };
+}
+
 /// A read transaction; the operations never write in a view, so a write is a bug.
 struct RedbRead<'t>(&'t ReadTransaction);
 
-impl RedbRead<'_> {
-    fn range_of(&self, table: Table, lo_hi: Option<(&str, &str)>) -> Result<Records, StoreError> {
-        if table == Table::TokenIds {
-            range_in(&self.0.open_table(TOKEN_IDS).db()?, bounds(lo_hi))
-        } else {
-            range_in(&self.0.open_table(json(table)).db()?, bounds(lo_hi))
-        }
-    }
-}
+range_of!(RedbRead);
 
 fn read_only(table: Table) -> StoreError {
     StoreError::Backend(format!("write to {} in a read-only view", table.name()).into())
 }
 
 impl Txn for RedbRead<'_> {
-    fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if table == Table::TokenIds {
-            get_in(&self.0.open_table(TOKEN_IDS).db()?, key)
-        } else {
-            get_in(&self.0.open_table(json(table)).db()?, key)
-        }
-    }
-
-    fn range(&mut self, table: Table, lo: &str, hi: &str) -> Result<Records, StoreError> {
-        self.range_of(table, Some((lo, hi)))
-    }
-
-    fn scan(&mut self, table: Table) -> Result<Records, StoreError> {
-        self.range_of(table, None)
-    }
+    reads!();
 
     fn put(&mut self, table: Table, _: &str, _: Vec<u8>) -> Result<(), StoreError> {
         Err(read_only(table))
@@ -345,32 +364,10 @@ impl Txn for RedbRead<'_> {
 /// A write transaction; redb runs one at a time, so it never conflicts.
 struct RedbWrite<'t>(&'t WriteTransaction);
 
-impl RedbWrite<'_> {
-    fn range_of(&self, table: Table, lo_hi: Option<(&str, &str)>) -> Result<Records, StoreError> {
-        if table == Table::TokenIds {
-            range_in(&self.0.open_table(TOKEN_IDS).db()?, bounds(lo_hi))
-        } else {
-            range_in(&self.0.open_table(json(table)).db()?, bounds(lo_hi))
-        }
-    }
-}
+range_of!(RedbWrite);
 
 impl Txn for RedbWrite<'_> {
-    fn get(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if table == Table::TokenIds {
-            get_in(&self.0.open_table(TOKEN_IDS).db()?, key)
-        } else {
-            get_in(&self.0.open_table(json(table)).db()?, key)
-        }
-    }
-
-    fn range(&mut self, table: Table, lo: &str, hi: &str) -> Result<Records, StoreError> {
-        self.range_of(table, Some((lo, hi)))
-    }
-
-    fn scan(&mut self, table: Table) -> Result<Records, StoreError> {
-        self.range_of(table, None)
-    }
+    reads!();
 
     fn put(&mut self, table: Table, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         if table == Table::TokenIds {
