@@ -56,7 +56,8 @@ fn save(store: &dyn Store, leases: &HashMap<String, Lease>) {
     }
 }
 
-fn now_secs() -> u64 {
+/// Seconds since the epoch: what leases and session start times are kept in.
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -155,7 +155,7 @@ impl Session {
                     client_version: agent_version,
                     peer: self.peer,
                     region: self.region.clone(),
-                    started: now_secs(),
+                    started: crate::registry::now_secs(),
                     tunnels: Default::default(),
                     kick: ctx.address().recipient(),
                 });
@@ -326,13 +326,6 @@ pub fn lease_owner(account: Option<&str>, client_id: &str) -> String {
         Some(a) => format!("{a}/{client_id}"),
         None => client_id.to_string(),
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Largest frame payload an agent may send before it has authenticated.

@@ -9,6 +9,7 @@ use ring::hmac;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -48,17 +49,14 @@ fn proof(key: &hmac::Key, ekm: &[u8], role: &[u8], node: &[u8]) -> hmac::Tag {
 }
 
 fn check(key: &hmac::Key, ekm: &[u8], role: &[u8], node: &[u8], got: &[u8]) -> io::Result<()> {
-    let mut msg = Vec::with_capacity(ekm.len() + role.len() + node.len());
-    msg.extend_from_slice(ekm);
-    msg.extend_from_slice(role);
-    msg.extend_from_slice(node);
-    // ring compares in constant time.
-    hmac::verify(key, &msg, got).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the other node does not know the fleet's secret",
-        )
-    })
+    let want = proof(key, ekm, role, node);
+    if bool::from(want.as_ref().ct_eq(got)) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the other node does not know the fleet's secret",
+    ))
 }
 
 /// Keying material exported from the TLS session, which binds the proofs to it.

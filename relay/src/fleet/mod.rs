@@ -9,12 +9,12 @@ pub mod forward;
 pub mod link;
 
 pub use crate::config::FleetConfig;
-use crate::registry::{self, ClaimError, LeaseKey, Leases};
+use crate::registry::{self, now_secs, ClaimError, LeaseKey, Leases};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Which node serves a name or port now (kept under that node's etcd lease).
@@ -110,13 +110,6 @@ pub struct Fleet {
     /// Links this node dialed to the others.
     pub links: link::Links,
     grace: Duration,
-}
-
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Fleet {
