@@ -16,4 +16,6 @@ if ! "$venv/bin/python" -c 'import pyngrok' >/dev/null 2>&1; then
 fi
 export BURROW_PYNGROK_PYTHON="$PWD/$venv/bin/python"
 
+# The binaries the tests run, with the features the tests resolve (src/binaries.rs).
+cargo build --workspace --bins --tests
 cargo test --workspace "$@"

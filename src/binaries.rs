@@ -3,10 +3,16 @@
 //!
 //! Cargo tells an integration test only where its own package's binaries are, so these
 //! are found where cargo puts every binary: beside the test executable's `deps/` folder.
-//! `cargo test --workspace` has built them fresh before any test runs. A test run on its
-//! own (`cargo test --test NAME`) builds only its own package, so a binary that is
-//! missing, or older than a source file cargo recorded for it, is built here first:
-//! a stale binary would test yesterday's code.
+//! `cargo test` builds another package's binaries only as unit-test executables, so a
+//! binary that is missing, or older than a source file cargo recorded for it, is built
+//! here first (`./test.sh` builds them before the tests start): a stale binary would test
+//! yesterday's code.
+//!
+//! The build names the tests too (`cargo build --workspace --bins --tests`): cargo turns
+//! on the dev-dependencies' features only when something that uses them is built, so a
+//! plain `--bins` build would resolve other features and compile a second copy of most
+//! dependencies beside the tests' (minutes and gigabytes), where this one only links the
+//! binaries against the copy the tests already use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,11 +88,11 @@ fn source_paths(line: &str) -> Vec<PathBuf> {
     paths
 }
 
-/// Builds every binary of the workspace in the profile `dir` belongs to.
+/// Builds every binary (and test) of the workspace in the profile `dir` belongs to.
 fn build(dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--workspace", "--bins"])
+    cmd.args(["build", "--workspace", "--bins", "--tests"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
