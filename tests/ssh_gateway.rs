@@ -3,9 +3,10 @@
 //! accounts, flow control per forwarded connection, and the same URL after a reconnect.
 
 use burrow_e2e::{curl, port_of, upstream, Scratch, TestRelay};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -366,6 +367,44 @@ async fn tls_tunnel_passes_the_encrypted_connection_through() {
         .await
         .unwrap();
     assert_eq!(line, "pong ping\n");
+
+    // And openssl's client, verifying the local server's certificate through the relay.
+    let scratch = Scratch::new("ssh-tls-openssl");
+    let ca = scratch.file("cert.pem", &cert.cert.pem());
+    let port = relay.https().port();
+    let out = tokio::task::spawn_blocking(move || openssl_line(port, host, &ca, "ping\n"))
+        .await
+        .unwrap();
+    assert!(out.contains("pong ping"), "{out}");
+}
+
+/// Sends `line` with `openssl s_client` (verifying against `ca`) and returns what came
+/// back within 10 s: up to the first answer line, or everything when none comes.
+fn openssl_line(port: u16, host: &str, ca: &std::path::Path, line: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", host, "-verify_hostname", host, "-CAfile"])
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (Debian's openssl package)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(line.as_bytes()).unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut answer);
+        let _ = tx.send(answer);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+    let _ = child.kill();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    format!("{answer}{}", String::from_utf8_lossy(&out.stderr))
 }
 
 /// A TLS server with `cert` answering each line with `pong LINE`.
@@ -507,11 +546,14 @@ async fn a_reconnect_with_the_same_key_gets_the_same_url_and_port_back() {
 }
 
 /// A local server: `blast N` sends N bytes, `sink` never reads, anything else is echoed.
-async fn moody_server() -> SocketAddr {
+async fn moody_server() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let blasted = Arc::new(AtomicUsize::new(0));
+    let counter = blasted.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
+            let blasted = counter.clone();
             tokio::spawn(async move {
                 let (r, mut w) = s.into_split();
                 let mut r = tokio::io::BufReader::new(r);
@@ -527,6 +569,7 @@ async fn moody_server() -> SocketAddr {
                         if w.write_all(&chunk[..k]).await.is_err() {
                             return;
                         }
+                        blasted.fetch_add(k, Ordering::Relaxed);
                         left -= k;
                     }
                 } else if first.trim() == "sink" {
@@ -539,7 +582,7 @@ async fn moody_server() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, blasted)
 }
 
 /// Sends one line and reads it back within `within`.
@@ -557,23 +600,28 @@ async fn round_trip(s: &mut TcpStream, line: &str, within: Duration) -> bool {
 #[actix_rt::test]
 async fn a_slow_visitor_or_a_slow_local_server_stalls_only_its_own_connection() {
     let relay = relay_with(|_| {}).await;
-    let local = moody_server().await;
+    let (local, blasted) = moody_server().await;
     let user = User::new("ssh-slow");
     let forward = format!("0:localhost:{}", local.port());
     let ssh = user.ssh(&relay, &[&forward], &["tcp"]);
     let port = port_of(&ssh.urls(1).await[0]);
     let public = ("127.0.0.1", port);
 
-    // A visitor that asks for 1 MiB and reads none of it, with a tiny receive buffer so the
-    // kernel hides little of it: most of it waits on the gateway for the visitor's stream
-    // credit (well within the bound of the README's "SSH gateway" section).
+    // A visitor that asks for 32 MiB and reads none of it, with a tiny receive buffer so the
+    // kernel hides little of it: far more than its channel's window and its stream's
+    // credit, so the user's client must stop sending on that channel alone (were the
+    // window reopened as data arrives, the gateway would queue it all, or the whole SSH
+    // connection would wait).
+    const BLAST: usize = 32 << 20;
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let mut slow = sock
         .connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .unwrap();
-    slow.write_all(b"blast 1048576\n").await.unwrap();
+    slow.write_all(format!("blast {BLAST}\n").as_bytes())
+        .await
+        .unwrap();
     // A visitor whose upload the local server never reads.
     let mut stuck = TcpStream::connect(public).await.unwrap();
     stuck.write_all(b"sink\n").await.unwrap();
@@ -590,6 +638,13 @@ async fn a_slow_visitor_or_a_slow_local_server_stalls_only_its_own_connection() 
         !upload.is_finished(),
         "8 MiB went nowhere without back-pressure"
     );
+    // The back-pressure reached the local server: what it wrote is what the kernel's
+    // buffers, the user's client, one channel window and the stream's credit hold.
+    let written = blasted.load(Ordering::Relaxed);
+    assert!(
+        written < 16 << 20,
+        "the local server wrote {written} bytes for a visitor that reads none"
+    );
 
     // Meanwhile another visitor is served at once, again and again.
     let mut quick = TcpStream::connect(public).await.unwrap();
@@ -603,7 +658,7 @@ async fn a_slow_visitor_or_a_slow_local_server_stalls_only_its_own_connection() 
     // And the slow one still gets all of its bytes once it reads.
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
-    while got < 1024 * 1024 {
+    while got < BLAST {
         let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
             .await
             .expect("the slow visitor's bytes keep coming")

@@ -19,9 +19,13 @@ use russh::server::Handle;
 use russh::{ChannelId, ChannelMsg};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
+
+/// More than a well-behaved client can have unread on a channel: its window and a packet.
+const OVER_WINDOW: usize = (super::WINDOW + super::MAX_PACKET) as usize;
 
 /// Bytes the in-memory pipe holds each way: the mux's writer hands over up to 256 KiB at a
 /// time, and a pipe of that size takes it in one go.
@@ -285,15 +289,48 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
             return;
         }
     };
+    let id = channel.id();
     let (mut rx, tx) = channel.split();
-    // Toward the visitor: each chunk waits for the stream's credit, so a visitor that stops
-    // reading stops only this channel from being read (see the README on how far that holds).
-    let to_visitor = async {
+    // Toward the visitor: the channel is read at once into `queue`, so the SSH connection
+    // never waits for this visitor; its window reopens only as the visitor's stream takes
+    // the bytes, so a visitor that stops reading stops only this channel, with at most a
+    // window's worth queued here.
+    let (queue, mut queued) = mpsc::unbounded_channel::<Bytes>();
+    let held = AtomicUsize::new(0);
+    let drain = async {
+        let queue = queue;
         loop {
             match rx.wait().await {
-                Some(ChannelMsg::Data { data }) => stream.send(data).await?,
+                Some(ChannelMsg::Data { data }) => {
+                    let len = data.len();
+                    if held.fetch_add(len, Ordering::Relaxed) + len > OVER_WINDOW {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "the SSH client sent past the channel's window",
+                        ));
+                    }
+                    if queue.send(data).is_err() {
+                        break;
+                    }
+                }
                 Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
                 Some(_) => {}
+            }
+        }
+        Ok(())
+    };
+    let to_visitor = async {
+        let mut taken = 0;
+        while let Some(data) = queued.recv().await {
+            let len = data.len();
+            stream.send(data).await?;
+            held.fetch_sub(len, Ordering::Relaxed);
+            taken += len;
+            // In quarters of the window, as SSH peers do: fewer adjust packets, and the
+            // client always has at least three quarters of a window to send into.
+            if taken >= super::WINDOW as usize / 4 {
+                let _ = ssh.window_adjust(id, taken as u32);
+                taken = 0;
             }
         }
         stream.finish()
@@ -311,7 +348,7 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
         let _ = tx.eof().await;
         Ok::<_, std::io::Error>(())
     };
-    if let Err(e) = tokio::try_join!(to_visitor, to_user) {
+    if let Err(e) = tokio::try_join!(drain, to_visitor, to_user) {
         debug!(remote = %meta.remote_addr, err = %e, "forwarded connection ended");
     }
     let _ = tx.close().await;

@@ -8,7 +8,7 @@ use crate::session::Pending;
 use crate::state::RelayState;
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{Channel, ChannelId, Disconnect};
+use russh::{Channel, ChannelId, ChannelMsg, Disconnect};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -171,7 +171,7 @@ impl russh::server::Handler for Conn {
         &mut self,
         mut channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         if self.channel.is_some() {
             reply
@@ -179,10 +179,19 @@ impl russh::server::Handler for Conn {
                 .await;
             return Ok(());
         }
-        self.channel = Some(channel.id());
+        let id = channel.id();
+        self.channel = Some(id);
         reply.accept().await;
-        // What the user types is not for anyone; it is read so it never piles up.
-        tokio::spawn(async move { while channel.wait().await.is_some() {} });
+        // What the user types is not for anyone; it is read, and its window reopened, so it
+        // never piles up.
+        let ssh = session.handle();
+        tokio::spawn(async move {
+            while let Some(msg) = channel.wait().await {
+                if let ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } = msg {
+                    let _ = ssh.window_adjust(id, data.len() as u32);
+                }
+            }
+        });
         Ok(())
     }
 

@@ -19,6 +19,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+/// What a user's SSH client may send on one channel before the relay has passed it on.
+pub(crate) const WINDOW: u32 = 2 * 1024 * 1024;
+
+/// The largest SSH packet the relay accepts on a channel.
+pub(crate) const MAX_PACKET: u32 = 32 * 1024;
+
 /// The SSH server's settings for every connection.
 pub fn config(host_key: PrivateKey) -> Arc<Config> {
     Arc::new(Config {
@@ -32,11 +38,12 @@ pub fn config(host_key: PrivateKey) -> Arc<Config> {
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         nodelay: true,
-        // russh opens a channel's receive window again as data arrives, not as it is read:
-        // what a visitor that stops reading can leave queued is this many packets of at
-        // most this size (about 3 MiB) before the whole connection waits (see README).
-        channel_buffer_size: 100,
-        maximum_packet_size: 32 * 1024,
+        // A channel's receive window reopens as its reader takes the data (bridge.rs), so a
+        // visitor that stops reading holds up only its own channel, with at most a window
+        // queued for it.
+        window_on_read: true,
+        window_size: WINDOW,
+        maximum_packet_size: MAX_PACKET,
         ..Config::default()
     })
 }
