@@ -27,6 +27,29 @@ use tracing::{debug, info};
 /// More than a well-behaved client can have unread on a channel: its window and a packet.
 const OVER_WINDOW: usize = (super::WINDOW + super::MAX_PACKET) as usize;
 
+/// Bytes read from a channel and not yet taken by the visitor's stream: never more than
+/// the channel's window while the client keeps to it.
+#[derive(Default)]
+struct Unread(AtomicUsize);
+
+impl Unread {
+    /// Counts `len` bytes more; an error once the client has sent past its window.
+    fn arrived(&self, len: usize) -> std::io::Result<()> {
+        if self.0.fetch_add(len, Ordering::Relaxed) + len > OVER_WINDOW {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the SSH client sent past the channel's window",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts `len` bytes taken by the visitor's stream.
+    fn taken(&self, len: usize) {
+        self.0.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
 /// Bytes the in-memory pipe holds each way: the mux's writer hands over up to 256 KiB at a
 /// time, and a pipe of that size takes it in one go.
 const PIPE: usize = 256 * 1024;
@@ -296,19 +319,13 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
     // the bytes, so a visitor that stops reading stops only this channel, with at most a
     // window's worth queued here.
     let (queue, mut queued) = mpsc::unbounded_channel::<Bytes>();
-    let held = AtomicUsize::new(0);
+    let unread = Unread::default();
     let drain = async {
         let queue = queue;
         loop {
             match rx.wait().await {
                 Some(ChannelMsg::Data { data }) => {
-                    let len = data.len();
-                    if held.fetch_add(len, Ordering::Relaxed) + len > OVER_WINDOW {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "the SSH client sent past the channel's window",
-                        ));
-                    }
+                    unread.arrived(data.len())?;
                     if queue.send(data).is_err() {
                         break;
                     }
@@ -324,7 +341,7 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
         while let Some(data) = queued.recv().await {
             let len = data.len();
             stream.send(data).await?;
-            held.fetch_sub(len, Ordering::Relaxed);
+            unread.taken(len);
             taken += len;
             // In quarters of the window, as SSH peers do: fewer adjust packets, and the
             // client always has at least three quarters of a window to send into.
@@ -352,4 +369,25 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
         debug!(remote = %meta.remote_addr, err = %e, "forwarded connection ended");
     }
     let _ = tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unread, OVER_WINDOW};
+
+    #[test]
+    fn a_client_may_fill_its_window_but_not_send_past_it() {
+        let unread = Unread::default();
+        for _ in 0..OVER_WINDOW / 1000 {
+            unread.arrived(1000).unwrap();
+        }
+        unread.arrived(OVER_WINDOW % 1000).unwrap();
+        assert!(unread.arrived(1).is_err());
+        // What the visitor took makes room again.
+        let unread = Unread::default();
+        unread.arrived(OVER_WINDOW).unwrap();
+        unread.taken(32 * 1024);
+        unread.arrived(32 * 1024).unwrap();
+        assert!(unread.arrived(1).is_err());
+    }
 }
