@@ -392,8 +392,7 @@ pub fn pump(
         while let Some(ev) = events.recv().await {
             match ev {
                 MuxEvent::Stream(meta, stream) => dispatch.serve(meta, stream),
-                // A mux told to go away and then seeing the connection end reports its end
-                // twice; a second report would make the session reconnect twice.
+                // The lane's end is its last event.
                 MuxEvent::Closed(err) => {
                     session.do_send(LaneEvent {
                         generation,

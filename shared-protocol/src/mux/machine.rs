@@ -289,6 +289,10 @@ impl<U: Default> Machine<U> {
     }
 
     fn shut(&mut self, err: Option<Arc<ProtocolError>>, reason: &str) {
+        // The end is reported once: a peer's goodbye is usually followed by its EOF.
+        if self.closed {
+            return;
+        }
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
             self.kill(id, reason.to_string(), false);

@@ -211,4 +211,7 @@ fn close_queues_the_goodbye_last_and_nothing_after_it() {
     let evs = events(&mut b);
     assert!(matches!(evs.last(), Some(Event::Closed(None))), "{evs:?}");
     assert!(frames(&mut b).is_empty());
+    // The connection's end after the goodbye is no second end of the session.
+    b.handle_eof(&[]).unwrap();
+    assert!(events(&mut b).is_empty());
 }
