@@ -543,6 +543,19 @@ async fn a_reconnect_with_the_same_key_gets_the_same_url_and_port_back() {
     let tcp = user.ssh(&relay, &[&raw], &["tcp"]);
     assert_eq!(tcp.urls(1).await, port_before);
     assert_echoes(port_of(&port_before[0])).await;
+
+    // A redial while the old connection still stands (the relay has not seen it end)
+    // takes a name it asks for at once, and keeps it when the old one goes.
+    let named = format!("redial.localhost:80:localhost:{}", up.addr.port());
+    let mut old = user.ssh(&relay, &[&named], &["http"]);
+    let old_urls = old.urls(2).await;
+    let new = user.ssh(&relay, &[&named], &["http"]);
+    assert_eq!(new.urls(2).await, old_urls);
+    sessions(&relay, 4).await;
+    old.kill();
+    sessions(&relay, 3).await;
+    let (body, _, _) = curl(&[&format!("{}/hello", old_urls[1])]).await;
+    assert_eq!(body, "hello");
 }
 
 /// A local server: `blast N` sends N bytes, `sink` never reads, anything else is echoed.
