@@ -14,41 +14,21 @@ use burrow_protocol::control::{
 };
 use burrow_protocol::frame::DEFAULT_MAX_FRAME;
 use burrow_protocol::mux::{self, MuxConfig, MuxEvent, MuxHandle, MuxStream, Role};
+use burrow_protocol::window::{RecvWindow, WindowBudget, DEFAULT_MAX_WINDOW};
 use bytes::{Bytes, BytesMut};
 use russh::server::Handle;
 use russh::{ChannelId, ChannelMsg};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
-/// More than a well-behaved client can have unread on a channel: its window and a packet.
-const OVER_WINDOW: usize = (super::WINDOW + super::MAX_PACKET) as usize;
-
-/// Bytes read from a channel and not yet taken by the visitor's stream: never more than
-/// the channel's window while the client keeps to it.
-#[derive(Default)]
-struct Unread(AtomicUsize);
-
-impl Unread {
-    /// Counts `len` bytes more; an error once the client has sent past its window.
-    fn arrived(&self, len: usize) -> std::io::Result<()> {
-        if self.0.fetch_add(len, Ordering::Relaxed) + len > OVER_WINDOW {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the SSH client sent past the channel's window",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Counts `len` bytes taken by the visitor's stream.
-    fn taken(&self, len: usize) {
-        self.0.fetch_sub(len, Ordering::Relaxed);
-    }
-}
+/// The round trip a channel's window is tuned for: the relay cannot time the user's SSH
+/// connection, and a window that grows for a shorter one than it has is still bounded by
+/// the budgets.
+const ASSUMED_RTT: Duration = Duration::from_millis(50);
 
 /// Bytes the in-memory pipe holds each way: the mux's writer hands over up to 256 KiB at a
 /// time, and a pipe of that size takes it in one go.
@@ -177,6 +157,8 @@ impl Agent {
         }
         let _ = self.s.ssh.data(self.s.channel, lines).await;
         let routes = Arc::new(routes);
+        // What the channels' windows may grow by together, as an agent session's lane.
+        let budget = WindowBudget::new(self.s.state.cfg.limits.session_window_budget);
         while let Some(ev) = self.events.recv().await {
             match ev {
                 MuxEvent::Stream(meta, stream) => {
@@ -188,7 +170,12 @@ impl Agent {
                         stream.reset("unknown tunnel");
                         continue;
                     };
-                    tokio::spawn(visitor(self.s.ssh.clone(), route, meta, stream));
+                    let window = RecvWindow::new(
+                        DEFAULT_MAX_WINDOW,
+                        budget.clone(),
+                        self.s.state.window_budget.clone(),
+                    );
+                    tokio::spawn(visitor(self.s.ssh.clone(), route, meta, stream, window));
                 }
                 MuxEvent::Control(bytes) => match control::decode::<ServerMessage>(&bytes) {
                     Ok(ServerMessage::Error { message }) => return Ended::Refused(message),
@@ -287,7 +274,13 @@ impl Route {
 
 /// One public connection: a `forwarded-tcpip` channel to the user's client, spliced with
 /// the visitor's stream.
-async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream) {
+async fn visitor(
+    ssh: Handle,
+    route: Route,
+    meta: StreamMeta,
+    stream: MuxStream,
+    window: RecvWindow,
+) {
     let (ip, port) = match meta.remote_addr.parse::<SocketAddr>() {
         Ok(a) => (a.ip().to_string(), u32::from(a.port())),
         Err(_) => (meta.remote_addr.clone(), 0),
@@ -316,16 +309,22 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
     let (mut rx, tx) = channel.split();
     // Toward the visitor: the channel is read at once into `queue`, so the SSH connection
     // never waits for this visitor; its window reopens only as the visitor's stream takes
-    // the bytes, so a visitor that stops reading stops only this channel, with at most a
-    // window's worth queued here.
+    // the bytes, so a visitor that stops reading stops only this channel, with at most its
+    // window queued here. The window is an agent stream's: 256 KiB, growing for a reader
+    // that keeps up, within the relay's budgets.
+    let window = Mutex::new(window);
     let (queue, mut queued) = mpsc::unbounded_channel::<Bytes>();
-    let unread = Unread::default();
     let drain = async {
         let queue = queue;
         loop {
             match rx.wait().await {
                 Some(ChannelMsg::Data { data }) => {
-                    unread.arrived(data.len())?;
+                    if !lock(&window).on_received(data.len()) {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "the SSH client sent past the channel's window",
+                        ));
+                    }
                     if queue.send(data).is_err() {
                         break;
                     }
@@ -337,17 +336,12 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
         Ok(())
     };
     let to_visitor = async {
-        let mut taken = 0;
         while let Some(data) = queued.recv().await {
             let len = data.len();
             stream.send(data).await?;
-            unread.taken(len);
-            taken += len;
-            // In quarters of the window, as SSH peers do: fewer adjust packets, and the
-            // client always has at least three quarters of a window to send into.
-            if taken >= super::WINDOW as usize / 4 {
-                let _ = ssh.window_adjust(id, taken as u32);
-                taken = 0;
+            let grant = lock(&window).on_consumed(len, Instant::now(), ASSUMED_RTT);
+            if let Some(more) = grant {
+                let _ = ssh.window_adjust(id, more);
             }
         }
         stream.finish()
@@ -371,23 +365,6 @@ async fn visitor(ssh: Handle, route: Route, meta: StreamMeta, stream: MuxStream)
     let _ = tx.close().await;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{Unread, OVER_WINDOW};
-
-    #[test]
-    fn a_client_may_fill_its_window_but_not_send_past_it() {
-        let unread = Unread::default();
-        for _ in 0..OVER_WINDOW / 1000 {
-            unread.arrived(1000).unwrap();
-        }
-        unread.arrived(OVER_WINDOW % 1000).unwrap();
-        assert!(unread.arrived(1).is_err());
-        // What the visitor took makes room again.
-        let unread = Unread::default();
-        unread.arrived(OVER_WINDOW).unwrap();
-        unread.taken(32 * 1024);
-        unread.arrived(32 * 1024).unwrap();
-        assert!(unread.arrived(1).is_err());
-    }
+fn lock(window: &Mutex<RecvWindow>) -> std::sync::MutexGuard<'_, RecvWindow> {
+    window.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -19,12 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// What a user's SSH client may send on one channel before the relay has passed it on.
-pub(crate) const WINDOW: u32 = 2 * 1024 * 1024;
-
-/// The largest SSH packet the relay accepts on a channel.
-pub(crate) const MAX_PACKET: u32 = 32 * 1024;
-
 /// The SSH server's settings for every connection.
 pub fn config(host_key: PrivateKey) -> Arc<Config> {
     Arc::new(Config {
@@ -39,11 +33,11 @@ pub fn config(host_key: PrivateKey) -> Arc<Config> {
         keepalive_max: 3,
         nodelay: true,
         // A channel's receive window reopens as its reader takes the data (bridge.rs), so a
-        // visitor that stops reading holds up only its own channel, with at most a window
-        // queued for it.
+        // visitor that stops reading holds up only its own channel, with at most its window
+        // queued for it; it starts as an agent stream's does.
         window_on_read: true,
-        window_size: WINDOW,
-        maximum_packet_size: MAX_PACKET,
+        window_size: burrow_protocol::window::INITIAL_WINDOW,
+        maximum_packet_size: 32 * 1024,
         ..Config::default()
     })
 }
