@@ -316,6 +316,13 @@ fn accounts_made_on_one_node_hold_on_every_node_and_a_revocation_ends_sessions_a
     assert_eq!(code, 201, "{body}");
     let (code, body) = fleet.admin_call(
         0,
+        "PUT",
+        "/api/accounts/team/quotas",
+        Some(r#"{"sessions":1}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = fleet.admin_call(
+        0,
         "POST",
         "/api/accounts/team/tokens",
         Some(r#"{"label":"ci"}"#),
@@ -345,6 +352,25 @@ fn accounts_made_on_one_node_hold_on_every_node_and_a_revocation_ends_sessions_a
             .map_or(0, Vec::len)
     };
     assert_eq!(sessions(1), 1);
+    // The account's quota of one session counts the whole fleet: once node a has seen
+    // node b's session, a second agent of the account is refused on node a.
+    let seen_on_a = || {
+        json(&fleet.admin(0, "/api/nodes").1)["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n["sessions"].as_array().cloned().unwrap_or_default())
+            .any(|s| s["account"] == "team")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), seen_on_a),
+        "node a never saw node b's session: {}",
+        fleet.admin(0, "/api/nodes").1
+    );
+    match fleet.claim_as(0, "team-second", Some(&secret)) {
+        Outcome::Refused(e) => assert!(e.contains("limit of 1 agent sessions"), "{e}"),
+        Outcome::Up(_, url) => panic!("a second session of a one-session account: {url}"),
+    }
     // Revoked on node a, the session on node b ends.
     let (code, body) = fleet.admin_call(0, "DELETE", &format!("/api/tokens/{id}"), None);
     assert_eq!(code, 200, "{body}");

@@ -257,6 +257,8 @@ fn join_fleet(
     let store: Arc<dyn burrow_store::Store> = Arc::new(store);
     let team = Arc::new(team::Team::open(store, &cfg.tokens, cfg.region.clone())?);
     let node = fleet::Fleet::new(fc.clone(), cfg.lease_grace);
+    let elsewhere: Arc<dyn team::Elsewhere> = node.clone();
+    team.count_elsewhere(Arc::downgrade(&elsewhere));
     let hooks = fleet::etcd::Hooks {
         team: team.clone(),
         router: router.clone(),

@@ -286,3 +286,29 @@ pub fn unreachable(cfg: &FleetConfig) -> ClaimError {
         cfg.etcd.join(",")
     ))
 }
+
+impl crate::team::Elsewhere for Fleet {
+    /// `account`'s sessions and tunnels as the other nodes last published them (every
+    /// third of the lease time; a dead node's until its lease lapses).
+    fn usage_of(&self, account: &str) -> crate::team::Usage {
+        let mut usage = crate::team::Usage::default();
+        let text = |v: &serde_json::Value, field: &str| v.get(field)?.as_str().map(str::to_owned);
+        for node in self.view.nodes.iter() {
+            if node.id == self.cfg.node_id {
+                continue;
+            }
+            for session in &node.sessions {
+                if text(session, "account").as_deref() != Some(account) {
+                    continue;
+                }
+                usage.sessions += 1;
+                let tunnels = session.get("tunnels").and_then(|t| t.as_array());
+                for tunnel in tunnels.into_iter().flatten() {
+                    usage.tunnels += 1;
+                    usage.tcp += usize::from(text(tunnel, "proto").as_deref() == Some("tcp"));
+                }
+            }
+        }
+        usage
+    }
+}

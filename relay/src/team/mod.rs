@@ -14,7 +14,7 @@ use live::Live;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use tracing::info;
 
 /// Label of the tokens that come from `--auth-token` flags, so a token dropped from the
@@ -114,6 +114,25 @@ pub struct Team {
     pub live: Live,
     /// This relay's region; `None` for the agent's own relay, which serves any.
     region: Option<String>,
+    /// The other nodes of the fleet this relay is a node of: quotas count their sessions.
+    elsewhere: OnceLock<Weak<dyn Elsewhere>>,
+}
+
+/// What accounts hold on the other nodes of a fleet, so that quotas count the whole fleet.
+pub trait Elsewhere: Send + Sync {
+    /// `account`'s sessions and tunnels on the other nodes.
+    fn usage_of(&self, account: &str) -> Usage;
+}
+
+/// An account's sessions and tunnels.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Agent sessions (SSH connections included).
+    pub sessions: usize,
+    /// Tunnels across them.
+    pub tunnels: usize,
+    /// How many of those tunnels are tcp.
+    pub tcp: usize,
 }
 
 impl Team {
@@ -129,6 +148,7 @@ impl Team {
             snapshot: RwLock::new(Arc::default()),
             live: Live::default(),
             region,
+            elsewhere: OnceLock::new(),
         };
         team.seed_flag_tokens(flag_tokens)?;
         team.reload()?;
@@ -268,9 +288,24 @@ impl Team {
         }))
     }
 
+    /// Counts what `elsewhere` reports in every quota from now on (set once, by a node
+    /// joining its fleet; held weakly, as the fleet holds the team).
+    pub fn count_elsewhere(&self, elsewhere: Weak<dyn Elsewhere>) {
+        let _ = self.elsewhere.set(elsewhere);
+    }
+
+    fn usage_elsewhere(&self, account: &str) -> Usage {
+        self.elsewhere
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|e| e.usage_of(account))
+            .unwrap_or_default()
+    }
+
     fn check_sessions(&self, account: &str) -> Result<(), TeamError> {
         let limit = self.quotas(account).sessions;
-        if self.live.sessions_of(account) >= limit as usize {
+        let sessions = self.live.sessions_of(account) + self.usage_elsewhere(account).sessions;
+        if sessions >= limit as usize {
             return Err(TeamError::Quota {
                 account: account.to_string(),
                 what: "agent sessions",
@@ -292,7 +327,9 @@ impl Team {
     pub fn check_quota(&self, who: Option<&Principal>, tcp: bool) -> Result<(), TeamError> {
         let Some(who) = who else { return Ok(()) };
         let q = self.quotas(&who.account);
-        let (tunnels, ports) = self.live.tunnels_of(&who.account);
+        let (here, here_tcp) = self.live.tunnels_of(&who.account);
+        let there = self.usage_elsewhere(&who.account);
+        let (tunnels, ports) = (here + there.tunnels, here_tcp + there.tcp);
         let over = |what, limit: u32| TeamError::Quota {
             account: who.account.clone(),
             what,
