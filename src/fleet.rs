@@ -129,13 +129,25 @@ impl TestFleet {
         tunnels: &str,
         count: usize,
     ) -> (Running, Vec<(String, String)>) {
+        self.agent_as(servers, None, tunnels, count)
+    }
+
+    /// [`TestFleet::agent`] with an auth token.
+    pub fn agent_as(
+        &self,
+        servers: &[u16],
+        token: Option<&str>,
+        tunnels: &str,
+        count: usize,
+    ) -> (Running, Vec<(String, String)>) {
         let web = free_port();
+        let authtoken = token.map_or(String::new(), |t| format!("authtoken: {t}\n"));
         let list: Vec<String> = servers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let dir = Scratch::new("fleet-agent");
         let cfg = dir.file(
             "agent.yml",
             &format!(
-                "server_addr: {}\nroot_cas: {}\nweb_addr: 127.0.0.1:{web}\ntunnels:\n{tunnels}",
+                "{authtoken}server_addr: {}\nroot_cas: {}\nweb_addr: 127.0.0.1:{web}\ntunnels:\n{tunnels}",
                 match list.len() {
                     1 => list[0].clone(),
                     _ => format!("[{}]", list.join(", ")),

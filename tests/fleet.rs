@@ -194,21 +194,44 @@ fn two_agents_racing_for_one_name_on_two_nodes_one_wins() {
 #[test]
 fn an_agent_whose_node_dies_moves_to_another_and_keeps_its_url() {
     let mut fleet = TestFleet::start(3);
+    // The agent's account may have one session: the one it leaves on the dead node, still
+    // listed there until that node's lease lapses, is its own and does not count.
+    let movers = account(&fleet, "movers", Some(1));
+    let others = account(&fleet, "others", None);
     let up = upstream("the-moving-agent");
     let tunnels =
         format!("  web: {{proto: http, addr: {up}, subdomain: mover, bind_tls: false}}\n");
     let (c, b) = (fleet.nodes[2].control, fleet.nodes[1].control);
-    let (_agent, urls) = fleet.agent(&[c, b], &tunnels, 1);
+    assert!(
+        eventually(Duration::from_secs(5), || matches!(
+            fleet.claim(2, "anyone"),
+            Outcome::Refused(e) if e.contains("token")
+        )),
+        "node c does not know the accounts yet"
+    );
+    let (_agent, urls) = fleet.agent_as(&[c, b], Some(&movers), &tunnels, 1);
     let url = url_of(&urls, "web", "http://").to_string();
     let ca = fleet.ca.clone();
     assert_eq!(
         fetch_via(&fleet.nodes[0], &url, &ca),
         (200, "the-moving-agent".into())
     );
+    // Node b has seen the agent's session on c, as it would after any while.
+    let listed_on_c = || {
+        json(&fleet.admin(1, "/api/nodes").1)["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["id"] == "c" && n["sessions"].as_array().is_some_and(|s| !s.is_empty()))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), listed_on_c),
+        "node b never saw the session on c"
+    );
     fleet.nodes[2].kill();
     let killed = Instant::now();
     // A stranger asking for the name meanwhile is refused, on any node.
-    match fleet.claim(0, "mover") {
+    match fleet.claim_as(0, "mover", Some(&others)) {
         Outcome::Refused(e) => assert!(e.contains("already in use"), "{e}"),
         Outcome::Up(_, u) => panic!("a stranger got the dying node's name: {u}"),
     }
@@ -250,6 +273,24 @@ fn an_agent_whose_node_dies_moves_to_another_and_keeps_its_url() {
         "{body}"
     );
     println!("the URL answered again {took:?} after its node was killed");
+}
+
+/// Makes account `name` through node a's admin API, with a quota of `sessions` if given;
+/// returns a token's secret.
+fn account(fleet: &TestFleet, name: &str, sessions: Option<u32>) -> String {
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let (code, body) = fleet.admin_call(0, "POST", "/api/accounts", Some(&body));
+    assert_eq!(code, 201, "{body}");
+    if let Some(n) = sessions {
+        let path = format!("/api/accounts/{name}/quotas");
+        let quota = format!(r#"{{"sessions":{n}}}"#);
+        let (code, body) = fleet.admin_call(0, "PUT", &path, Some(&quota));
+        assert_eq!(code, 200, "{body}");
+    }
+    let path = format!("/api/accounts/{name}/tokens");
+    let (code, body) = fleet.admin_call(0, "POST", &path, Some("{}"));
+    assert_eq!(code, 201, "{body}");
+    json(&body)["secret"].as_str().unwrap().to_string()
 }
 
 #[test]

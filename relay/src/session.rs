@@ -4,7 +4,7 @@
 use crate::door::{LaneDoor, LaneEvent};
 use crate::state::RelayState;
 use crate::team::live::{Kick, LiveSession};
-use crate::team::Principal;
+use crate::team::{lease_owner, Principal};
 use crate::tunnel::{Binder, SessionEnded, SetSchemes, Tunnel, Unbind as TunnelUnbind};
 use actix::prelude::*;
 use burrow_protocol::control::{self, ClientMessage, ServerMessage};
@@ -118,7 +118,7 @@ impl Session {
             ) => {
                 let checked = match self.vouched.take() {
                     Some(v) => Ok(v.principal),
-                    None => self.state.team.authenticate(token.as_deref()),
+                    None => self.state.team.authenticate(token.as_deref(), &client_id),
                 };
                 let principal = match checked {
                     Ok(p) => p,
@@ -146,9 +146,11 @@ impl Session {
                 }
                 let account = principal.as_ref().map(|p| p.account.as_str());
                 info!(session = self.id, peer = %self.peer, %agent_version, account, via = self.via, "agent session started");
-                self.client_id = Some(lease_owner(account, &client_id));
+                let owner = lease_owner(account, &client_id);
+                self.client_id = Some(owner.clone());
                 self.state.team.live.add(LiveSession {
                     id: self.id,
+                    agent: owner,
                     account: principal.as_ref().map(|p| p.account.clone()),
                     token_id: principal.as_ref().map(|p| p.token_id.clone()),
                     via: self.via,
@@ -316,15 +318,6 @@ impl Handler<Kick> for Session {
         });
         self.lanes.close(&why);
         ctx.stop();
-    }
-}
-
-/// Whom the names of agent `client_id` are kept for: per account, so another account's
-/// agent cannot take them back by presenting the same client id.
-pub fn lease_owner(account: Option<&str>, client_id: &str) -> String {
-    match account {
-        Some(a) => format!("{a}/{client_id}"),
-        None => client_id.to_string(),
     }
 }
 

@@ -97,7 +97,9 @@ impl Tunnel {
         let id = state.next_id();
         let client = binder.client.as_str();
         let who = binder.principal.as_ref();
-        state.team.check_quota(who, t.proto == TunnelProto::Tcp)?;
+        state
+            .team
+            .check_quota(who, client, t.proto == TunnelProto::Tcp)?;
         let counters = Arc::new(TunnelCounters::default());
         let route = Route {
             tunnel_id: id,

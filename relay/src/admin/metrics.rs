@@ -228,6 +228,7 @@ mod tests {
         SessionView {
             id: "1".into(),
             account: account.map(String::from),
+            agent: "agent".into(),
             token_id: None,
             via: "agent",
             client_version: "1".into(),

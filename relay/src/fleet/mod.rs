@@ -289,8 +289,8 @@ pub fn unreachable(cfg: &FleetConfig) -> ClaimError {
 
 impl crate::team::Elsewhere for Fleet {
     /// `account`'s sessions and tunnels as the other nodes last published them (every
-    /// third of the lease time; a dead node's until its lease lapses).
-    fn usage_of(&self, account: &str) -> crate::team::Usage {
+    /// third of the lease time; a dead node's until its lease lapses), but `agent`'s.
+    fn usage_of(&self, account: &str, agent: &str) -> crate::team::Usage {
         let mut usage = crate::team::Usage::default();
         let text = |v: &serde_json::Value, field: &str| v.get(field)?.as_str().map(str::to_owned);
         for node in self.view.nodes.iter() {
@@ -298,7 +298,9 @@ impl crate::team::Elsewhere for Fleet {
                 continue;
             }
             for session in &node.sessions {
-                if text(session, "account").as_deref() != Some(account) {
+                if text(session, "account").as_deref() != Some(account)
+                    || text(session, "agent").as_deref() == Some(agent)
+                {
                     continue;
                 }
                 usage.sessions += 1;

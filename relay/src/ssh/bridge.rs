@@ -109,9 +109,9 @@ struct Agent {
 impl Agent {
     /// Authenticates, binds every forward, tells the user, then serves visitors.
     async fn serve(&mut self) -> Ended {
-        let client_id = format!("ssh:{}", self.s.fingerprint);
+        let client_id = super::client_id(&self.s.fingerprint);
         let account = self.s.principal.as_ref().map(|p| p.account.as_str());
-        let owner = crate::session::lease_owner(account, &client_id);
+        let owner = crate::team::lease_owner(account, &client_id);
         sticky(&self.s.state, &owner, &mut self.s.forwards);
         let auth = ClientMessage::Auth {
             agent_version: self.s.client_version.clone(),
@@ -306,7 +306,7 @@ async fn visitor(
         }
     };
     let id = channel.id();
-    let (mut rx, tx) = channel.split();
+    let (rx, tx) = channel.split();
     // Toward the visitor: the channel is read at once into `queue`, so the SSH connection
     // never waits for this visitor; its window reopens only as the visitor's stream takes
     // the bytes, so a visitor that stops reading stops only this channel, with at most its
@@ -314,19 +314,36 @@ async fn visitor(
     // that keeps up, within the relay's budgets.
     let window = Mutex::new(window);
     let (queue, mut queued) = mpsc::unbounded_channel::<Bytes>();
+    let overrun = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the SSH client sent past the channel's window",
+        )
+    };
+    // Owns the channel's reader, so that once this ends (or is dropped with the others) the
+    // SSH session no longer queues anything for the channel: its queue never fills.
     let drain = async {
-        let queue = queue;
+        let (queue, mut rx) = (queue, rx);
         loop {
             match rx.wait().await {
                 Some(ChannelMsg::Data { data }) => {
                     if !lock(&window).on_received(data.len()) {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "the SSH client sent past the channel's window",
-                        ));
+                        return Err(overrun());
                     }
                     if queue.send(data).is_err() {
                         break;
+                    }
+                }
+                // Not for a visitor (a forwarded connection has no second stream): dropped,
+                // and its window given back, so it cannot stall the channel.
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    let mut window = lock(&window);
+                    if !window.on_received(data.len()) {
+                        return Err(overrun());
+                    }
+                    if let Some(more) = window.on_consumed(data.len(), Instant::now(), ASSUMED_RTT)
+                    {
+                        let _ = ssh.window_adjust(id, more);
                     }
                 }
                 Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,

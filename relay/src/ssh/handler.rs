@@ -76,7 +76,12 @@ impl Conn {
         let principal = self
             .state
             .team
-            .authenticate_key(&key.fingerprint, &key.line, allow_any)
+            .authenticate_key(
+                &key.fingerprint,
+                &key.line,
+                allow_any,
+                &super::client_id(&key.fingerprint),
+            )
             .map_err(|e| e.to_string())?;
         let domain = &self.state.cfg.domain;
         let forwards = self

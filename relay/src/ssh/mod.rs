@@ -19,6 +19,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+/// The agent identity of the SSH key with fingerprint `fingerprint`: its names and
+/// sessions are this key's across reconnects.
+pub(crate) fn client_id(fingerprint: &str) -> String {
+    format!("ssh:{fingerprint}")
+}
+
 /// The SSH server's settings for every connection.
 pub fn config(host_key: PrivateKey) -> Arc<Config> {
     Arc::new(Config {

@@ -99,6 +99,9 @@ pub struct LiveTunnel {
 pub struct LiveSession {
     /// The relay's id of the session.
     pub id: u64,
+    /// The agent's identity within its account (the lease owner): its names, and in a
+    /// fleet its sessions elsewhere, are its own across reconnects.
+    pub agent: String,
     /// The account it authenticated as (none on an open relay).
     pub account: Option<String>,
     /// The token it authenticated with.
@@ -132,6 +135,8 @@ pub struct SessionView {
     pub id: String,
     /// Its account, if any.
     pub account: Option<String>,
+    /// The agent's identity (`ACCOUNT/CLIENT_ID`, or the client id on an open relay).
+    pub agent: String,
     /// The token it used, by id.
     pub token_id: Option<String>,
     /// `agent` or `ssh`.
@@ -283,6 +288,7 @@ impl Live {
             .map(|s| SessionView {
                 id: format!("{:016x}", s.id),
                 account: s.account.clone(),
+                agent: s.agent.clone(),
                 token_id: s.token_id.clone(),
                 via: s.via,
                 client_version: s.client_version.clone(),

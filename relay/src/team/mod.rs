@@ -120,8 +120,19 @@ pub struct Team {
 
 /// What accounts hold on the other nodes of a fleet, so that quotas count the whole fleet.
 pub trait Elsewhere: Send + Sync {
-    /// `account`'s sessions and tunnels on the other nodes.
-    fn usage_of(&self, account: &str) -> Usage;
+    /// `account`'s sessions and tunnels on the other nodes, but those of agent `agent` (a
+    /// lease owner): an agent that just moved here from a node still lists its old session
+    /// there until that node publishes again or its lease lapses.
+    fn usage_of(&self, account: &str, agent: &str) -> Usage;
+}
+
+/// Whom the names of agent `client_id` are kept for: per account, so another account's
+/// agent cannot take them back by presenting the same client id.
+pub fn lease_owner(account: Option<&str>, client_id: &str) -> String {
+    match account {
+        Some(a) => format!("{a}/{client_id}"),
+        None => client_id.to_string(),
+    }
 }
 
 /// An account's sessions and tunnels.
@@ -241,7 +252,11 @@ impl Team {
     /// Who `token` belongs to: `None` on an open relay; refused when the relay has
     /// accounts and the token is missing or unknown, or its account has all the agent
     /// sessions it may have.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Option<Principal>, TeamError> {
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        client_id: &str,
+    ) -> Result<Option<Principal>, TeamError> {
         if !self.enabled() {
             return Ok(None);
         }
@@ -250,7 +265,7 @@ impl Team {
             .store
             .authenticate(secret)?
             .ok_or(TeamError::TokenRefused)?;
-        self.check_sessions(&info.account)?;
+        self.check_sessions(&info.account, client_id)?;
         Ok(Some(Principal {
             account: info.account,
             token_id: info.id,
@@ -265,6 +280,7 @@ impl Team {
         fingerprint: &str,
         line: &str,
         allow_any: bool,
+        client_id: &str,
     ) -> Result<Option<Principal>, TeamError> {
         if !self.enabled() {
             if allow_any {
@@ -281,7 +297,7 @@ impl Team {
                 line: line.into(),
             }
         })?;
-        self.check_sessions(&key.account)?;
+        self.check_sessions(&key.account, client_id)?;
         Ok(Some(Principal {
             account: key.account,
             token_id: key.fingerprint,
@@ -294,17 +310,19 @@ impl Team {
         let _ = self.elsewhere.set(elsewhere);
     }
 
-    fn usage_elsewhere(&self, account: &str) -> Usage {
+    fn usage_elsewhere(&self, account: &str, agent: &str) -> Usage {
         self.elsewhere
             .get()
             .and_then(Weak::upgrade)
-            .map(|e| e.usage_of(account))
+            .map(|e| e.usage_of(account, agent))
             .unwrap_or_default()
     }
 
-    fn check_sessions(&self, account: &str) -> Result<(), TeamError> {
+    fn check_sessions(&self, account: &str, client_id: &str) -> Result<(), TeamError> {
         let limit = self.quotas(account).sessions;
-        let sessions = self.live.sessions_of(account) + self.usage_elsewhere(account).sessions;
+        let agent = lease_owner(Some(account), client_id);
+        let elsewhere = self.usage_elsewhere(account, &agent).sessions;
+        let sessions = self.live.sessions_of(account) + elsewhere;
         if sessions >= limit as usize {
             return Err(TeamError::Quota {
                 account: account.to_string(),
@@ -323,12 +341,18 @@ impl Team {
             .unwrap_or_default()
     }
 
-    /// Whether `who` may have one more tunnel (`tcp`: one more tcp port as well).
-    pub fn check_quota(&self, who: Option<&Principal>, tcp: bool) -> Result<(), TeamError> {
+    /// Whether `who` may have one more tunnel (`tcp`: one more tcp port as well), bound by
+    /// its agent `agent` (a lease owner).
+    pub fn check_quota(
+        &self,
+        who: Option<&Principal>,
+        agent: &str,
+        tcp: bool,
+    ) -> Result<(), TeamError> {
         let Some(who) = who else { return Ok(()) };
         let q = self.quotas(&who.account);
         let (here, here_tcp) = self.live.tunnels_of(&who.account);
-        let there = self.usage_elsewhere(&who.account);
+        let there = self.usage_elsewhere(&who.account, agent);
         let (tunnels, ports) = (here + there.tunnels, here_tcp + there.tcp);
         let over = |what, limit: u32| TeamError::Quota {
             account: who.account.clone(),
