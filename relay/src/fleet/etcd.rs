@@ -12,7 +12,7 @@ use crate::team::Team;
 use dashmap::DashMap;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, WatchOptions,
+    TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -411,16 +411,16 @@ impl Etcd {
         let mut c = self.client.clone();
         for _ in 0..8 {
             let lease_id = self.lease.load(Ordering::Acquire);
-            let l = c.get(lk.clone(), None).await.map_err(down)?;
-            let r = c.get(rk.clone(), None).await.map_err(down)?;
-            let l = l
-                .kvs()
-                .first()
-                .and_then(|kv| Some((parse::<LeaseRecord>(kv)?, kv.mod_revision())));
-            let r = r
-                .kvs()
-                .first()
-                .and_then(|kv| Some((parse::<RouteRecord>(kv)?, kv.mod_revision())));
+            // Both records in one round trip, read at one revision.
+            let read =
+                Txn::new().and_then([TxnOp::get(lk.clone(), None), TxnOp::get(rk.clone(), None)]);
+            let read = c.txn(read).await.map_err(down)?.op_responses();
+            let first = |i: usize| match read.get(i) {
+                Some(TxnOpResponse::Get(got)) => got.kvs().first().cloned(),
+                _ => None,
+            };
+            let l = first(0).and_then(|kv| Some((parse::<LeaseRecord>(&kv)?, kv.mod_revision())));
+            let r = first(1).and_then(|kv| Some((parse::<RouteRecord>(&kv)?, kv.mod_revision())));
             if let Some((rr, _)) = &r {
                 if rr.client != client {
                     return Err(ClaimError::Taken(describe(&key), None));
