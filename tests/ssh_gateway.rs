@@ -739,21 +739,25 @@ fn burrowd_prints_the_ssh_listener_and_its_host_key() {
     let scratch = Scratch::new("burrowd-ssh");
     let state = scratch.path("state");
     let home = scratch.path("home");
-    let mut cmd = burrow_e2e::relay_bin::burrowd(
-        home,
-        &[
+    let mut seen = Vec::new();
+    // Once with any key allowed, once without: the operator is told who can get in.
+    for (any_key, users) in [
+        (true, "any key (--ssh-allow-any-key)"),
+        (false, "none yet: no accounts; register keys with"),
+    ] {
+        let mut args = vec![
             "--http-addr=127.0.0.1:0",
             "--https-addr=off",
             "--control-addr=127.0.0.1:0",
             "--ssh-addr=127.0.0.1:0",
-            "--ssh-allow-any-key",
             "--tcp-ports=0-0",
             "--state-dir",
             &state,
-        ],
-    );
-    let mut seen = Vec::new();
-    for _ in 0..2 {
+        ];
+        if any_key {
+            args.push("--ssh-allow-any-key");
+        }
+        let mut cmd = burrow_e2e::relay_bin::burrowd(home.clone(), &args);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -771,6 +775,7 @@ fn burrowd_prints_the_ssh_listener_and_its_host_key() {
         let _ = child.kill();
         let _ = child.wait();
         assert!(text.contains("  ssh         127.0.0.1:"), "{text}");
+        assert!(text.contains(&format!("  ssh users   {users}")), "{text}");
         let key = text
             .lines()
             .find_map(|l| l.trim_start().strip_prefix("ssh key"))

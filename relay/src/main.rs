@@ -318,6 +318,7 @@ fn run() -> anyhow::Result<()> {
         let tcp_ports = cfg.tcp_ports;
         let region = cfg.region.clone().unwrap_or_default();
         let fleet = cfg.fleet.clone();
+        let any_key = cfg.ssh_allow_any_key;
         let relay = burrow_relay::start(cfg).await?;
         println!(
             "burrowd {} serving {}",
@@ -334,6 +335,17 @@ fn run() -> anyhow::Result<()> {
         if let (Some(a), Some(fp)) = (relay.ssh_addr, &relay.ssh_fingerprint) {
             println!("  ssh         {a}");
             println!("  ssh key     {fp}");
+            // Said at start: on a relay without accounts, every user is turned away until
+            // the operator does one of these.
+            let users = match (relay.team().enabled(), any_key) {
+                (true, _) => "keys registered to accounts",
+                (false, true) => "any key (--ssh-allow-any-key)",
+                (false, false) => {
+                    "none yet: no accounts; register keys with `burrowd admin ssh-keys add \
+                     ACCOUNT KEY`, or start with --ssh-allow-any-key"
+                }
+            };
+            println!("  ssh users   {users}");
         }
         println!("  tcp ports   {tcp_ports}");
         println!("  region      {region}");
