@@ -292,14 +292,16 @@ impl crate::team::Elsewhere for Fleet {
     /// third of the lease time; a dead node's until its lease lapses), but `agent`'s.
     fn usage_of(&self, account: &str, agent: &str) -> crate::team::Usage {
         let mut usage = crate::team::Usage::default();
-        let text = |v: &serde_json::Value, field: &str| v.get(field)?.as_str().map(str::to_owned);
+        fn text<'v>(v: &'v serde_json::Value, field: &str) -> Option<&'v str> {
+            v.get(field)?.as_str()
+        }
         for node in self.view.nodes.iter() {
             if node.id == self.cfg.node_id {
                 continue;
             }
             for session in &node.sessions {
-                if text(session, "account").as_deref() != Some(account)
-                    || text(session, "agent").as_deref() == Some(agent)
+                if text(session, "account") != Some(account)
+                    || text(session, "agent") == Some(agent)
                 {
                     continue;
                 }
@@ -307,7 +309,7 @@ impl crate::team::Elsewhere for Fleet {
                 let tunnels = session.get("tunnels").and_then(|t| t.as_array());
                 for tunnel in tunnels.into_iter().flatten() {
                     usage.tunnels += 1;
-                    usage.tcp += usize::from(text(tunnel, "proto").as_deref() == Some("tcp"));
+                    usage.tcp += usize::from(text(tunnel, "proto") == Some("tcp"));
                 }
             }
         }
